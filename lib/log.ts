@@ -1,0 +1,104 @@
+/**
+ * One-line log records, as text or JSON. Keys are room secrets: records carry
+ * a short hash of the key, never the key itself.
+ *
+ * @module
+ */
+
+/** Log levels, most severe first. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** Output formats of a log line. */
+export type LogFormat = "text" | "json";
+
+/** Fields of a log record besides its level and event name. */
+export type LogFields = Record<string, string | number | boolean | undefined>;
+
+const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** Every level, for validating user input. */
+export const LOG_LEVELS: readonly LogLevel[] = [
+  "error",
+  "warn",
+  "info",
+  "debug",
+];
+
+/**
+ * Whether a record of `level` passes a logger set to `threshold`.
+ *
+ * @param threshold The logger's level.
+ * @param level The record's level.
+ * @returns True when the record must be written.
+ *
+ * @example
+ * ```ts
+ * import { enabled } from "./log.ts";
+ * console.assert(enabled("info", "warn") && !enabled("info", "debug"));
+ * ```
+ */
+export function enabled(threshold: LogLevel, level: LogLevel): boolean {
+  return RANK[level] <= RANK[threshold];
+}
+
+/**
+ * A short, stable, non-reversible tag of a key (32-bit FNV-1a, 8 hex digits),
+ * so that log lines of one room can be correlated without revealing it.
+ *
+ * @param key The group key.
+ * @returns Eight lowercase hex digits.
+ *
+ * @example
+ * ```ts
+ * import { keyHash } from "./log.ts";
+ * console.assert(keyHash("room").length === 8);
+ * ```
+ */
+export function keyHash(key: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+function _text(value: string | number | boolean): string {
+  const s = String(value);
+  return /^[\w.:\/@+-]+$/.test(s) ? s : JSON.stringify(s);
+}
+
+/**
+ * Formats one log record as one line (no trailing newline).
+ *
+ * @param format `text` (`time LEVEL event k=v ...`) or `json`.
+ * @param time The record's time, as an ISO 8601 string.
+ * @param level The record's level.
+ * @param event What happened: `listen`, `open`, `close`, `reject`...
+ * @param fields More fields; `undefined` values are left out.
+ * @returns The line.
+ *
+ * @example
+ * ```ts
+ * import { formatLine } from "./log.ts";
+ * const line = formatLine("text", "2026-01-01T00:00:00.000Z", "info", "close", { code: 1000 });
+ * console.assert(line === "2026-01-01T00:00:00.000Z INFO close code=1000");
+ * ```
+ */
+export function formatLine(
+  format: LogFormat,
+  time: string,
+  level: LogLevel,
+  event: string,
+  fields: LogFields = {},
+): string {
+  if (format === "json") {
+    return JSON.stringify({ time, level, event, ...fields });
+  }
+  let line = `${time} ${level.toUpperCase()} ${event}`;
+  for (const name in fields) {
+    const value = fields[name];
+    if (value !== undefined) line += ` ${name}=${_text(value)}`;
+  }
+  return line;
+}

@@ -1,0 +1,314 @@
+/**
+ * The sigver command line: parses flags compatible with the original Node.js
+ * sigver, starts the server, logs where it listens and drains on SIGINT or
+ * SIGTERM.
+ *
+ * ```sh
+ * deno run --allow-net --allow-read server.ts --port 8000
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { serve, type ServeOptions, type SigverServer } from "./handler.ts";
+import {
+  enabled,
+  formatLine,
+  LOG_LEVELS,
+  type LogFields,
+  type LogFormat,
+  type LogLevel,
+} from "./lib/log.ts";
+import { VERSION } from "./lib/version.ts";
+
+const USAGE = `sigver ${VERSION}: WebRTC signaling server for Netflux
+
+Usage: sigver [options]
+
+Server:
+  -h, --host <host>              interface to listen on (default 0.0.0.0)
+  -p, --port <port>              port to listen on (default 8000)
+  -k, --key <file>               TLS private key (PEM); with --cert: wss/https
+  -c, --cert <file>              TLS certificate chain (PEM)
+  -a, --ca <file>                CA certificates (PEM), appended to the chain
+  -V, --version                  print the version and exit
+      --help                     print this help and exit
+
+Limits (0 turns a limit off):
+      --max-message-size <bytes> largest frame; larger closes with 1009 (default 65536)
+      --max-peers <n>            peers at once; more get HTTP 503
+                                 (default: open-file limit less 256)
+      --max-peers-per-address <n> peers per client address; more get HTTP 429
+                                 (default 256; loopback not counted without --trust-proxy)
+      --trust-proxy              client address from X-Forwarded-For / Forwarded
+      --message-rate <n>         messages per second per peer; over it closes with 1008 (default 2000)
+      --message-burst <n>        messages a peer may send at once over its rate (default 4000)
+      --max-buffered <bytes>     unsent bytes per peer; a slower reader closes with 1008
+                                 (default 1048576)
+      --upgrade-timeout <s>      seconds an upgrade may take to open (default 10)
+      --allow-origin <origin>    allowed Origin (repeatable); others get HTTP 403
+      --require-origin           refuse upgrades without an Origin header (HTTP 403)
+
+Operations:
+      --health-path <path>       liveness endpoint, "off" to disable (default /healthz)
+      --ready-path <path>        readiness endpoint, 503 while draining (default /readyz)
+      --metrics-path <path>      Prometheus metrics, "off" to disable (default /metrics)
+      --log-level <level>        error, warn, info or debug (default info)
+      --log-format <format>      text or json (default text)
+      --drain-timeout <s>        seconds a shutdown waits for sockets to close (default 10)
+      --heartbeat-interval <s>   seconds between heartbeats (default 5)
+
+Peers connect to ws[s]://HOST:PORT/<key>; peers with the same key form a group.
+`;
+
+/** A flag error: printed as one line, exit code 2. */
+class _UsageError extends Error {}
+
+function _number(
+  name: string,
+  value: string | undefined,
+  integer = true,
+): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (
+    value.trim() === "" || !Number.isFinite(n) || n < 0 ||
+    (integer && !Number.isInteger(n))
+  ) {
+    throw new _UsageError(`invalid value for --${name}: '${value}'`);
+  }
+  return n;
+}
+
+function _path(
+  name: string,
+  value: string | undefined,
+): string | false | undefined {
+  if (value === undefined) return undefined;
+  if (value === "off" || value === "") return false;
+  if (!value.startsWith("/")) {
+    throw new _UsageError(
+      `invalid value for --${name}: '${value}' must start with /`,
+    );
+  }
+  return value;
+}
+
+function _read(flag: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot read --${flag} file '${path}': ${why}`);
+  }
+}
+
+function _parseFlags(args: string[]) {
+  return parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      host: { type: "string", short: "h" },
+      port: { type: "string", short: "p" },
+      key: { type: "string", short: "k" },
+      cert: { type: "string", short: "c" },
+      ca: { type: "string", short: "a" },
+      version: { type: "boolean", short: "V" },
+      help: { type: "boolean" },
+      "max-message-size": { type: "string" },
+      "max-peers": { type: "string" },
+      "max-peers-per-address": { type: "string" },
+      "trust-proxy": { type: "boolean" },
+      "message-rate": { type: "string" },
+      "message-burst": { type: "string" },
+      "max-buffered": { type: "string" },
+      "upgrade-timeout": { type: "string" },
+      "allow-origin": { type: "string", multiple: true },
+      "require-origin": { type: "boolean" },
+      "health-path": { type: "string" },
+      "ready-path": { type: "string" },
+      "metrics-path": { type: "string" },
+      "log-level": { type: "string" },
+      "log-format": { type: "string" },
+      "drain-timeout": { type: "string" },
+      "heartbeat-interval": { type: "string" },
+    },
+  }).values;
+}
+
+/**
+ * Parses the command line into server options.
+ *
+ * @param args The arguments, without the program name.
+ * @returns `help`, `version`, or the options (TLS files still as paths).
+ * @throws {Error} A usage error for a bad flag or value.
+ */
+function _parse(args: string[]):
+  | { kind: "help" | "version" }
+  | {
+    kind: "serve";
+    options: ServeOptions;
+    files: { key?: string; cert?: string; ca?: string };
+  } {
+  let values: ReturnType<typeof _parseFlags>;
+  try {
+    values = _parseFlags(args);
+  } catch (error) {
+    throw new _UsageError(
+      error instanceof Error ? error.message.split("\n")[0] : String(error),
+    );
+  }
+  if (values.help) return { kind: "help" };
+  if (values.version) return { kind: "version" };
+  const port = _number("port", values.port);
+  if (port !== undefined && port > 65535) {
+    throw new _UsageError(`invalid value for --port: '${values.port}'`);
+  }
+  const level = values["log-level"];
+  if (level !== undefined && !LOG_LEVELS.includes(level as LogLevel)) {
+    throw new _UsageError(
+      `invalid value for --log-level: '${level}' (error, warn, info or debug)`,
+    );
+  }
+  const format = values["log-format"];
+  if (format !== undefined && format !== "text" && format !== "json") {
+    throw new _UsageError(
+      `invalid value for --log-format: '${format}' (text or json)`,
+    );
+  }
+  if ((values.key === undefined) !== (values.cert === undefined)) {
+    throw new _UsageError("--key and --cert go together");
+  }
+  if (values.ca !== undefined && values.cert === undefined) {
+    throw new _UsageError("--ca needs --key and --cert");
+  }
+  const seconds = (name: string) => {
+    const s = _number(name, values[name as "drain-timeout"], false);
+    return s === undefined ? undefined : s * 1000;
+  };
+  const heartbeat = seconds("heartbeat-interval");
+  if (heartbeat === 0) {
+    throw new _UsageError("invalid value for --heartbeat-interval: '0'");
+  }
+  const upgrade = seconds("upgrade-timeout");
+  if (upgrade === 0) {
+    throw new _UsageError("invalid value for --upgrade-timeout: '0'");
+  }
+  const maxSize = _number("max-message-size", values["max-message-size"]);
+  return {
+    kind: "serve",
+    files: { key: values.key, cert: values.cert, ca: values.ca },
+    options: {
+      hostname: values.host ?? "0.0.0.0",
+      port: port ?? 8000,
+      maxMessageSize: maxSize === 0 ? Number.MAX_SAFE_INTEGER : maxSize,
+      maxPeers: _number("max-peers", values["max-peers"]),
+      maxPeersPerAddress: _number(
+        "max-peers-per-address",
+        values["max-peers-per-address"],
+      ),
+      trustProxy: values["trust-proxy"],
+      messageRate: _number("message-rate", values["message-rate"], false),
+      messageBurst: _number("message-burst", values["message-burst"]),
+      maxBufferedAmount: _number("max-buffered", values["max-buffered"]) ||
+        undefined,
+      upgradeTimeout: upgrade,
+      allowOrigins: values["allow-origin"],
+      requireOrigin: values["require-origin"],
+      healthPath: _path("health-path", values["health-path"]),
+      readyPath: _path("ready-path", values["ready-path"]),
+      metricsPath: _path("metrics-path", values["metrics-path"]),
+      logLevel: level as LogLevel | undefined,
+      logFormat: format as LogFormat | undefined,
+      drainTimeout: seconds("drain-timeout"),
+      heartbeatInterval: heartbeat,
+    },
+  };
+}
+
+/**
+ * Runs the command line: serves until SIGINT or SIGTERM, then drains.
+ *
+ * @param args The arguments, without the program name.
+ * @returns The exit code: 0 after a clean shutdown or `--help`, 1 when the
+ * server cannot start, 2 for a bad flag.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./server.ts";
+ * Deno.exitCode = await main(["--port", "8000"]);
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = _parse(args);
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : error}`);
+    console.error("Try 'sigver --help' for the list of options.");
+    return 2;
+  }
+  if (parsed.kind !== "serve") {
+    console.log(parsed.kind === "help" ? USAGE : VERSION);
+    return 0;
+  }
+  const { options, files } = parsed;
+  const level = options.logLevel ?? "info";
+  const format = options.logFormat ?? "text";
+  const logEvent = (lvl: LogLevel, event: string, fields?: LogFields) => {
+    if (enabled(level, lvl)) {
+      console.error(
+        formatLine(format, new Date().toISOString(), lvl, event, fields),
+      );
+    }
+  };
+  let server: SigverServer;
+  try {
+    const key = _read("key", files.key);
+    const cert = _read("cert", files.cert);
+    const ca = _read("ca", files.ca);
+    server = serve({
+      ...options,
+      key,
+      cert,
+      ca,
+      log: (line) => console.error(line),
+      onListen: (addr) => {
+        const host = addr.hostname.includes(":")
+          ? `[${addr.hostname}]`
+          : addr.hostname;
+        logEvent("info", "listen", {
+          url: `${key === undefined ? "ws" : "wss"}://${host}:${addr.port}/`,
+          version: VERSION,
+        });
+      },
+    });
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+  const stopped = Promise.withResolvers<void>();
+  const stop = (signal: Deno.Signal) => {
+    logEvent("info", "shutdown", {
+      signal,
+      peers: server.handler.stats().peers,
+    });
+    server.shutdown().then(stopped.resolve);
+  };
+  const onInt = () => stop("SIGINT");
+  const onTerm = () => stop("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  await Promise.race([server.finished, stopped.promise]);
+  Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  logEvent("info", "stopped");
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
