@@ -156,12 +156,16 @@ export interface SigverHandler {
   /** Refuses new upgrades (503) and turns readiness to 503. */
   drain(): void;
   /**
-   * Closes every socket (default code 1001) and stops the scheduler.
+   * Closes every socket (default code 1001) and waits for their close
+   * events, at most `timeout` ms; then forgets the sockets left and stops
+   * the scheduler.
    *
    * @param code The close code.
    * @param reason The close reason.
+   * @param timeout Milliseconds to wait for the sockets to close.
+   * @returns Resolves once no socket is held.
    */
-  close(code?: number, reason?: string): void;
+  close(code?: number, reason?: string, timeout?: number): Promise<void>;
   /** Sockets held: open peers and upgrades in progress. */
   readonly connections: number;
   /**
@@ -354,6 +358,7 @@ class _Sigver implements SigverHandler {
   #pending = new Set<_Conn>();
   #perAddress = new Map<string, number>();
   #draining = false;
+  #idle: (() => void) | undefined;
   #connectionsTotal = 0;
   #invalid = 0;
   #closes = new Map<string, number>();
@@ -452,13 +457,29 @@ class _Sigver implements SigverHandler {
     this.logEvent("info", "drain", { peers: this.hub.size });
   }
 
-  close(code = CLOSE_GOING_AWAY, reason = "Server shutting down"): void {
+  async close(
+    code = CLOSE_GOING_AWAY,
+    reason = "Server shutting down",
+    timeout = 10000,
+  ): Promise<void> {
     for (const conn of [...this.#conns]) {
       if (conn.peer?.live) this.hub.kick(conn.peer, code, reason);
-      else if (conn.peer === undefined && conn.socket.readyState === WebSocket.OPEN) {
+      else if (conn.socket.readyState === WebSocket.OPEN) {
         conn.close(code, reason);
+      } else if (conn.socket.readyState === WebSocket.CONNECTING) {
+        this.#release(conn);
       }
-      this.#release(conn);
+    }
+    if (this.#conns.size > 0) {
+      // Each socket is released by its close event; wait for them all, but
+      // never longer than `timeout`: then forget the ones left.
+      const idle = Promise.withResolvers<void>();
+      this.#idle = idle.resolve;
+      const timer = setTimeout(idle.resolve, timeout);
+      await idle.promise;
+      clearTimeout(timer);
+      this.#idle = undefined;
+      for (const conn of [...this.#conns]) this.#release(conn);
     }
   }
 
@@ -798,9 +819,10 @@ class _Sigver implements SigverHandler {
       if (n === 0) this.#perAddress.delete(conn.address);
       else this.#perAddress.set(conn.address, n);
     }
-    if (this.#conns.size === 0 && this.#timer !== undefined) {
-      clearInterval(this.#timer);
+    if (this.#conns.size === 0) {
+      if (this.#timer !== undefined) clearInterval(this.#timer);
       this.#timer = undefined;
+      this.#idle?.();
     }
   }
 
@@ -931,11 +953,21 @@ export function serve(options: ServeOptions = {}): SigverServer {
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>
     stopping ??= (async () => {
+      // Refuse newcomers (503) while the open sockets close with 1001, then
+      // stop listening; all of it within drainTimeout.
+      const start = performance.now();
       handler.drain();
-      handler.close(CLOSE_GOING_AWAY, "Server shutting down");
+      await handler.close(
+        CLOSE_GOING_AWAY,
+        "Server shutting down",
+        drainTimeout,
+      );
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<void>((resolve) =>
-        timer = setTimeout(resolve, drainTimeout)
+        timer = setTimeout(
+          resolve,
+          Math.max(0, drainTimeout - (performance.now() - start)),
+        )
       );
       await Promise.race([server.shutdown(), late]);
       clearTimeout(timer);
