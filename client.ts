@@ -1,0 +1,810 @@
+/**
+ * A small typed client of the sigver protocol, for browsers and Deno.
+ *
+ * It opens the signaling socket of one group, answers the server's
+ * heartbeats by itself, asks for membership with
+ * {@linkcode SigverClient.connect}, and sends and receives the `content`
+ * messages that carry WebRTC offers, answers and ICE candidates between a
+ * joining peer and a member. Close codes come out as a typed
+ * {@linkcode SigverCloseEvent} and, for the calls they interrupt, as a
+ * {@linkcode SigverCloseError}.
+ *
+ * It depends on nothing but the package's own protobuf codec. Browsers get it
+ * as JavaScript from the server itself (`/demo/client.js`, unless the demo is
+ * turned off).
+ *
+ * @example Join a group as a joining peer
+ * ```ts ignore
+ * import { SigverClient } from "@coast/sigver/client";
+ *
+ * await using client = await SigverClient.open("ws://127.0.0.1:8000", "room");
+ * client.addEventListener("content", (event) => {
+ *   console.log(`from ${event.senderId}: ${event.text()}`);
+ * });
+ * if (!(await client.connect(1234, []))) {
+ *   // Bound to a member: everything sent now goes to it.
+ *   client.send(0, JSON.stringify({ offer: "..." }));
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { decodeMessage, encodeMessage } from "./lib/wire.ts";
+
+/** The key is empty or longer than 512 characters. */
+export const ERR_KEY = 4741;
+/** Three heartbeat periods in a row went by without a heartbeat. */
+export const ERR_HEARTBEAT = 4742;
+/** A text frame, an undecodable frame or a message with no type. */
+export const ERR_MESSAGE = 4743;
+/** This peer was the only member and a joining peer replaced it. */
+export const ERR_BLOCKING_MEMBER = 4744;
+/** The request URL cannot be parsed, or sending to this peer failed. */
+export const ERR_URL = 4745;
+
+/** What a WebSocket close code means for a sigver peer. */
+export interface CloseCodeInfo {
+  /** Short name, such as `ERR_KEY` or `GOING_AWAY`. */
+  readonly name: string;
+  /** One sentence saying why the socket was closed. */
+  readonly meaning: string;
+}
+
+/**
+ * The close codes a sigver peer can see, with their names and meanings:
+ * the protocol's 4741-4745 and the standard codes the server uses.
+ */
+export const CLOSE_CODES: Readonly<Record<number, CloseCodeInfo>> = {
+  1000: { name: "NORMAL", meaning: "the socket was closed normally" },
+  1001: {
+    name: "GOING_AWAY",
+    meaning: "the server is shutting down (or the page is going away)",
+  },
+  1006: {
+    name: "ABNORMAL",
+    meaning:
+      "the connection failed or dropped without a close frame; the server may have refused the upgrade (HTTP 403 origin, 429 too many peers from this address, 503 full or draining) or be unreachable",
+  },
+  1008: {
+    name: "POLICY_VIOLATION",
+    meaning:
+      "a server limit was passed: too many messages per second, a reader too slow, or an upgrade that took too long",
+  },
+  1009: {
+    name: "MESSAGE_TOO_BIG",
+    meaning: "a message was larger than the server's maximum message size",
+  },
+  [ERR_KEY]: {
+    name: "ERR_KEY",
+    meaning: "the key (room name) is empty or longer than 512 characters",
+  },
+  [ERR_HEARTBEAT]: {
+    name: "ERR_HEARTBEAT",
+    meaning: "the peer missed three heartbeats in a row",
+  },
+  [ERR_MESSAGE]: {
+    name: "ERR_MESSAGE",
+    meaning:
+      "the peer sent a text frame, an undecodable frame or a message with no type",
+  },
+  [ERR_BLOCKING_MEMBER]: {
+    name: "ERR_BLOCKING_MEMBER",
+    meaning:
+      "this peer was the only member of its group and a joining peer that could not connect to it took its place",
+  },
+  [ERR_URL]: {
+    name: "ERR_URL",
+    meaning:
+      "the request URL could not be parsed, or the server failed to send to this peer",
+  },
+};
+
+/**
+ * Names and explains a WebSocket close code.
+ *
+ * @param code The close code.
+ * @returns Its name and meaning; `UNKNOWN` for a code sigver does not use.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeCloseCode } from "./client.ts";
+ * assert.equal(describeCloseCode(4741).name, "ERR_KEY");
+ * ```
+ */
+export function describeCloseCode(code: number): CloseCodeInfo {
+  return CLOSE_CODES[code] ?? {
+    name: "UNKNOWN",
+    meaning: `close code ${code} is not one sigver uses`,
+  };
+}
+
+/** How and why a signaling socket closed. */
+export interface CloseInfo {
+  /** The WebSocket close code. */
+  readonly code: number;
+  /** The close reason sent with it (may be empty). */
+  readonly reason: string;
+  /** The code's name, see {@linkcode CLOSE_CODES}. */
+  readonly codeName: string;
+  /** The code's meaning, see {@linkcode CLOSE_CODES}. */
+  readonly meaning: string;
+  /** Whether the closing handshake completed. */
+  readonly wasClean: boolean;
+}
+
+function _closeInfo(
+  code: number,
+  reason: string,
+  wasClean: boolean,
+): CloseInfo {
+  // Deno reports a failed handshake with code 0 where browsers say 1006.
+  if (code === 0) code = 1006;
+  const { name, meaning } = describeCloseCode(code);
+  return { code, reason, codeName: name, meaning, wasClean };
+}
+
+/**
+ * The error of a call that the closing of the signaling socket interrupted or
+ * prevented: a pending {@linkcode SigverClient.connect}, a
+ * {@linkcode SigverClient.send} on a closed client, or a
+ * {@linkcode SigverClient.open} that could not open.
+ *
+ * @example Tell a refused key from other failures
+ * ```ts ignore
+ * import { ERR_KEY, SigverClient, SigverCloseError } from "@coast/sigver/client";
+ * const client = await SigverClient.open("ws://127.0.0.1:8000", "");
+ * try {
+ *   await client.connect(1, []);
+ * } catch (error) {
+ *   if (error instanceof SigverCloseError && error.code === ERR_KEY) {
+ *     console.log(error.meaning);
+ *   }
+ * }
+ * ```
+ */
+export class SigverCloseError extends Error implements CloseInfo {
+  /** The WebSocket close code. */
+  readonly code: number;
+  /** The close reason sent with it (may be empty). */
+  readonly reason: string;
+  /** The code's name, such as `ERR_KEY`. */
+  readonly codeName: string;
+  /** The code's meaning. */
+  readonly meaning: string;
+  /** Whether the closing handshake completed. */
+  readonly wasClean: boolean;
+
+  /**
+   * Creates the error of a close.
+   *
+   * @param info How the socket closed.
+   * @param action What could not be done, as in "Cannot <action>".
+   */
+  constructor(info: CloseInfo, action = "signal") {
+    super(
+      `Cannot ${action}: the socket closed with ${info.code} ${info.codeName}${
+        info.reason ? ` (${info.reason})` : ""
+      }`,
+    );
+    this.name = "SigverCloseError";
+    this.code = info.code;
+    this.reason = info.reason;
+    this.codeName = info.codeName;
+    this.meaning = info.meaning;
+    this.wasClean = info.wasClean;
+  }
+}
+
+/**
+ * A `content` message received from the server.
+ *
+ * A joining peer receives its member's messages with `senderId` 0 and its
+ * own signaling id as `recipientId`; a member receives a joining peer's
+ * messages with the joiner's signaling id as `senderId` and `recipientId` 0.
+ *
+ * @example Reply to a joining peer
+ * ```ts ignore
+ * import { SigverClient } from "@coast/sigver/client";
+ * const client = await SigverClient.open("ws://127.0.0.1:8000", "room");
+ * client.addEventListener("content", (event) => {
+ *   const offer = JSON.parse(event.text());
+ *   client.send(event.senderId, JSON.stringify({ answerTo: offer.id }));
+ * });
+ * ```
+ */
+export class ContentEvent extends Event {
+  /** Signaling id of the sender (0: the member this peer joins). */
+  readonly senderId: number;
+  /** Signaling id of the recipient (0: this peer as a member). */
+  readonly recipientId: number;
+  /** `lastData` as received (the server does not forward it: false). */
+  readonly lastData: boolean;
+  /** The payload. */
+  readonly data: Uint8Array;
+
+  /**
+   * Creates a `content` event.
+   *
+   * @param senderId Signaling id of the sender.
+   * @param recipientId Signaling id of the recipient.
+   * @param data The payload.
+   * @param lastData The `lastData` flag received.
+   */
+  constructor(
+    senderId: number,
+    recipientId: number,
+    data: Uint8Array,
+    lastData = false,
+  ) {
+    super("content");
+    this.senderId = senderId;
+    this.recipientId = recipientId;
+    this.data = data;
+    this.lastData = lastData;
+  }
+
+  /**
+   * The payload decoded as UTF-8.
+   *
+   * @returns The text.
+   */
+  text(): string {
+    return new TextDecoder().decode(this.data);
+  }
+}
+
+/**
+ * The server's "gone" notice: the other end of a binding closed its socket.
+ * On the wire it is a `content` message with no data.
+ *
+ * @example Tell which side is gone
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GoneEvent } from "./client.ts";
+ * const gone = new GoneEvent(0, 42); // as a joining peer receives it
+ * assert.equal(gone.peer, "member");
+ * assert.equal(gone.signalingId, 42);
+ * ```
+ */
+export class GoneEvent extends Event {
+  /** Who is gone: this peer's member, or one of its joining peers. */
+  readonly peer: "member" | "joiner";
+  /**
+   * The signaling id of the binding: this peer's own id when its member is
+   * gone, the joining peer's id when a joiner is gone.
+   */
+  readonly signalingId: number;
+  /** `senderId` of the notice (0 when the member is gone). */
+  readonly senderId: number;
+  /** `recipientId` of the notice (0 when a joiner is gone). */
+  readonly recipientId: number;
+
+  /**
+   * Creates a `gone` event.
+   *
+   * @param senderId `senderId` of the notice.
+   * @param recipientId `recipientId` of the notice.
+   */
+  constructor(senderId: number, recipientId: number) {
+    super("gone");
+    this.senderId = senderId;
+    this.recipientId = recipientId;
+    this.peer = senderId === 0 ? "member" : "joiner";
+    this.signalingId = senderId === 0 ? recipientId : senderId;
+  }
+}
+
+/**
+ * The signaling socket closed; dispatched once per client.
+ *
+ * @example Explain a close
+ * ```ts ignore
+ * import { SigverClient } from "@coast/sigver/client";
+ * const client = await SigverClient.open("ws://127.0.0.1:8000", "room");
+ * client.addEventListener("close", (event) => {
+ *   console.log(`closed: ${event.code} ${event.codeName}: ${event.meaning}`);
+ * });
+ * ```
+ */
+export class SigverCloseEvent extends Event implements CloseInfo {
+  /** The WebSocket close code. */
+  readonly code: number;
+  /** The close reason sent with it (may be empty). */
+  readonly reason: string;
+  /** The code's name, such as `ERR_KEY`. */
+  readonly codeName: string;
+  /** The code's meaning. */
+  readonly meaning: string;
+  /** Whether the closing handshake completed. */
+  readonly wasClean: boolean;
+
+  /**
+   * Creates a `close` event.
+   *
+   * @param info How the socket closed.
+   */
+  constructor(info: CloseInfo) {
+    super("close");
+    this.code = info.code;
+    this.reason = info.reason;
+    this.codeName = info.codeName;
+    this.meaning = info.meaning;
+    this.wasClean = info.wasClean;
+  }
+
+  /**
+   * The same close as an error, to throw or reject with.
+   *
+   * @returns A new {@linkcode SigverCloseError}.
+   */
+  toError(): SigverCloseError {
+    return new SigverCloseError(this);
+  }
+}
+
+/** The events of a {@linkcode SigverClient}, by type. */
+export interface SigverClientEventMap {
+  /** A `content` message with data. */
+  content: ContentEvent;
+  /** A "gone" notice (a `content` message with no data). */
+  gone: GoneEvent;
+  /** The socket closed. */
+  close: SigverCloseEvent;
+}
+
+/** Options of {@linkcode SigverClient.open}. */
+export interface SigverClientOptions {
+  /**
+   * Join as a favored (always-on) peer: joining peers are bound to favored
+   * members first.
+   * @default {false}
+   */
+  favored?: boolean;
+  /**
+   * Aborting it before the socket opens rejects `open()` with the signal's
+   * reason; aborting it later closes the client (code 1000) and rejects
+   * pending `connect()` calls with the reason.
+   */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode SigverClient.send}. */
+export interface SendOptions {
+  /**
+   * The last message of this direction: the server forwards it, then stops
+   * relaying from this side of the binding.
+   * @default {false}
+   */
+  lastData?: boolean;
+  /**
+   * `senderId` written on the wire. The server replaces it with the
+   * binding's signaling id, so it only matters to other servers.
+   * @default {0}
+   */
+  senderId?: number;
+}
+
+/**
+ * Builds the socket URL of a group: `url` (http and https become ws and
+ * wss) with the key appended to its path and `favored` added to its query.
+ *
+ * The key goes into the path as it is: characters that a URL path cannot
+ * hold (space, `?`, `#`, non-ASCII...) are percent-encoded, and the server
+ * takes the path as it arrives, so `a b` and `a%20b` name the same group,
+ * while `a/b` stays `a/b`.
+ *
+ * @param url The server's address, such as `ws://host:8000` or `https://host/`.
+ * @param key The group key.
+ * @param favored Whether to join as a favored peer.
+ * @returns The WebSocket URL.
+ * @throws {TypeError} When `url` is not a ws, wss, http or https URL.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { groupUrl } from "./client.ts";
+ * assert.equal(
+ *   groupUrl("https://example.org/", "my room", true),
+ *   "wss://example.org/my%20room?favored",
+ * );
+ * ```
+ */
+export function groupUrl(
+  url: string | URL,
+  key: string,
+  favored = false,
+): string {
+  const u = new URL(url);
+  const scheme = { "http:": "ws:", "https:": "wss:" }[u.protocol] ?? u.protocol;
+  if (scheme !== "ws:" && scheme !== "wss:") {
+    throw new TypeError(
+      `Cannot open: ${u.protocol} is not a ws, wss, http or https URL`,
+    );
+  }
+  u.protocol = scheme;
+  u.pathname = (u.pathname.endsWith("/") ? u.pathname : u.pathname + "/") +
+    key;
+  if (favored) u.search = u.search ? `${u.search}&favored` : "favored";
+  u.hash = "";
+  return u.href;
+}
+
+const _HEARTBEAT = encodeMessage({ type: "heartbeat", heartbeat: true });
+const _ENCODER = new TextEncoder();
+
+/**
+ * One peer's signaling socket to a sigver server.
+ *
+ * Create it with {@linkcode SigverClient.open}. Listen for `content`,
+ * `gone` and `close` events (see {@linkcode SigverClientEventMap}); the
+ * client answers heartbeats by itself. Closing it, aborting its signal or
+ * disposing of it closes the socket.
+ *
+ * @example A member answers its joining peers
+ * ```ts ignore
+ * import { SigverClient } from "@coast/sigver/client";
+ *
+ * const client = await SigverClient.open("ws://127.0.0.1:8000", "room");
+ * console.assert(await client.connect(1, [])); // the first peer is a member
+ * client.addEventListener("content", (event) => {
+ *   // event.senderId is the joiner's signaling id: reply to it.
+ *   client.send(event.senderId, "answer");
+ * });
+ * client.addEventListener("close", (event) => {
+ *   console.log(`closed: ${event.code} ${event.codeName}: ${event.meaning}`);
+ * });
+ * ```
+ */
+export class SigverClient extends EventTarget {
+  /** The socket's URL. */
+  readonly url: string;
+  /** The group key. */
+  readonly key: string;
+  /** Whether the client joined as a favored peer. */
+  readonly favored: boolean;
+  /** Resolves once the socket has closed, with how it closed. */
+  readonly closed: Promise<SigverCloseEvent>;
+
+  #socket: WebSocket;
+  #pending: {
+    resolve: (connected: boolean) => void;
+    reject: (error: unknown) => void;
+  }[] = [];
+  #close: SigverCloseEvent | undefined = undefined;
+  #signal: AbortSignal | undefined;
+  #onAbort = (): void => this.#abort();
+
+  private constructor(
+    socket: WebSocket,
+    key: string,
+    favored: boolean,
+    signal: AbortSignal | undefined,
+  ) {
+    super();
+    this.#socket = socket;
+    this.url = socket.url;
+    this.key = key;
+    this.favored = favored;
+    this.#signal = signal;
+    let resolveClosed!: (event: SigverCloseEvent) => void;
+    this.closed = new Promise((resolve) => resolveClosed = resolve);
+    socket.onmessage = (event) => this.#onMessage(event);
+    socket.onclose = (event) => {
+      signal?.removeEventListener("abort", this.#onAbort);
+      const close = new SigverCloseEvent(
+        _closeInfo(event.code, event.reason, event.wasClean),
+      );
+      this.#close = close;
+      for (const { reject } of this.#pending.splice(0)) {
+        reject(new SigverCloseError(close, "connect"));
+      }
+      this.dispatchEvent(close);
+      resolveClosed(close);
+    };
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /**
+   * Opens the signaling socket of group `key` on the server at `url`.
+   *
+   * A refused key is reported after the socket opens, as the protocol says:
+   * `open()` resolves, then the client closes with {@linkcode ERR_KEY}.
+   *
+   * @param url The server's address: `ws://host:port`, `wss://...`, or the
+   * http(s) address of the same server.
+   * @param key The group key (see {@linkcode groupUrl} for its encoding).
+   * @param options `favored` and an `AbortSignal`.
+   * @returns The open client.
+   * @throws {SigverCloseError} When the socket closes before it opens (an
+   * HTTP refusal or an unreachable server: code 1006).
+   * @throws {TypeError} When `url` is not a WebSocket or http(s) URL.
+   *
+   * @example
+   * ```ts ignore
+   * import { SigverClient } from "@coast/sigver/client";
+   * const client = await SigverClient.open("ws://127.0.0.1:8000", "room", {
+   *   favored: true,
+   *   signal: AbortSignal.timeout(60_000),
+   * });
+   * console.log(client.url); // ws://127.0.0.1:8000/room?favored
+   * ```
+   */
+  static open(
+    url: string | URL,
+    key: string,
+    options: SigverClientOptions = {},
+  ): Promise<SigverClient> {
+    const { favored = false, signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let socket: WebSocket;
+    try {
+      socket = new WebSocket(groupUrl(url, key, favored));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    socket.binaryType = "arraybuffer";
+    return new Promise<SigverClient>((resolve, reject) => {
+      const onAbort = () => {
+        socket.onopen = socket.onclose = null;
+        socket.close(1000, "Aborted");
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      socket.onerror = () => {};
+      socket.onclose = (event) => {
+        signal?.removeEventListener("abort", onAbort);
+        reject(
+          new SigverCloseError(
+            _closeInfo(event.code, event.reason, event.wasClean),
+            "open",
+          ),
+        );
+      };
+      socket.onopen = () => {
+        signal?.removeEventListener("abort", onAbort);
+        socket.onopen = null;
+        resolve(new SigverClient(socket, key, favored, signal));
+      };
+    });
+  }
+
+  /** Whether the socket is open (not closing or closed). */
+  get open(): boolean {
+    return this.#socket.readyState === WebSocket.OPEN;
+  }
+
+  /**
+   * Asks to be a member of the group: sends `connect{id, members}` and waits
+   * for the server's `connected` reply.
+   *
+   * `true`: this peer is a member (the first one, or connected to a member
+   * listed in `members`). `false`: the server bound it to a member; from now
+   * on every `send` goes to that member (whatever the recipient id) and the
+   * member's replies arrive as `content` events with `senderId` 0.
+   *
+   * @param id This peer's id inside its group (a uint32, chosen by the peer).
+   * @param members Ids of the group members this peer is connected to.
+   * @returns Whether this peer is a member.
+   * @throws {SigverCloseError} When the socket closes before the reply.
+   * @throws {RangeError} When an id is not a uint32.
+   *
+   * @example
+   * ```ts ignore
+   * import { SigverClient } from "@coast/sigver/client";
+   * const client = await SigverClient.open("ws://127.0.0.1:8000", "room");
+   * const member = await client.connect(42, []);
+   * ```
+   */
+  connect(id: number, members: readonly number[] = []): Promise<boolean> {
+    let frame: Uint8Array;
+    try {
+      frame = encodeMessage({
+        type: "connect",
+        connect: { id, members: [...members] },
+      });
+      this.#send(frame, "connect");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<boolean>((resolve, reject) => {
+      this.#pending.push({ resolve, reject });
+    });
+  }
+
+  /**
+   * Sends a `content` message.
+   *
+   * As a joining peer, the message goes to the member this peer is bound to
+   * whatever `recipientId` says (use 0). As a member, `recipientId` is the
+   * signaling id of one of its joining peers (the `senderId` of their
+   * messages).
+   *
+   * @param recipientId The recipient's signaling id, or 0 for the member.
+   * @param data The payload; a string is sent as UTF-8. It must not be empty:
+   * an empty payload is the "gone" notice.
+   * @param options `lastData`, and the `senderId` to write.
+   * @throws {SigverCloseError} When the socket is closed or closing.
+   * @throws {TypeError} When `data` is empty.
+   * @throws {RangeError} When an id is not a uint32.
+   *
+   * @example
+   * ```ts ignore
+   * import { SigverClient } from "@coast/sigver/client";
+   * const client = await SigverClient.open("ws://127.0.0.1:8000", "room");
+   * if (!(await client.connect(7, []))) {
+   *   client.send(0, JSON.stringify({ type: "offer", sdp: "..." }));
+   * }
+   * ```
+   */
+  send(
+    recipientId: number,
+    data: Uint8Array | string,
+    options: SendOptions = {},
+  ): void {
+    const bytes = typeof data === "string" ? _ENCODER.encode(data) : data;
+    if (bytes.length === 0) {
+      throw new TypeError(
+        "Cannot send: the data is empty (an empty content is a gone notice)",
+      );
+    }
+    this.#send(
+      encodeMessage({
+        type: "content",
+        content: {
+          senderId: options.senderId ?? 0,
+          recipientId,
+          lastData: options.lastData ?? false,
+          data: bytes,
+        },
+      }),
+      "send",
+    );
+  }
+
+  /**
+   * Closes the socket, rejecting pending `connect()` calls.
+   *
+   * @param code A close code: 1000 or 3000-4999.
+   * @param reason The close reason (at most 123 bytes of UTF-8).
+   * @returns Resolves once the socket has closed, as {@linkcode SigverClient.closed}.
+   *
+   * @example
+   * ```ts ignore
+   * import { SigverClient } from "@coast/sigver/client";
+   * const client = await SigverClient.open("ws://127.0.0.1:8000", "room");
+   * const { code } = await client.close();
+   * console.assert(code === 1000);
+   * ```
+   */
+  close(code = 1000, reason = ""): Promise<SigverCloseEvent> {
+    if (this.#close === undefined) this.#socket.close(code, reason);
+    return this.closed;
+  }
+
+  /**
+   * Closes the socket and waits for it to close (`await using`).
+   *
+   * @returns Resolves once closed.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /**
+   * Adds a typed listener for `content`, `gone` or `close`.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options `once`, `signal`...
+   */
+  override addEventListener<K extends keyof SigverClientEventMap>(
+    type: K,
+    listener: (this: SigverClient, event: SigverClientEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Adds a listener for any event type.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options `once`, `signal`...
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Removes a typed listener.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options `capture`.
+   */
+  override removeEventListener<K extends keyof SigverClientEventMap>(
+    type: K,
+    listener: (this: SigverClient, event: SigverClientEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Removes a listener.
+   *
+   * @param type The event type.
+   * @param listener The listener.
+   * @param options `capture`.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
+  }
+
+  #send(frame: Uint8Array, action: string): void {
+    if (this.#socket.readyState !== WebSocket.OPEN) {
+      throw new SigverCloseError(
+        this.#close ?? _closeInfo(1006, "the socket is closing", false),
+        action,
+      );
+    }
+    this.#socket.send(frame);
+  }
+
+  #onMessage(event: MessageEvent): void {
+    if (!(event.data instanceof ArrayBuffer)) {
+      this.#socket.close(ERR_MESSAGE, "Cannot handle a text frame");
+      return;
+    }
+    let message;
+    try {
+      message = decodeMessage(new Uint8Array(event.data));
+    } catch {
+      this.#socket.close(ERR_MESSAGE, "Cannot decode a frame");
+      return;
+    }
+    switch (message?.type) {
+      case "heartbeat":
+        if (this.#socket.readyState === WebSocket.OPEN) {
+          this.#socket.send(_HEARTBEAT);
+        }
+        return;
+      case "connected":
+        this.#pending.shift()?.resolve(message.connected);
+        return;
+      case "content": {
+        const { senderId, recipientId, lastData, data } = message.content;
+        this.dispatchEvent(
+          data.length === 0
+            ? new GoneEvent(senderId, recipientId)
+            : new ContentEvent(senderId, recipientId, data, lastData),
+        );
+        return;
+      }
+      default:
+        // `connect` is peer -> server only, and no type is not ours to judge.
+        return;
+    }
+  }
+
+  #abort(): void {
+    const reason = this.#signal?.reason;
+    for (const { reject } of this.#pending.splice(0)) reject(reason);
+    if (this.#close === undefined) this.#socket.close(1000, "Aborted");
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The demo page: two browser tabs that join the same room connect over
+ * WebRTC through this server. Its three files are embedded in the package
+ * (see `demo/build.ts`) and answered to plain GET and HEAD requests only;
+ * a WebSocket upgrade on any of these paths still joins the group named by
+ * the path.
+ *
+ * @module
+ */
+
+import { CLIENT_JS, DEMO_APP_JS, DEMO_HTML } from "./demo_assets.ts";
+
+/** One file of the demo. */
+export interface DemoFile {
+  /** Its `content-type`. */
+  readonly type: string;
+  /** Its content. */
+  readonly body: string;
+}
+
+const JS = "text/javascript; charset=utf-8";
+
+/** The demo's files by request path. */
+export const DEMO_FILES: ReadonlyMap<string, DemoFile> = new Map([
+  ["/", { type: "text/html; charset=utf-8", body: DEMO_HTML }],
+  ["/demo/app.js", { type: JS, body: DEMO_APP_JS }],
+  ["/demo/client.js", { type: JS, body: CLIENT_JS }],
+]);
+
+// Same-origin scripts only; `ws:`/`wss:` because older browsers do not match
+// WebSocket URLs with 'self'.
+const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "connect-src 'self' ws: wss:",
+  "style-src 'unsafe-inline'",
+  "img-src data:",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+/**
+ * Answers a request for one of the demo's files.
+ *
+ * @param path The request path, such as `/` or `/demo/app.js`.
+ * @param head Whether the request is a HEAD (headers only).
+ * @returns The response, or `undefined` when `path` is not a demo file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { demoResponse } from "./demo.ts";
+ * const response = demoResponse("/", false);
+ * assert.match(response?.headers.get("content-type") ?? "", /^text\/html/);
+ * ```
+ */
+export function demoResponse(
+  path: string,
+  head: boolean,
+): Response | undefined {
+  const file = DEMO_FILES.get(path);
+  if (file === undefined) return undefined;
+  const headers = new Headers({
+    "content-type": file.type,
+    "cache-control": "no-cache",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+  });
+  if (path === "/") headers.set("content-security-policy", CSP);
+  return new Response(head ? null : file.body, { headers });
+}

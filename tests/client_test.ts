@@ -1,0 +1,324 @@
+/**
+ * Tests of the client module (`client.ts`) against a real server in Deno:
+ * membership, content both ways, lastData, gone notices, heartbeats, close
+ * codes as typed events and errors, and the abort signal.
+ */
+
+import assert from "node:assert/strict";
+import { httpUrl, startServer, waitFor } from "./_helpers.ts";
+import type { SigverServer } from "../handler.ts";
+import {
+  CLOSE_CODES,
+  ContentEvent,
+  describeCloseCode,
+  ERR_BLOCKING_MEMBER,
+  ERR_KEY,
+  GoneEvent,
+  groupUrl,
+  SigverClient,
+  SigverCloseError,
+  SigverCloseEvent,
+} from "../client.ts";
+
+function base(server: SigverServer): string {
+  return `ws://127.0.0.1:${server.addr.port}`;
+}
+
+/** The next event of `type`, with a timeout that fails the test. */
+function next<K extends "content" | "gone" | "close">(
+  client: SigverClient,
+  type: K,
+): Promise<
+  K extends "content" ? ContentEvent : K extends "gone" ? GoneEvent
+  : SigverCloseEvent
+> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`Cannot wait: no ${type} event in time`)),
+      10_000,
+    );
+    client.addEventListener(type, (event: Event) => {
+      clearTimeout(timer);
+      resolve(event as never);
+    }, { once: true });
+  });
+}
+
+/** A member (group id 1) and a joiner (group id 2) bound to it. */
+async function pair(server: SigverServer, key = "room") {
+  const member = await SigverClient.open(base(server), key);
+  assert.equal(await member.connect(1, []), true);
+  const joiner = await SigverClient.open(base(server), key);
+  assert.equal(await joiner.connect(2, []), false);
+  return { member, joiner };
+}
+
+Deno.test("client relays content both ways between a joiner and its member", async () => {
+  await using server = startServer();
+  const { member, joiner } = await pair(server);
+  await using _m = member;
+  await using _j = joiner;
+
+  const offer = next(member, "content");
+  joiner.send(0, "offer");
+  const atMember = await offer;
+  assert.ok(atMember instanceof ContentEvent);
+  assert.notEqual(atMember.senderId, 0);
+  assert.equal(atMember.recipientId, 0);
+  assert.equal(atMember.lastData, false);
+  assert.equal(atMember.text(), "offer");
+  const signalingId = atMember.senderId;
+
+  const answer = next(joiner, "content");
+  member.send(signalingId, new Uint8Array([1, 2, 3]));
+  const atJoiner = await answer;
+  assert.equal(atJoiner.senderId, 0);
+  assert.equal(atJoiner.recipientId, signalingId);
+  assert.deepEqual([...atJoiner.data], [1, 2, 3]);
+
+  // Once connected to the member, the joiner is a member too.
+  assert.equal(await joiner.connect(2, [1]), true);
+});
+
+Deno.test("client resolves each connect with its own reply, in order", async () => {
+  await using server = startServer();
+  await using a = await SigverClient.open(base(server), "room");
+  await using b = await SigverClient.open(base(server), "room");
+  assert.equal(await a.connect(1), true);
+  const replies = await Promise.all([
+    b.connect(2, []),
+    b.connect(2, [1]),
+    b.connect(2, [1]),
+  ]);
+  assert.deepEqual(replies, [false, true, true]);
+});
+
+Deno.test("client sends lastData and the server stops relaying that direction", async () => {
+  await using server = startServer();
+  const { member, joiner } = await pair(server);
+  await using _m = member;
+  await using _j = joiner;
+  const last = next(member, "content");
+  joiner.send(0, "last", { lastData: true });
+  const event = await last;
+  assert.equal(event.text(), "last");
+  // The server does not forward the flag itself.
+  assert.equal(event.lastData, false);
+
+  const dropped = server.handler.hub.counters.dropped;
+  joiner.send(0, "after");
+  await waitFor(
+    () => server.handler.hub.counters.dropped === dropped + 1,
+    "the content after lastData to be dropped",
+  );
+  // The other direction still works, and nothing else reached the member.
+  const reply = next(joiner, "content");
+  const seen: string[] = [];
+  member.addEventListener("content", (e) => seen.push(e.text()));
+  member.send(event.senderId, "still here");
+  assert.equal((await reply).text(), "still here");
+  assert.deepEqual(seen, []);
+});
+
+Deno.test("client surfaces gone when the member closes", async () => {
+  await using server = startServer();
+  const { member, joiner } = await pair(server);
+  await using _j = joiner;
+  const offer = next(member, "content");
+  joiner.send(0, "offer");
+  const signalingId = (await offer).senderId;
+
+  const gone = next(joiner, "gone");
+  await member.close();
+  const event = await gone;
+  assert.ok(event instanceof GoneEvent);
+  assert.equal(event.peer, "member");
+  assert.equal(event.signalingId, signalingId);
+  assert.equal(event.senderId, 0);
+  assert.equal(event.recipientId, signalingId);
+});
+
+Deno.test("client surfaces gone when a joiner closes", async () => {
+  await using server = startServer();
+  const { member, joiner } = await pair(server);
+  await using _m = member;
+  const offer = next(member, "content");
+  joiner.send(0, "offer");
+  const signalingId = (await offer).senderId;
+
+  const gone = next(member, "gone");
+  await joiner.close();
+  const event = await gone;
+  assert.equal(event.peer, "joiner");
+  assert.equal(event.signalingId, signalingId);
+  assert.equal(event.senderId, signalingId);
+  assert.equal(event.recipientId, 0);
+});
+
+Deno.test("client answers heartbeats so the server keeps it open", async () => {
+  await using server = startServer({ heartbeatInterval: 50 });
+  await using client = await SigverClient.open(base(server), "room");
+  let closed = false;
+  client.addEventListener("close", () => closed = true);
+  const counters = server.handler.hub.counters;
+  // Six periods: a silent peer is closed after three.
+  await waitFor(() => counters.outHeartbeat >= 6, "six heartbeats");
+  await waitFor(
+    () => counters.inHeartbeat >= 5,
+    "the client's heartbeat replies",
+  );
+  assert.equal(closed, false);
+  assert.equal(client.open, true);
+  assert.equal(await client.connect(1), true);
+});
+
+Deno.test("client reports a refused key as ERR_KEY, as an event and as an error", async (t) => {
+  await using server = startServer();
+  for (const key of ["", "k".repeat(513)]) {
+    await t.step(`key of ${key.length} characters`, async () => {
+      const client = await SigverClient.open(base(server), key);
+      const closeEvent = next(client, "close");
+      const error = await client.connect(1).then(
+        () => assert.fail("connect resolved"),
+        (e) => e,
+      );
+      assert.ok(error instanceof SigverCloseError);
+      assert.equal(error.code, ERR_KEY);
+      assert.equal(error.codeName, "ERR_KEY");
+      assert.match(error.meaning, /empty or longer than 512/);
+      assert.match(
+        error.message,
+        /^Cannot connect: the socket closed with 4741/,
+      );
+      const event = await closeEvent;
+      assert.ok(event instanceof SigverCloseEvent);
+      assert.equal(event.code, ERR_KEY);
+      assert.equal(event.codeName, "ERR_KEY");
+      assert.match(event.reason, /key/);
+      assert.equal(await client.closed, event);
+      assert.throws(() => client.send(0, "x"), SigverCloseError);
+    });
+  }
+});
+
+Deno.test("client reports ERR_BLOCKING_MEMBER when a joiner replaces it", async () => {
+  await using server = startServer();
+  const { member, joiner } = await pair(server);
+  await using _j = joiner;
+  // Bound to the only member already, the joiner asks again: it replaces it.
+  assert.equal(await joiner.connect(2, []), true);
+  const event = await member.closed;
+  assert.equal(event.code, ERR_BLOCKING_MEMBER);
+  assert.equal(event.codeName, "ERR_BLOCKING_MEMBER");
+  await assert.rejects(
+    member.connect(1),
+    (e) => e instanceof SigverCloseError && e.code === ERR_BLOCKING_MEMBER,
+  );
+});
+
+Deno.test("client reports GOING_AWAY and rejects a pending connect when the server shuts down", async () => {
+  const server = startServer();
+  const client = await SigverClient.open(base(server), "room");
+  const pending = client.connect(1);
+  const stopping = server.shutdown();
+  // The reply may win the race; the close always comes.
+  await pending.catch((e) => assert.ok(e instanceof SigverCloseError));
+  const event = await client.closed;
+  assert.equal(event.code, 1001);
+  assert.equal(event.codeName, "GOING_AWAY");
+  await stopping;
+});
+
+Deno.test("client open rejects with a SigverCloseError when the server refuses the upgrade", async () => {
+  await using server = startServer({ requireOrigin: true });
+  const error = await SigverClient.open(base(server), "room").then(
+    () => assert.fail("open resolved"),
+    (e) => e,
+  );
+  assert.ok(error instanceof SigverCloseError);
+  assert.equal(error.code, 1006);
+  assert.equal(error.codeName, "ABNORMAL");
+  assert.match(error.message, /^Cannot open/);
+});
+
+Deno.test("client open rejects with the signal's reason when aborted", async (t) => {
+  await using server = startServer();
+  await t.step("before it starts", async () => {
+    const controller = new AbortController();
+    controller.abort(new Error("stop"));
+    await assert.rejects(
+      SigverClient.open(base(server), "room", { signal: controller.signal }),
+      /stop/,
+    );
+  });
+  await t.step("while it opens", async () => {
+    const controller = new AbortController();
+    const opening = SigverClient.open(base(server), "room", {
+      signal: controller.signal,
+    });
+    controller.abort(new Error("stop"));
+    await assert.rejects(opening, /stop/);
+    await waitFor(() => server.handler.connections === 0, "no connection");
+  });
+});
+
+Deno.test("client closes and rejects pending connects when its signal aborts", async () => {
+  await using server = startServer();
+  const controller = new AbortController();
+  const client = await SigverClient.open(base(server), "room", {
+    signal: controller.signal,
+  });
+  const pending = client.connect(1);
+  controller.abort(new Error("leaving"));
+  await assert.rejects(pending, /leaving/);
+  const event = await client.closed;
+  assert.equal(event.code, 1000);
+  await waitFor(() => server.handler.stats().peers === 0, "the peer gone");
+});
+
+Deno.test("client joins as favored with the favored option", async () => {
+  await using server = startServer();
+  await using client = await SigverClient.open(base(server), "room", {
+    favored: true,
+  });
+  assert.match(client.url, /\/room\?favored$/);
+  assert.equal(client.favored, true);
+  assert.equal(await client.connect(1), true);
+  const metrics = await (await fetch(httpUrl(server, "/metrics"))).text();
+  assert.match(metrics, /sigver_members 1/);
+});
+
+Deno.test("client refuses empty data and ids that are not uint32", async () => {
+  await using server = startServer();
+  await using client = await SigverClient.open(base(server), "room");
+  assert.throws(() => client.send(0, ""), TypeError);
+  assert.throws(() => client.send(-1, "x"), RangeError);
+  await assert.rejects(client.connect(2 ** 32), RangeError);
+  assert.equal(await client.connect(1), true);
+});
+
+Deno.test("groupUrl builds the socket URL of a key", async (t) => {
+  const cases: [string, string, boolean, string][] = [
+    ["ws://h:1", "room", false, "ws://h:1/room"],
+    ["http://h:1/", "room", true, "ws://h:1/room?favored"],
+    ["https://h/sigver", "a b", false, "wss://h/sigver/a%20b"],
+    ["wss://h/?token=x", "a/b", true, "wss://h/a/b?token=x&favored"],
+    ["ws://h/", "a?b#c", false, "ws://h/a%3Fb%23c"],
+    ["ws://h/#frag", "", false, "ws://h/"],
+  ];
+  for (const [url, key, favored, expected] of cases) {
+    await t.step(`${url} + ${JSON.stringify(key)}`, () => {
+      assert.equal(groupUrl(url, key, favored), expected);
+    });
+  }
+  assert.throws(() => groupUrl("ftp://h/", "room"), TypeError);
+});
+
+Deno.test("describeCloseCode names every protocol close code", () => {
+  for (const code of [4741, 4742, 4743, 4744, 4745, 1001, 1006, 1008, 1009]) {
+    const info = describeCloseCode(code);
+    assert.equal(info, CLOSE_CODES[code]);
+    assert.ok(info.meaning.length > 10, String(code));
+  }
+  assert.equal(describeCloseCode(4000).name, "UNKNOWN");
+});

@@ -1,0 +1,250 @@
+/**
+ * End to end: real WebRTC between headless Chromium pages that open the demo
+ * served by the real server (`server.ts`, run as a subprocess).
+ *
+ * Run with `deno task test:e2e` (not part of `deno task test`: the file name
+ * does not match `*_test.ts`). It needs Debian's `chromium` on the PATH, or
+ * its path in `CHROMIUM`. Screenshots go to `tests/artifacts/`.
+ */
+
+import assert from "node:assert/strict";
+import { type Browser, chromium, type Page } from "playwright-core";
+
+const ROOT = new URL("../../", import.meta.url);
+const ARTIFACTS = new URL("tests/artifacts/", ROOT);
+/** Milliseconds any single wait in a page may take. */
+const TIMEOUT = 30_000;
+
+async function chromiumPath(): Promise<string> {
+  const given = Deno.env.get("CHROMIUM");
+  if (given) return given;
+  const { success, stdout } = await new Deno.Command("sh", {
+    args: ["-c", "command -v chromium"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const path = new TextDecoder().decode(stdout).trim();
+  if (!success || path === "") {
+    throw new Error(
+      "Cannot run the e2e tests: chromium is not installed (apt-get install -y chromium)",
+    );
+  }
+  return path;
+}
+
+/** The CLI server on a free loopback port; disposing of it stops it. */
+async function startCli(): Promise<AsyncDisposable & { base: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-net",
+      "--allow-read",
+      "server.ts",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+    ],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  const listening = Promise.withResolvers<string | undefined>();
+  const drained = (async () => {
+    for await (
+      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+    ) {
+      log += chunk;
+      const m = log.match(/listen url=ws:\/\/127\.0\.0\.1:(\d+)\//);
+      if (m) listening.resolve(m[1]);
+    }
+    listening.resolve(undefined);
+  })();
+  const timer = setTimeout(() => listening.resolve(undefined), TIMEOUT);
+  const port = await listening.promise;
+  clearTimeout(timer);
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    await drained;
+  };
+  if (port === undefined) {
+    await stop();
+    throw new Error(`Cannot start the server:\n${log}`);
+  }
+  return { base: `http://127.0.0.1:${port}`, [Symbol.asyncDispose]: stop };
+}
+
+/** Page errors and console errors, to report and to assert none. */
+function watch(page: Page, name: string, errors: string[]): void {
+  page.on("pageerror", (error) => errors.push(`${name}: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(`${name}: ${message.text()}`);
+  });
+}
+
+/** Open data channels of a page whose RTCPeerConnection is "connected". */
+function connectedPeers(page: Page): Promise<number> {
+  return page.evaluate(() => {
+    // deno-lint-ignore no-explicit-any
+    const demo = (globalThis as any).sigverDemo;
+    // deno-lint-ignore no-explicit-any
+    return [...demo.state.peers.values()].filter((p: any) =>
+      p.pc.connectionState === "connected" && p.channel?.readyState === "open"
+    ).length;
+  });
+}
+
+async function waitConnected(page: Page, count: number): Promise<void> {
+  await page.waitForFunction(
+    (n) => {
+      // deno-lint-ignore no-explicit-any
+      const demo = (globalThis as any).sigverDemo;
+      // deno-lint-ignore no-explicit-any
+      return [...demo.state.peers.values()].filter((p: any) =>
+        p.pc.connectionState === "connected" && p.channel?.readyState === "open"
+      ).length >= n;
+    },
+    count,
+    { timeout: TIMEOUT },
+  );
+}
+
+async function chat(from: Page, text: string, to: Page[]): Promise<void> {
+  await from.fill("#text", text);
+  await from.click("#send");
+  for (const page of [from, ...to]) {
+    await page.locator("#messages .msg", { hasText: text }).waitFor({
+      timeout: TIMEOUT,
+    });
+  }
+}
+
+Deno.test({
+  name: "demo pages connect over WebRTC through the server and chat",
+  // Playwright keeps its own pipes and timers to the browser process.
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async (t) => {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  await using server = await startCli();
+  const browser: Browser = await chromium.launch({
+    executablePath: await chromiumPath(),
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+    ],
+  });
+  const errors: string[] = [];
+  try {
+    // One browser context: the pages are tabs of one browser.
+    const context = await browser.newContext({
+      viewport: { width: 1200, height: 900 },
+    });
+    const room = `e2e-${crypto.randomUUID().slice(0, 8)}`;
+    const [a, b, c] = [
+      await context.newPage(),
+      await context.newPage(),
+      await context.newPage(),
+    ];
+    watch(a, "A", errors);
+    watch(b, "B", errors);
+    watch(c, "C", errors);
+
+    await t.step("two pages on a fresh room reach connected", async () => {
+      // A types the room name; B follows a shared link, as a user would.
+      await a.goto(`${server.base}/`);
+      await a.fill("#room", room);
+      await a.click("#join-button");
+      await a.locator("#step-member[data-state=ok]").waitFor({
+        timeout: TIMEOUT,
+      });
+      assert.match(
+        await a.locator("#step-member").textContent() ?? "",
+        /connected: true · first member of the room/,
+      );
+      await b.goto(`${server.base}/?room=${room}`);
+      await Promise.all([waitConnected(a, 1), waitConnected(b, 1)]);
+      await b.locator("#step-member[data-state=ok]").waitFor({
+        timeout: TIMEOUT,
+      });
+      assert.equal(await connectedPeers(a), 1);
+      assert.equal(await connectedPeers(b), 1);
+    });
+
+    await t.step(
+      "they exchange a message each way over the data channel",
+      async () => {
+        await chat(a, "hello from A", [b]);
+        await chat(b, "hi A, B here", [a]);
+      },
+    );
+
+    await t.step(
+      "a third page joining the room gets connected too",
+      async () => {
+        await c.goto(`${server.base}/?room=${room}`);
+        await waitConnected(c, 1);
+        // The server binds each newcomer to the first member: A.
+        await waitConnected(a, 2);
+        assert.equal(await connectedPeers(b), 1);
+        await c.locator("#step-member[data-state=ok]").waitFor({
+          timeout: TIMEOUT,
+        });
+        // C and B are not linked directly: A relays along the tree.
+        await chat(c, "C joined the chat", [a, b]);
+        await chat(b, "welcome C", [a, c]);
+      },
+    );
+
+    await t.step("a screenshot of the demo page is written", async () => {
+      // A: the first member, with two joiners; C: a joiner.
+      for (
+        const [page, name] of [[a, "demo.png"], [c, "demo-joiner.png"]] as const
+      ) {
+        const path = new URL(name, ARTIFACTS);
+        await page.screenshot({ path: path.pathname, fullPage: true });
+        assert.ok((await Deno.stat(path)).size > 10_000);
+      }
+    });
+
+    await t.step(
+      "a refused socket shows its close code and meaning",
+      async () => {
+        const page = await context.newPage();
+        await page.goto(`${server.base}/?room=${"x".repeat(600)}`);
+        const banner = page.locator("#banner");
+        await banner.waitFor({ state: "visible", timeout: TIMEOUT });
+        const text = await banner.textContent() ?? "";
+        assert.match(text, /4741 ERR_KEY/);
+        assert.match(text, /empty or longer than 512 characters/);
+        assert.equal(
+          await page.locator("#step-socket").getAttribute("data-state"),
+          "bad",
+        );
+        // The user can fix the room name and join again.
+        assert.equal(await page.locator("#join-button").isEnabled(), true);
+        const path = new URL("demo-refused.png", ARTIFACTS);
+        await page.screenshot({ path: path.pathname });
+        await page.close();
+      },
+    );
+
+    await context.close();
+    assert.deepEqual(errors, []);
+  } finally {
+    if (errors.length > 0) console.error(errors.join("\n"));
+    await browser.close();
+  }
+});
