@@ -1,0 +1,418 @@
+/**
+ * The documented deployment, run for real: Debian's nginx with the
+ * configuration of `docs/deploy.md`, TLS from a certificate made here, in
+ * front of sigver started with the documented `ExecStart` line. Real clients
+ * connect over wss, from several loopback source addresses, so that the
+ * per-address limit can be seen counting clients and not nginx.
+ *
+ * Run by `deno task test:nginx` (not by `deno task test`: it needs nginx and
+ * openssl). Everything binds 127.0.0.1; nginx runs in the foreground with its
+ * pid, logs and temporary files in a temporary directory, so it runs as any
+ * user. The nginx binary is `$NGINX`, else `/usr/sbin/nginx`, else `nginx`.
+ */
+
+import assert from "node:assert/strict";
+import { TestPeer } from "../_helpers.ts";
+import { Child, freePort } from "../dist/_child.ts";
+import { relaySession } from "../dist/_session.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+const DOC = new URL("docs/deploy.md", ROOT);
+const MARKER = "<!-- tested by tests/nginx/proxy.ts";
+const WAIT = 15_000;
+
+/** The nginx binary to run. */
+function _nginx(): string {
+  const env = Deno.env.get("NGINX");
+  if (env) return env;
+  try {
+    Deno.statSync("/usr/sbin/nginx");
+    return "/usr/sbin/nginx";
+  } catch {
+    return "nginx";
+  }
+}
+
+/**
+ * Replaces `from` by `to` in `text`, which must hold it exactly `count`
+ * times: a documentation change that the test no longer matches fails here
+ * instead of testing something else.
+ */
+function _replace(text: string, from: string, to: string, count = 1): string {
+  const found = text.split(from).length - 1;
+  assert.equal(
+    found,
+    count,
+    `docs/deploy.md: expected '${from}' ${count} time(s) in the tested block, found ${found}`,
+  );
+  return text.replaceAll(from, to);
+}
+
+/** The fenced block of `lang` that follows `after` in `doc`. */
+function _block(doc: string, lang: string, after: number): string {
+  const open = doc.indexOf("```" + lang + "\n", after);
+  assert.notEqual(open, -1, `docs/deploy.md: no \`\`\`${lang} block`);
+  const start = open + lang.length + 4;
+  return doc.slice(start, doc.indexOf("\n```", start) + 1);
+}
+
+/** The documented nginx block, listening where the test says. */
+function _nginxSite(
+  doc: string,
+  ports: { tls: number; plain: number; sigver: number },
+  tls: { cert: string; key: string },
+  headerTimeout: string,
+): string {
+  const at = doc.indexOf(MARKER);
+  assert.notEqual(at, -1, `docs/deploy.md: marker '${MARKER}' not found`);
+  let conf = _block(doc, "nginx", at);
+  conf = _replace(
+    conf,
+    "listen 443 ssl;",
+    `listen 127.0.0.1:${ports.tls} ssl;`,
+  );
+  conf = _replace(conf, "listen [::]:443 ssl;", "");
+  conf = _replace(conf, "listen 80;", `listen 127.0.0.1:${ports.plain};`);
+  conf = _replace(conf, "listen [::]:80;", "");
+  conf = _replace(
+    conf,
+    "/etc/letsencrypt/live/sigver.example.org/fullchain.pem",
+    tls.cert,
+  );
+  conf = _replace(
+    conf,
+    "/etc/letsencrypt/live/sigver.example.org/privkey.pem",
+    tls.key,
+  );
+  conf = _replace(
+    conf,
+    "proxy_pass http://127.0.0.1:8000;",
+    `proxy_pass http://127.0.0.1:${ports.sigver};`,
+  );
+  conf = _replace(
+    conf,
+    "client_header_timeout 10s;",
+    `client_header_timeout ${headerTimeout};`,
+  );
+  return conf;
+}
+
+/** The documented `ExecStart` command line, run from this checkout. */
+function _execStart(doc: string, port: number, version: string): string[] {
+  const unit = _block(doc, "ini", 0);
+  const line = unit.split("\n").find((l) => l.startsWith("ExecStart="));
+  assert.ok(line, "docs/deploy.md: no ExecStart= line in the ini block");
+  let command = line.slice("ExecStart=".length);
+  command = _replace(command, "/usr/bin/deno run ", "");
+  command = _replace(
+    command,
+    `jsr:@coast/sigver@${version} `,
+    `${new URL("mod.ts", ROOT).pathname} `,
+  );
+  command = _replace(command, "127.0.0.1:8000", `127.0.0.1:${port}`);
+  command = _replace(command, "--port 8000", `--port ${port}`);
+  return ["run", ...command.split(/\s+/).filter((a) => a !== "")];
+}
+
+/** Runs a command to completion, failing with its output. */
+async function _run(
+  command: string,
+  args: string[],
+  cwd: string,
+): Promise<void> {
+  const out = await new Deno.Command(command, { args, cwd, stdin: "null" })
+    .output();
+  if (!out.success) {
+    throw new Error(
+      `${command} ${args.join(" ")} failed:\n${
+        new TextDecoder().decode(out.stderr)
+      }`,
+    );
+  }
+}
+
+/** A CA, and a server certificate it signed for 127.0.0.1 and localhost. */
+async function _certificates(dir: string): Promise<void> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+  // deno-fmt-ignore
+  await _run("openssl", [
+    "req", "-x509", ...ec, "-nodes", "-days", "1",
+    "-subj", "/CN=sigver test CA", "-keyout", "ca.key", "-out", "ca.pem",
+  ], dir);
+  // deno-fmt-ignore
+  await _run("openssl", [
+    "req", ...ec, "-nodes", "-subj", "/CN=localhost",
+    "-keyout", "key.pem", "-out", "server.csr",
+  ], dir);
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\n" +
+      "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  // deno-fmt-ignore
+  await _run("openssl", [
+    "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+    "-CAcreateserial", "-days", "1", "-extfile", "server.ext",
+    "-out", "cert.pem",
+  ], dir);
+}
+
+/** Polls until something accepts TCP connections on the port. */
+async function _listening(port: number, child: Child): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    if (child.status !== undefined) break;
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(
+    `Cannot reach nginx on port ${port}\n${child.stdout}${child.stderr}`,
+  );
+}
+
+/**
+ * The HTTP status of a WebSocket upgrade request, for a refusal that a
+ * `WebSocket` would only show as code 1006.
+ */
+async function _upgradeStatus(
+  url: string,
+  client: Deno.HttpClient,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  const response = await fetch(url, {
+    client,
+    signal: AbortSignal.timeout(WAIT),
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+      ...headers,
+    },
+  });
+  if (response.status === 101) {
+    await response.body?.cancel();
+    return { status: 101, body: "" };
+  }
+  return { status: response.status, body: await response.text() };
+}
+
+Deno.test("nginx configured as documented proxies wss to sigver and reports each client's address", async (t) => {
+  const doc = await Deno.readTextFile(DOC);
+  const { version } = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", ROOT)),
+  );
+  const dir = await Deno.makeTempDir({ prefix: "sigver_nginx_" });
+  const clients: Deno.HttpClient[] = [];
+  let server: Child | undefined;
+  let nginx: Child | undefined;
+  try {
+    await _certificates(dir);
+    const ca = await Deno.readTextFile(`${dir}/ca.pem`);
+    const client = (localAddress?: string) => {
+      const c = Deno.createHttpClient({ caCerts: [ca], localAddress });
+      clients.push(c);
+      return c;
+    };
+    const ports = { tls: freePort(), plain: freePort(), sigver: freePort() };
+
+    server = Child.spawn(Deno.execPath(), [
+      ..._execStart(doc, ports.sigver, version),
+      "--max-peers-per-address",
+      "2",
+    ], { cwd: dir, env: { NO_COLOR: "1" } });
+    await server.waitFor(/INFO listen url=/, WAIT, "sigver to listen");
+
+    const site = _nginxSite(
+      doc,
+      ports,
+      { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` },
+      "2s",
+    );
+    await Deno.writeTextFile(`${dir}/sigver.conf`, site);
+    await Deno.writeTextFile(
+      `${dir}/nginx.conf`,
+      `daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log stderr info;
+events {
+    worker_connections 256;
+}
+http {
+    access_log ${dir}/access.log;
+    client_body_temp_path ${dir}/client_body;
+    proxy_temp_path ${dir}/proxy;
+    fastcgi_temp_path ${dir}/fastcgi;
+    uwsgi_temp_path ${dir}/uwsgi;
+    scgi_temp_path ${dir}/scgi;
+    include ${dir}/sigver.conf;
+}
+`,
+    );
+    const nginxArgs = [
+      "-p",
+      `${dir}/`,
+      "-c",
+      `${dir}/nginx.conf`,
+      "-e",
+      "stderr",
+    ];
+    await _run(_nginx(), ["-t", ...nginxArgs], dir);
+    nginx = Child.spawn(_nginx(), nginxArgs, { cwd: dir });
+    await _listening(ports.tls, nginx);
+    const base = `wss://127.0.0.1:${ports.tls}/`;
+
+    await t.step("a session runs through nginx over wss", async () => {
+      await relaySession(base, { client: client() });
+    });
+
+    await t.step(
+      "the per-address limit counts the client's address, not nginx's",
+      async () => {
+        const key = `limit-${crypto.randomUUID()}`;
+        const first = client("127.0.0.2");
+        await using a1 = await TestPeer.open(base + key, { client: first });
+        await using a2 = await TestPeer.open(base + key, { client: first });
+        assert.equal(await a1.join(1), true);
+        assert.equal(await a2.join(2, [1]), true);
+
+        const third = await _upgradeStatus(
+          base.replace("wss:", "https:") + key,
+          first,
+        );
+        assert.equal(
+          third.status,
+          429,
+          `third peer from 127.0.0.2: ${third.body}`,
+        );
+        assert.match(third.body, /Too Many Requests/);
+        // A client's own X-Forwarded-For comes first; nginx appends the address
+        // it saw, which is the one sigver takes.
+        const forged = await _upgradeStatus(
+          base.replace("wss:", "https:") + key,
+          first,
+          { "x-forwarded-for": "203.0.113.7" },
+        );
+        assert.equal(
+          forged.status,
+          429,
+          "a forged X-Forwarded-For is no way out",
+        );
+
+        await using b1 = await TestPeer.open(base + key, {
+          client: client("127.0.0.3"),
+        });
+        assert.equal(
+          await b1.join(3, [1]),
+          true,
+          "another address still joins",
+        );
+
+        await server!.waitFor(
+          /WARN reject reason=address status=429 addr=127\.0\.0\.2\n[^]*WARN reject reason=address status=429 addr=127\.0\.0\.2\n/,
+          WAIT,
+          "two refusals of 127.0.0.2",
+        );
+        await server!.waitFor(
+          /INFO open .*addr=127\.0\.0\.3/,
+          WAIT,
+          "127.0.0.3",
+        );
+        assert.doesNotMatch(server!.stderr, /addr=203\.0\.113\.7/);
+        assert.doesNotMatch(
+          server!.stderr,
+          /reject reason=address .*addr=127\.0\.0\.1\b/,
+          "nginx's own address is never refused",
+        );
+      },
+    );
+
+    await t.step(
+      "a client that stalls in its request head is dropped by client_header_timeout",
+      async () => {
+        const stalled = await Deno.connectTls({
+          hostname: "127.0.0.1",
+          port: ports.tls,
+          caCerts: [ca],
+        });
+        try {
+          const start = performance.now();
+          await stalled.write(
+            new TextEncoder().encode(
+              `GET /stalled HTTP/1.1\r\nHost: 127.0.0.1\r\n`,
+            ),
+          );
+          // Other clients are served while the stalled one is held.
+          await relaySession(base, { client: client("127.0.0.4") });
+          const read = stalled.read(new Uint8Array(1024)).catch(() => null);
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const late = new Promise<"late">((resolve) => {
+            timer = setTimeout(() => resolve("late"), 10_000);
+          });
+          const end = await Promise.race([read, late]);
+          clearTimeout(timer);
+          assert.notEqual(
+            end,
+            "late",
+            "nginx still holds the stalled client after 10 s",
+          );
+          assert.equal(end, null, "nginx closes without answering");
+          const elapsed = performance.now() - start;
+          assert.ok(
+            elapsed >= 1500,
+            `closed after ${elapsed} ms, before the 2 s timeout`,
+          );
+          await nginx!.waitFor(
+            /client timed out .* while reading client request headers/,
+            WAIT,
+            "nginx to log the header timeout",
+          );
+        } finally {
+          stalled.close();
+        }
+      },
+    );
+
+    await t.step(
+      "/metrics is kept off the proxy and still served locally",
+      async () => {
+        const proxied = await fetch(`https://127.0.0.1:${ports.tls}/metrics`, {
+          signal: AbortSignal.timeout(WAIT),
+          client: client(),
+        });
+        await proxied.body?.cancel();
+        assert.equal(proxied.status, 403);
+        const local = await fetch(`http://127.0.0.1:${ports.sigver}/metrics`, {
+          signal: AbortSignal.timeout(WAIT),
+        });
+        assert.match(await local.text(), /sigver_peers /);
+      },
+    );
+
+    await t.step("plain http is redirected to https", async () => {
+      const response = await fetch(`http://127.0.0.1:${ports.plain}/room`, {
+        signal: AbortSignal.timeout(WAIT),
+        redirect: "manual",
+      });
+      await response.body?.cancel();
+      assert.equal(response.status, 301);
+      assert.equal(response.headers.get("location"), "https://127.0.0.1/room");
+    });
+
+    const nginxEnd = await nginx.stop("SIGTERM");
+    assert.equal(nginxEnd.code, 0, nginxEnd.stderr);
+    const serverEnd = await server.stop("SIGTERM");
+    assert.equal(serverEnd.code, 0, serverEnd.stderr);
+  } finally {
+    for (const c of clients) c.close();
+    await nginx?.[Symbol.asyncDispose]();
+    await server?.[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
