@@ -54,6 +54,7 @@ Operations:
       --health-path <path>       liveness endpoint, "off" to disable (default /healthz)
       --ready-path <path>        readiness endpoint, 503 while draining (default /readyz)
       --metrics-path <path>      Prometheus metrics, "off" to disable (default /metrics)
+      --no-demo                  do not serve the demo page at / (served by default)
       --log-level <level>        error, warn, info or debug (default info)
       --log-format <format>      text or json (default text)
       --drain-timeout <s>        seconds a shutdown waits for sockets to close (default 10)
@@ -61,6 +62,51 @@ Operations:
 
 Peers connect to ws[s]://HOST:PORT/<key>; peers with the same key form a group.
 `;
+
+/**
+ * Log lines to stderr, batched: the lines of one turn of the event loop go
+ * out in one write, from a microtask. `console.error` costs about 12 µs a
+ * line, a tenth of what a new connection costs the server in all, and the
+ * default level logs every open and close.
+ */
+function _stderrLines(): {
+  write: (line: string) => void;
+  close: () => void;
+} {
+  const encoder = new TextEncoder();
+  let lines: string[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (lines.length === 0) return;
+    const bytes = encoder.encode(lines.join("\n") + "\n");
+    lines = [];
+    try {
+      for (let n = 0; n < bytes.length;) {
+        n += Deno.stderr.writeSync(bytes.subarray(n));
+      }
+    } catch {
+      // stderr is gone: there is nowhere left to log to.
+    }
+  };
+  // An uncaught exception ends the process before the microtask runs.
+  globalThis.addEventListener("error", flush);
+  globalThis.addEventListener("unhandledrejection", flush);
+  return {
+    write: (line) => {
+      lines.push(line);
+      if (!scheduled) {
+        scheduled = true;
+        queueMicrotask(flush);
+      }
+    },
+    close: () => {
+      flush();
+      globalThis.removeEventListener("error", flush);
+      globalThis.removeEventListener("unhandledrejection", flush);
+    },
+  };
+}
 
 /** A flag error: printed as one line, exit code 2. */
 class _UsageError extends Error {}
@@ -72,9 +118,9 @@ function _number(
 ): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
+  // Plain decimals only: Number() also takes "0x50", "1e3" and " 80 ".
   if (
-    value.trim() === "" || !Number.isFinite(n) || n < 0 ||
-    (integer && !Number.isInteger(n))
+    !(integer ? /^\d+$/ : /^\d+(\.\d+)?$/).test(value) || !Number.isFinite(n)
   ) {
     throw new _UsageError(`invalid value for --${name}: '${value}'`);
   }
@@ -131,6 +177,7 @@ function _parseFlags(args: string[]) {
       "health-path": { type: "string" },
       "ready-path": { type: "string" },
       "metrics-path": { type: "string" },
+      "no-demo": { type: "boolean" },
       "log-level": { type: "string" },
       "log-format": { type: "string" },
       "drain-timeout": { type: "string" },
@@ -213,14 +260,14 @@ function _parse(args: string[]):
       trustProxy: values["trust-proxy"],
       messageRate: _number("message-rate", values["message-rate"], false),
       messageBurst: _number("message-burst", values["message-burst"]),
-      maxBufferedAmount: _number("max-buffered", values["max-buffered"]) ||
-        undefined,
+      maxBufferedAmount: _number("max-buffered", values["max-buffered"]),
       upgradeTimeout: upgrade,
       allowOrigins: values["allow-origin"],
       requireOrigin: values["require-origin"],
       healthPath: _path("health-path", values["health-path"]),
       readyPath: _path("ready-path", values["ready-path"]),
       metricsPath: _path("metrics-path", values["metrics-path"]),
+      demo: values["no-demo"] ? false : undefined,
       logLevel: level as LogLevel | undefined,
       logFormat: format as LogFormat | undefined,
       drainTimeout: seconds("drain-timeout"),
@@ -258,14 +305,34 @@ export async function main(args: string[]): Promise<number> {
   const { options, files } = parsed;
   const level = options.logLevel ?? "info";
   const format = options.logFormat ?? "text";
+  const stderr = _stderrLines();
   const logEvent = (lvl: LogLevel, event: string, fields?: LogFields) => {
     if (enabled(level, lvl)) {
-      console.error(
+      stderr.write(
         formatLine(format, new Date().toISOString(), lvl, event, fields),
       );
     }
   };
-  let server: SigverServer;
+  // Listen for signals before the server exists: a signal that arrives
+  // while it starts still drains it instead of killing the process.
+  let server: SigverServer | undefined;
+  const stopped = Promise.withResolvers<void>();
+  const stop = (signal: Deno.Signal) => {
+    logEvent("info", "shutdown", {
+      signal,
+      peers: server?.handler.stats().peers ?? 0,
+    });
+    if (server === undefined) stopped.resolve();
+    else server.shutdown().then(stopped.resolve);
+  };
+  const onInt = () => stop("SIGINT");
+  const onTerm = () => stop("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  const unlisten = () => {
+    Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGTERM", onTerm);
+  };
   try {
     const key = _read("key", files.key);
     const cert = _read("cert", files.cert);
@@ -275,7 +342,7 @@ export async function main(args: string[]): Promise<number> {
       key,
       cert,
       ca,
-      log: (line) => console.error(line),
+      log: stderr.write,
       onListen: (addr) => {
         const host = addr.hostname.includes(":")
           ? `[${addr.hostname}]`
@@ -287,25 +354,15 @@ export async function main(args: string[]): Promise<number> {
       },
     });
   } catch (error) {
+    unlisten();
+    stderr.close();
     console.error(`error: ${error instanceof Error ? error.message : error}`);
     return 1;
   }
-  const stopped = Promise.withResolvers<void>();
-  const stop = (signal: Deno.Signal) => {
-    logEvent("info", "shutdown", {
-      signal,
-      peers: server.handler.stats().peers,
-    });
-    server.shutdown().then(stopped.resolve);
-  };
-  const onInt = () => stop("SIGINT");
-  const onTerm = () => stop("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
   await Promise.race([server.finished, stopped.promise]);
-  Deno.removeSignalListener("SIGINT", onInt);
-  Deno.removeSignalListener("SIGTERM", onTerm);
+  unlisten();
   logEvent("info", "stopped");
+  stderr.close();
   return 0;
 }
 

@@ -1,0 +1,431 @@
+/**
+ * Tests of the command line (`server.ts`), run as a subprocess: flags and
+ * exit codes, the listen log line, real clients, signals and TLS.
+ */
+
+import assert from "node:assert/strict";
+import { TestPeer, WAIT_TIMEOUT } from "./_helpers.ts";
+import { VERSION } from "../lib/version.ts";
+
+const ROOT = new URL("..", import.meta.url);
+const SERVER = decodeURIComponent(new URL("server.ts", ROOT).pathname);
+
+const CLOSE_GOING_AWAY = 1001;
+
+/** The arguments that run server.ts with the permissions it documents. */
+function denoArgs(args: string[]): string[] {
+  return ["run", "--quiet", "--allow-net", "--allow-read", SERVER, ...args];
+}
+
+function command(args: string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: denoArgs(args),
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/**
+ * Runs the CLI to completion. One that is still running after
+ * `WAIT_TIMEOUT` (a server that should not have started) is killed and
+ * reported with exit code -1.
+ */
+async function run(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = command(args).spawn();
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill("SIGKILL");
+  }, WAIT_TIMEOUT);
+  try {
+    const { code, stdout, stderr } = await child.output();
+    const text = new TextDecoder();
+    return {
+      code: killed ? -1 : code,
+      stdout: text.decode(stdout),
+      stderr: text.decode(stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asserts a usage error: exit 2, one `error:` line first on stderr. */
+function assertUsageError(
+  result: { code: number; stdout: string; stderr: string },
+  mentions: RegExp,
+): void {
+  assert.equal(result.code, 2, result.stderr);
+  assert.equal(result.stdout, "");
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.match(lines[0], /^error: \S/);
+  assert.match(lines[0], mentions);
+  assert.equal(lines.filter((l) => l.startsWith("error:")).length, 1);
+}
+
+/**
+ * A running CLI server. Its stdout and stderr are read all along, so it
+ * never blocks on a full pipe; {@linkcode Cli.line} waits for a log line.
+ */
+class Cli implements AsyncDisposable {
+  readonly process: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly #done: Promise<[void, void]>;
+  #wake: (() => void) | undefined;
+
+  constructor(args: string[]) {
+    this.process = command(args).spawn();
+    const drain = async (
+      stream: ReadableStream<Uint8Array>,
+      into: "stdout" | "stderr",
+    ) => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        this[into] += chunk;
+        const wake = this.#wake;
+        this.#wake = undefined;
+        wake?.();
+      }
+    };
+    this.#done = Promise.all([
+      drain(this.process.stdout, "stdout"),
+      drain(this.process.stderr, "stderr"),
+    ]);
+  }
+
+  /** Waits for a stderr line matching `pattern` and returns the match. */
+  async line(pattern: RegExp): Promise<RegExpMatchArray> {
+    const deadline = performance.now() + WAIT_TIMEOUT;
+    for (;;) {
+      for (const line of this.stderr.split("\n")) {
+        const match = line.match(pattern);
+        if (match !== null) return match;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new Error(`No stderr line matches ${pattern}:\n${this.stderr}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        timer = setTimeout(resolve, Math.min(left, 100));
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for the listen line and returns the port it gives. */
+  async port(scheme = "ws"): Promise<number> {
+    const match = await this.line(
+      new RegExp(`INFO listen url=${scheme}://127\\.0\\.0\\.1:(\\d+)/`),
+    );
+    return Number(match[1]);
+  }
+
+  /** Waits for the process to exit and its output to be read. */
+  async exit(): Promise<number> {
+    const { code } = await this.process.status;
+    await this.#done;
+    return code;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.process.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.exit();
+  }
+}
+
+function cliArgs(...more: string[]): string[] {
+  return ["--host", "127.0.0.1", "--port", "0", ...more];
+}
+
+/** Runs openssl in `dir`; fails the test with its stderr if it fails. */
+async function openssl(dir: string, args: string[]): Promise<void> {
+  const { code, stderr } = await new Deno.Command("openssl", {
+    args,
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+}
+
+/** A test CA and a server certificate for 127.0.0.1 signed by it. */
+async function makeCertificates(dir: string): Promise<void> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+  await openssl(dir, [
+    "req",
+    "-x509",
+    ...ec,
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=sigver test CA",
+  ]);
+  await openssl(dir, [
+    "req",
+    ...ec,
+    "-nodes",
+    "-keyout",
+    "key.pem",
+    "-out",
+    "leaf.csr",
+    "-subj",
+    "/CN=localhost",
+  ]);
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\n" +
+      "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    "leaf.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "cert.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "leaf.ext",
+  ]);
+}
+
+async function tempDir(): Promise<AsyncDisposable & { path: string }> {
+  const path = await Deno.makeTempDir({ prefix: "sigver_cli_test_" });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
+  };
+}
+
+// Flags
+
+Deno.test("cli prints the help on stdout and exits 0 when given --help", async () => {
+  const { code, stdout, stderr } = await run(["--help"]);
+  assert.equal(code, 0);
+  assert.match(stdout, /^sigver \S+: /);
+  assert.match(stdout, /--port <port>/);
+  assert.equal(stderr, "");
+});
+
+Deno.test("cli prints the version of deno.json and exits 0 when given -V or --version", async (t) => {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", ROOT)),
+  );
+  for (const flag of ["-V", "--version"]) {
+    await t.step(flag, async () => {
+      const { code, stdout, stderr } = await run([flag]);
+      assert.equal(code, 0);
+      assert.equal(stdout, `${config.version}\n`);
+      assert.equal(stderr, "");
+    });
+  }
+});
+
+Deno.test("lib/version.ts VERSION equals the version of deno.json", async () => {
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", ROOT)),
+  );
+  assert.equal(VERSION, config.version);
+});
+
+Deno.test("cli prints one error line and exits 2 when a flag is unknown", async (t) => {
+  for (const args of [["--nope"], ["-x"], ["extra"]]) {
+    await t.step(args.join(" "), async () => {
+      assertUsageError(await run(args), /./);
+    });
+  }
+});
+
+Deno.test("cli prints one error line and exits 2 when the port is invalid", async (t) => {
+  for (
+    const port of ["abc", "70000", "-1", "1.5", "", "0x50", "1e3", " 80"]
+  ) {
+    await t.step(JSON.stringify(port), async () => {
+      assertUsageError(await run(["--port", port]), /port/);
+    });
+  }
+});
+
+Deno.test("cli exits 2 when a TLS flag comes without its pair", async (t) => {
+  const cases: [string, string[]][] = [
+    ["--key without --cert", ["--key", "key.pem"]],
+    ["--cert without --key", ["--cert", "cert.pem"]],
+    ["--ca without --key and --cert", ["--ca", "ca.pem"]],
+  ];
+  for (const [name, args] of cases) {
+    await t.step(name, async () => {
+      assertUsageError(await run(args), /--(key|cert|ca)\b/);
+    });
+  }
+});
+
+Deno.test("cli exits 1 with an error instead of serving plain HTTP when a TLS file is missing", async (t) => {
+  await using dir = await tempDir();
+  await makeCertificates(dir.path);
+  const missing = `${dir.path}/missing.pem`;
+  const cases: [string, string[], RegExp][] = [
+    [
+      "missing key",
+      ["--key", missing, "--cert", `${dir.path}/cert.pem`],
+      /--key/,
+    ],
+    [
+      "missing cert",
+      ["--key", `${dir.path}/key.pem`, "--cert", missing],
+      /--cert/,
+    ],
+    [
+      "missing ca",
+      [
+        "--key",
+        `${dir.path}/key.pem`,
+        "--cert",
+        `${dir.path}/cert.pem`,
+        "--ca",
+        missing,
+      ],
+      /--ca/,
+    ],
+  ];
+  for (const [name, args, flag] of cases) {
+    await t.step(name, async () => {
+      const { code, stdout, stderr } = await run(cliArgs(...args));
+      assert.equal(code, 1, stderr);
+      assert.equal(stdout, "");
+      assert.match(stderr, /^error: /);
+      assert.match(stderr.split("\n")[0], flag);
+      assert.ok(stderr.includes(missing), stderr);
+      assert.doesNotMatch(stderr, /listen/);
+    });
+  }
+});
+
+Deno.test("cli exits 1 with an error when the TLS files are not PEM", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/bad.pem`, "not a certificate\n");
+  const bad = `${dir.path}/bad.pem`;
+  const { code, stderr } = await run(cliArgs("--key", bad, "--cert", bad));
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /^error: /);
+  assert.doesNotMatch(stderr, /listen/);
+});
+
+Deno.test("cli exits 1 with an error when the port is in use", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  const { code, stderr } = await run(
+    ["--host", "127.0.0.1", "--port", String(port)],
+  );
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /^error: /);
+  assert.doesNotMatch(stderr, /listen/);
+});
+
+// Serving
+
+Deno.test("cli logs the real address it listens on when given port 0", async () => {
+  await using cli = new Cli(cliArgs());
+  const port = await cli.port();
+  assert.notEqual(port, 0);
+  assert.match(
+    cli.stderr,
+    new RegExp(`version=${VERSION.replace(/\./g, "\\.")}`),
+  );
+  const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+  cli.process.kill("SIGTERM");
+  assert.equal(await cli.exit(), 0);
+});
+
+Deno.test("cli relays between real clients when they join through it", async () => {
+  await using cli = new Cli(cliArgs());
+  const url = `ws://127.0.0.1:${await cli.port()}/room`;
+  await using m = await TestPeer.open(url);
+  await using j = await TestPeer.open(url);
+  assert.equal(await m.join(1), true);
+  assert.equal(await j.join(2), false);
+  j.sendContent({ data: "offer" });
+  const offer = await m.nextContent();
+  assert.equal(offer.data, "offer");
+  m.sendContent({ recipientId: offer.senderId, data: "answer" });
+  assert.equal((await j.nextContent()).data, "answer");
+});
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`cli closes every socket with 1001 and exits 0 on ${signal}`, async () => {
+    await using cli = new Cli(cliArgs());
+    const url = `ws://127.0.0.1:${await cli.port()}/room`;
+    await using m = await TestPeer.open(url);
+    await using j = await TestPeer.open(url);
+    await using other = await TestPeer.open(url.replace("room", "other"));
+    // Joining proves the server is past start-up (its signal handlers set).
+    assert.equal(await m.join(1), true);
+    assert.equal(await j.join(2), false);
+    cli.process.kill(signal);
+    for (const peer of [m, j, other]) {
+      assert.equal((await peer.waitClosed()).code, CLOSE_GOING_AWAY);
+    }
+    assert.equal(await cli.exit(), 0);
+    assert.match(cli.stderr, new RegExp(`shutdown signal=${signal} peers=3`));
+    assert.match(cli.stderr, /INFO stopped/);
+  });
+}
+
+Deno.test("cli serves wss and https when given a key and a certificate", async () => {
+  await using dir = await tempDir();
+  await makeCertificates(dir.path);
+  await using cli = new Cli(cliArgs(
+    "--key",
+    `${dir.path}/key.pem`,
+    "--cert",
+    `${dir.path}/cert.pem`,
+    "--ca",
+    `${dir.path}/ca.pem`,
+  ));
+  const port = await cli.port("wss");
+  using client = Deno.createHttpClient({
+    caCerts: [await Deno.readTextFile(`${dir.path}/ca.pem`)],
+  });
+  const response = await fetch(`https://127.0.0.1:${port}/healthz`, {
+    client,
+  });
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+  const url = `wss://127.0.0.1:${port}/room`;
+  await using m = await TestPeer.open(url, { client });
+  await using j = await TestPeer.open(url, { client });
+  assert.equal(await m.join(1), true);
+  assert.equal(await j.join(2), false);
+  j.sendContent({ data: "offer over TLS" });
+  assert.equal((await m.nextContent()).data, "offer over TLS");
+  // Plain ws on the same port is refused: there is no fallback.
+  const plain = new TestPeer(`ws://127.0.0.1:${port}/room`);
+  await assert.rejects(plain.opened);
+  await plain.waitClosed();
+  cli.process.kill("SIGTERM");
+  assert.equal((await m.waitClosed()).code, CLOSE_GOING_AWAY);
+  assert.equal(await cli.exit(), 0);
+});
