@@ -24,6 +24,7 @@ import {
   type LogFormat,
   type LogLevel,
 } from "./lib/log.ts";
+import { demoResponse } from "./lib/demo.ts";
 import { type MetricFamily, renderMetrics } from "./lib/metrics.ts";
 import { checkKey, parsePeerUrl } from "./lib/url.ts";
 
@@ -33,6 +34,15 @@ export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_POLICY_VIOLATION = 1008;
 /** A message was larger than the maximum message size. */
 export const CLOSE_MESSAGE_TOO_BIG = 1009;
+
+// Deno drops a server socket without sending its close frame when a data
+// frame arrives after close() (the client sees 1006, not our code and
+// reason). So a peer that sent something within CLOSE_QUIET_MS (a flood, a
+// bad frame in a burst, connect right after the open) is closed at the
+// first tick after it went quiet, or after CLOSE_WAIT_MS at the latest.
+const CLOSE_QUIET_MS = 20;
+const CLOSE_OPEN_GRACE_MS = 500;
+const CLOSE_WAIT_MS = 1000;
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -78,8 +88,8 @@ export interface HandlerOptions {
    */
   messageBurst?: number;
   /**
-   * Bytes that may wait in a peer's send buffer; a slower reader is closed
-   * with 1008.
+   * Bytes that may wait in a peer's send buffer (0: no limit); a slower
+   * reader is closed with 1008.
    * @default {1048576}
    */
   maxBufferedAmount?: number;
@@ -115,6 +125,13 @@ export interface HandlerOptions {
    * @default {"/metrics"}
    */
   metricsPath?: string | false;
+  /**
+   * Serve the demo page to plain GET and HEAD requests at `/` (with its
+   * scripts at `/demo/app.js` and `/demo/client.js`). WebSocket upgrades on
+   * these paths still join the group named by the path.
+   * @default {true}
+   */
+  demo?: boolean;
   /**
    * Where log lines go (one line per call, no newline). No logging without.
    */
@@ -222,8 +239,9 @@ function _openFileLimit(): number | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultMaxPeers } from "./handler.ts";
- * console.assert(defaultMaxPeers() > 0);
+ * assert.ok(defaultMaxPeers() >= 64);
  * ```
  */
 export function defaultMaxPeers(): number {
@@ -262,8 +280,16 @@ function _forwardedFor(headers: Headers): string | undefined {
   }
   const fwd = headers.get("forwarded");
   if (fwd) {
-    const m = [...fwd.matchAll(/for=("?)\[?([^\]";,]+)\]?\1/gi)].pop();
-    if (m) return m[2];
+    const m = [...fwd.matchAll(/for=("[^"]*"|[^;,\s]*)/gi)].pop();
+    const node = m?.[1].replace(/^"|"$/g, "") ?? "";
+    // Drop the port (RFC 7239: `"[v6]:port"`, `v4:port`), or one client
+    // would count as a new address on every connection.
+    const host = node.startsWith("[")
+      ? node.slice(1).split("]", 1)[0]
+      : node.split(":").length === 2
+      ? node.split(":")[0]
+      : node;
+    if (host) return host;
   }
   return undefined;
 }
@@ -288,6 +314,12 @@ class _Conn implements PeerTransport {
   last: number;
   deadline: number;
   released = false;
+  /** How to close a socket released before it opened, once it opens. */
+  closeOnOpen: [number, string] | undefined = undefined;
+  /** When the last frame arrived (see CLOSE_QUIET_MS). */
+  lastFrame = -Infinity;
+  /** A close that waits for the peer to go quiet: code, reason, since. */
+  closing: [number, string, number] | undefined = undefined;
 
   constructor(
     owner: _Sigver,
@@ -311,7 +343,8 @@ class _Conn implements PeerTransport {
   send(frame: Uint8Array): void {
     const s = this.socket;
     if (s.readyState !== WebSocket.OPEN) return;
-    if (s.bufferedAmount > this.owner.maxBuffered) {
+    const max = this.owner.maxBuffered;
+    if (max > 0 && s.bufferedAmount > max) {
       this.owner.reject("slow_reader");
       throw new CloseError(
         CLOSE_POLICY_VIOLATION,
@@ -323,6 +356,18 @@ class _Conn implements PeerTransport {
 
   close(code: number, reason: string): void {
     this.owner.closed(this, code, reason, "server");
+    const now = this.owner.now();
+    if (
+      now - this.lastFrame < CLOSE_QUIET_MS && !this.released &&
+      !this.owner.closingAll && this.socket.readyState === WebSocket.OPEN
+    ) {
+      this.closing = [code, reason, now];
+      this.owner.closeLater(this);
+    } else this.closeNow(code, reason);
+  }
+
+  closeNow(code: number, reason: string): void {
+    this.closing = undefined;
     try {
       this.socket.close(code, reason);
     } catch {
@@ -349,6 +394,7 @@ class _Sigver implements SigverHandler {
     ready: string | false;
     metrics: string | false;
   };
+  #demo: boolean;
   #log?: (line: string) => void;
   #logLevel: LogLevel;
   #logFormat: LogFormat;
@@ -356,6 +402,9 @@ class _Sigver implements SigverHandler {
   #timer: ReturnType<typeof setInterval> | undefined;
   #conns = new Set<_Conn>();
   #pending = new Set<_Conn>();
+  #closing = new Set<_Conn>();
+  /** True while close() closes every socket: no waiting for quiet then. */
+  closingAll = false;
   #perAddress = new Map<string, number>();
   #draining = false;
   #idle: (() => void) | undefined;
@@ -375,7 +424,8 @@ class _Sigver implements SigverHandler {
     // its own period, and one timer serves every peer.
     const slots = Math.max(1, Math.min(50, Math.round(heartbeat / 100)));
     this.#tickMs = heartbeat / slots;
-    this.hub = new Hub({ slots, random: options.random });
+    // WebSocket.send copies the frame at once: the hub may reuse its buffer.
+    this.hub = new Hub({ slots, random: options.random, reuseFrames: true });
     this.#maxSize = _positive(
       "maxMessageSize",
       options.maxMessageSize,
@@ -414,6 +464,7 @@ class _Sigver implements SigverHandler {
       ready: options.readyPath ?? "/readyz",
       metrics: options.metricsPath ?? "/metrics",
     };
+    this.#demo = options.demo ?? true;
     this.#log = options.log;
     this.#logLevel = options.logLevel ?? "info";
     this.#logFormat = options.logFormat ?? "text";
@@ -462,14 +513,21 @@ class _Sigver implements SigverHandler {
     reason = "Server shutting down",
     timeout = 10000,
   ): Promise<void> {
+    // Close at once, not when quiet: under sustained load waiting does not
+    // find quiet, and closing every socket in one go stops the relaying.
+    this.closingAll = true;
     for (const conn of [...this.#conns]) {
       if (conn.peer?.live) this.hub.kick(conn.peer, code, reason);
-      else if (conn.socket.readyState === WebSocket.OPEN) {
+      else if (
+        conn.socket.readyState === WebSocket.OPEN && conn.closing === undefined
+      ) {
         conn.close(code, reason);
       } else if (conn.socket.readyState === WebSocket.CONNECTING) {
-        this.#release(conn);
+        // Deno ignores close() before open: #onOpen closes it.
+        conn.closeOnOpen = [code, reason];
       }
     }
+    this.closingAll = false;
     if (this.#conns.size > 0) {
       // Each socket is released by its close event; wait for them all, but
       // never longer than `timeout`: then forget the ones left.
@@ -485,6 +543,11 @@ class _Sigver implements SigverHandler {
 
   stats(): HubStats {
     return this.hub.stats();
+  }
+
+  /** Closes `conn` from the scheduler once it is quiet (CLOSE_QUIET_MS). */
+  closeLater(conn: _Conn): void {
+    this.#closing.add(conn);
   }
 
   reject(reason: string): void {
@@ -633,6 +696,10 @@ class _Sigver implements SigverHandler {
         },
       });
     }
+    if (this.#demo) {
+      const demo = demoResponse(p, request.method === "HEAD");
+      if (demo !== undefined) return demo;
+    }
     return _text(
       426,
       "Upgrade Required: this is a WebRTC signaling server (sigver). Open a WebSocket to ws[s]://HOST/<key>",
@@ -654,7 +721,10 @@ class _Sigver implements SigverHandler {
   #upgrade(request: Request, info?: Deno.ServeHandlerInfo): Response {
     const remote = info?.remoteAddr as Deno.NetAddr | undefined;
     let address = remote?.hostname ?? "unknown";
-    let counted = this.#maxPerAddress > 0 && !_isLoopback(address);
+    // No IP address (a Unix socket, or no `info` passed): a local proxy,
+    // like loopback; counting them all as "unknown" would cap the server.
+    let counted = this.#maxPerAddress > 0 && remote?.hostname !== undefined &&
+      !_isLoopback(address);
     if (this.#trustProxy) {
       const forwarded = _forwardedFor(request.headers);
       if (forwarded !== undefined) address = forwarded;
@@ -736,7 +806,17 @@ class _Sigver implements SigverHandler {
 
   #onOpen(conn: _Conn, badUrl: boolean): void {
     this.#pending.delete(conn);
-    if (conn.released) return;
+    // Clients send at once on open (Netflux: connect), one round trip
+    // away: a close now (4741) would cross that frame. So count a frame as
+    // due within CLOSE_OPEN_GRACE_MS: a close waits for it, then for quiet.
+    conn.lastFrame = this.now() + CLOSE_OPEN_GRACE_MS;
+    if (conn.closeOnOpen !== undefined || conn.released) {
+      // Closed or timed out while it opened: close it now that it can be.
+      const [code, reason] = conn.closeOnOpen ??
+        [CLOSE_GOING_AWAY, "Server shutting down"];
+      conn.close(code, reason);
+      return;
+    }
     if (badUrl) {
       conn.close(ERR_URL, "Cannot join: the request URL cannot be parsed");
       return;
@@ -756,6 +836,8 @@ class _Sigver implements SigverHandler {
   }
 
   #onMessage(conn: _Conn, event: MessageEvent): void {
+    const now = this.now();
+    conn.lastFrame = now;
     const peer = conn.peer;
     if (peer === undefined || !peer.live) return;
     const data = event.data;
@@ -780,7 +862,6 @@ class _Sigver implements SigverHandler {
       return;
     }
     if (this.#rate > 0) {
-      const now = this.now();
       const tokens = Math.min(
         this.burst,
         conn.tokens + (now - conn.last) * this.#rate,
@@ -804,7 +885,8 @@ class _Sigver implements SigverHandler {
     const peer = conn.peer;
     if (peer !== undefined && peer.live) {
       this.hub.close(peer);
-      this.closed(conn, event.code, event.reason, "client");
+      // Deno reports a connection dropped without a close frame as 0.
+      this.closed(conn, event.code || 1006, event.reason, "client");
     }
     this.#release(conn);
   }
@@ -812,6 +894,9 @@ class _Sigver implements SigverHandler {
   #release(conn: _Conn): void {
     if (conn.released) return;
     conn.released = true;
+    if (this.#closing.delete(conn)) {
+      conn.closeNow(conn.closing![0], conn.closing![1]);
+    }
     this.#conns.delete(conn);
     this.#pending.delete(conn);
     if (conn.counted) {
@@ -828,8 +913,16 @@ class _Sigver implements SigverHandler {
 
   #tick(): void {
     this.hub.tick();
-    if (this.#pending.size === 0) return;
     const now = this.now();
+    for (const conn of this.#closing) {
+      const [code, reason, since] = conn.closing!;
+      if (
+        now - conn.lastFrame < CLOSE_QUIET_MS && now - since < CLOSE_WAIT_MS
+      ) continue;
+      this.#closing.delete(conn);
+      conn.closeNow(code, reason);
+    }
+    if (this.#pending.size === 0) return;
     for (const conn of this.#pending) {
       if (now < conn.deadline) continue;
       this.reject("upgrade_timeout");
@@ -837,14 +930,11 @@ class _Sigver implements SigverHandler {
         reason: "upgrade_timeout",
         addr: conn.address,
       });
-      try {
-        conn.socket.close(
-          CLOSE_POLICY_VIOLATION,
-          "Cannot open: the upgrade timed out",
-        );
-      } catch {
-        // Not open yet: forgetting it is all we can do.
-      }
+      // Deno ignores close() before open: #onOpen closes it if it opens.
+      conn.closeOnOpen = [
+        CLOSE_POLICY_VIOLATION,
+        "Cannot open: the upgrade timed out",
+      ];
       this.#release(conn);
     }
   }
@@ -864,6 +954,18 @@ class _Sigver implements SigverHandler {
  *   if (new URL(request.url).pathname === "/") return new Response("my app");
  *   return sigver.fetch(request, info);
  * });
+ * ```
+ *
+ * @example Answer plain requests, no network needed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createHandler } from "@coast/sigver";
+ * const sigver = createHandler({ readyPath: "/ready" });
+ * const health = sigver.fetch(new Request("http://localhost/healthz"));
+ * assert.equal(await health.text(), "ok\n");
+ * sigver.drain();
+ * assert.equal(sigver.fetch(new Request("http://localhost/ready")).status, 503);
+ * assert.equal(sigver.fetch(new Request("http://localhost/room")).status, 426);
  * ```
  */
 export function createHandler(options: HandlerOptions = {}): SigverHandler {

@@ -1,0 +1,61 @@
+/**
+ * A small run of the fuzzer (`deno task fuzz` runs a million inputs): the
+ * decoder on random and mutated bytes, and an in-process server on random
+ * opens, closes and frames. Seeds are fixed so that a failure reproduces.
+ */
+
+import assert from "node:assert/strict";
+import {
+  checkServer,
+  EXPECTED_CLOSE_CODES,
+  fuzzDecoder,
+  fuzzServer,
+} from "../fuzz/fuzz.ts";
+import { settled, startServer } from "./_helpers.ts";
+
+Deno.test("decoder throws only SyntaxError on 20000 random and mutated inputs", () => {
+  const report = fuzzDecoder({ count: 20_000, seed: 20261126 });
+  assert.deepEqual(report.failures, []);
+  assert.equal(report.otherErrors, 0);
+  assert.equal(report.disagreements, 0);
+  assert.equal(report.roundTripMismatches, 0);
+  assert.equal(report.oversized, 0);
+  // The inputs reach both sides of the decoder.
+  assert.ok(report.decoded > 1000, `${report.decoded} decoded`);
+  assert.ok(report.syntaxErrors > 1000, `${report.syntaxErrors} refused`);
+});
+
+Deno.test("server keeps serving and keeps no state after 10000 random inputs", async () => {
+  await using server = startServer({ maxMessageSize: 4096 });
+  const report = await fuzzServer({
+    port: server.addr.port,
+    count: 10_000,
+    seed: 20261126,
+    maxMessageSize: 4096,
+  });
+  assert.deepEqual(report.errors, []);
+  for (const code of Object.keys(report.serverCloses)) {
+    assert.ok(EXPECTED_CLOSE_CODES.includes(Number(code)), `code ${code}`);
+  }
+  // The run met the limits and the protocol errors it aims at.
+  assert.ok((report.serverCloses[4743] ?? 0) > 0);
+  assert.ok((report.serverCloses[1009] ?? 0) > 0);
+  const check = await checkServer(server.addr.port);
+  assert.deepEqual(check, {
+    healthy: true,
+    relays: true,
+    peers: 0,
+    groups: 0,
+    bound: 0,
+    problems: [],
+  });
+  await settled(server);
+  assert.deepEqual(server.handler.stats(), {
+    peers: 0,
+    groups: 0,
+    members: 0,
+    ids: 0,
+    bindings: 0,
+    scheduled: 0,
+  });
+});
