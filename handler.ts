@@ -94,8 +94,8 @@ export interface HandlerOptions {
    */
   maxBufferedAmount?: number;
   /**
-   * Milliseconds an accepted upgrade may take to open; a stalled one is
-   * closed.
+   * Milliseconds an accepted upgrade may take to open (0: no limit); a
+   * stalled one is closed.
    * @default {10000}
    */
   upgradeTimeout?: number;
@@ -455,8 +455,7 @@ class _Sigver implements SigverHandler {
       "upgradeTimeout",
       options.upgradeTimeout,
       10000,
-      false,
-    );
+    ) || Infinity;
     this.#origins = new Set(options.allowOrigins ?? []);
     this.#requireOrigin = options.requireOrigin ?? false;
     this.#paths = {
@@ -712,9 +711,18 @@ class _Sigver implements SigverHandler {
     reason: string,
     message: string,
     address: string,
+    request: Request,
   ): Response {
     this.reject(reason);
-    this.logEvent("warn", "reject", { reason, status, addr: address });
+    if (this.#log !== undefined) {
+      const key = parsePeerUrl(request.url)?.key;
+      this.logEvent("warn", "reject", {
+        reason,
+        status,
+        key: key === undefined ? undefined : keyHash(key),
+        addr: address,
+      });
+    }
     return _text(status, message);
   }
 
@@ -736,6 +744,7 @@ class _Sigver implements SigverHandler {
         "draining",
         "Service Unavailable: the server is shutting down",
         address,
+        request,
       );
     }
     const origin = request.headers.get("origin");
@@ -749,6 +758,7 @@ class _Sigver implements SigverHandler {
         "origin",
         `Forbidden: origin ${origin ?? "(none)"} is not allowed`,
         address,
+        request,
       );
     }
     if (this.#maxPeers > 0 && this.#conns.size >= this.#maxPeers) {
@@ -757,6 +767,7 @@ class _Sigver implements SigverHandler {
         "capacity",
         "Service Unavailable: the server is full",
         address,
+        request,
       );
     }
     if (
@@ -767,6 +778,7 @@ class _Sigver implements SigverHandler {
         "address",
         "Too Many Requests: too many peers from this address",
         address,
+        request,
       );
     }
     let upgraded: { socket: WebSocket; response: Response };
@@ -774,7 +786,13 @@ class _Sigver implements SigverHandler {
       upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
-      return this.#refuse(400, "handshake", `Bad Request: ${why}`, address);
+      return this.#refuse(
+        400,
+        "handshake",
+        `Bad Request: ${why}`,
+        address,
+        request,
+      );
     }
     const { socket, response } = upgraded;
     socket.binaryType = "arraybuffer";

@@ -241,9 +241,6 @@ function _parse(args: string[]):
     throw new _UsageError("invalid value for --heartbeat-interval: '0'");
   }
   const upgrade = seconds("upgrade-timeout");
-  if (upgrade === 0) {
-    throw new _UsageError("invalid value for --upgrade-timeout: '0'");
-  }
   const maxSize = _number("max-message-size", values["max-message-size"]);
   return {
     kind: "serve",

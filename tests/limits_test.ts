@@ -572,7 +572,7 @@ Deno.test("log lines carry the peer id and key hash, never the key", async () =>
   );
   assert.match(
     lines.find((l) => / reject /.test(l))!,
-    /WARN reject reason=origin status=403 addr=127\.0\.0\.1$/,
+    /WARN reject reason=origin status=403 key=[0-9a-f]{8} addr=127\.0\.0\.1$/,
   );
 });
 
