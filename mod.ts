@@ -67,7 +67,7 @@ export {
   parsePeerUrl,
   type PeerUrl,
 } from "./lib/url.ts";
-export type { LogFormat, LogLevel } from "./lib/log.ts";
+export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
 
 if (import.meta.main) {
   const { main } = await import("./server.ts");

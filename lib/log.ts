@@ -33,8 +33,10 @@ export const LOG_LEVELS: readonly LogLevel[] = [
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { enabled } from "./log.ts";
- * console.assert(enabled("info", "warn") && !enabled("info", "debug"));
+ * assert.equal(enabled("info", "warn"), true);
+ * assert.equal(enabled("info", "debug"), false);
  * ```
  */
 export function enabled(threshold: LogLevel, level: LogLevel): boolean {
@@ -50,8 +52,9 @@ export function enabled(threshold: LogLevel, level: LogLevel): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyHash } from "./log.ts";
- * console.assert(keyHash("room").length === 8);
+ * assert.match(keyHash("room"), /^[0-9a-f]{8}$/);
  * ```
  */
 export function keyHash(key: string): string {
@@ -80,9 +83,10 @@ function _text(value: string | number | boolean): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatLine } from "./log.ts";
  * const line = formatLine("text", "2026-01-01T00:00:00.000Z", "info", "close", { code: 1000 });
- * console.assert(line === "2026-01-01T00:00:00.000Z INFO close code=1000");
+ * assert.equal(line, "2026-01-01T00:00:00.000Z INFO close code=1000");
  * ```
  */
 export function formatLine(

@@ -32,11 +32,12 @@ function _escape(value: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renderMetrics } from "./metrics.ts";
  * const text = renderMetrics([
  *   { name: "sigver_peers", help: "Connected peers.", type: "gauge", samples: [[{}, 2]] },
  * ]);
- * console.assert(text.includes("sigver_peers 2\n"));
+ * assert.match(text, /^sigver_peers 2$/m);
  * ```
  */
 export function renderMetrics(families: readonly MetricFamily[]): string {

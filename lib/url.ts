@@ -26,9 +26,10 @@ export interface PeerUrl {
  *
  * @example Read a favored peer's key
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parsePeerUrl } from "./url.ts";
  * const peer = parsePeerUrl("http://localhost:8000/my%20room/a?favored");
- * console.assert(peer?.key === "my%20room/a" && peer.favored);
+ * assert.deepEqual(peer, { key: "my%20room/a", favored: true });
  * ```
  */
 export function parsePeerUrl(url: string): PeerUrl | undefined {
@@ -63,9 +64,10 @@ export function parsePeerUrl(url: string): PeerUrl | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkKey } from "./url.ts";
- * console.assert(checkKey("room") === undefined);
- * console.assert(checkKey("") !== undefined);
+ * assert.equal(checkKey("room"), undefined);
+ * assert.equal(checkKey(""), "Cannot join: the key is empty");
  * ```
  */
 export function checkKey(key: string): string | undefined {
