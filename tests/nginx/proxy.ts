@@ -315,7 +315,7 @@ http {
         );
 
         await server!.waitFor(
-          /WARN reject reason=address status=429 addr=127\.0\.0\.2\n[^]*WARN reject reason=address status=429 addr=127\.0\.0\.2\n/,
+          /WARN reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n[^]*WARN reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n/,
           WAIT,
           "two refusals of 127.0.0.2",
         );
