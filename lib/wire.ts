@@ -394,11 +394,33 @@ export function encodeContent(
   data: Uint8Array = EMPTY,
   lastData = false,
 ): Uint8Array {
-  const dl = data.length;
-  const inner = (senderId === 0 ? 0 : 1 + _varintSize(senderId)) +
+  const inner = _contentSize(senderId, recipientId, data.length, lastData);
+  const out = new Uint8Array(1 + _varintSize(inner) + inner);
+  _writeContent(out, inner, senderId, recipientId, data, lastData);
+  return out;
+}
+
+/** Size of a `Content` message's fields (the embedded message's length). */
+function _contentSize(
+  senderId: number,
+  recipientId: number,
+  dl: number,
+  lastData: boolean,
+): number {
+  return (senderId === 0 ? 0 : 1 + _varintSize(senderId)) +
     (recipientId === 0 ? 0 : 1 + _varintSize(recipientId)) +
     (lastData ? 2 : 0) + (dl === 0 ? 0 : 1 + _varintSize(dl) + dl);
-  const out = new Uint8Array(1 + _varintSize(inner) + inner);
+}
+
+/** Writes `Message{content}` at the start of `out`, big enough for it. */
+function _writeContent(
+  out: Uint8Array,
+  inner: number,
+  senderId: number,
+  recipientId: number,
+  data: Uint8Array,
+  lastData: boolean,
+): void {
   out[0] = 0x12;
   let pos = _writeVarint(out, 1, inner);
   if (senderId !== 0) {
@@ -413,12 +435,11 @@ export function encodeContent(
     out[pos++] = 0x18;
     out[pos++] = 1;
   }
-  if (dl !== 0) {
+  if (data.length !== 0) {
     out[pos++] = 0x22;
-    pos = _writeVarint(out, pos, dl);
+    pos = _writeVarint(out, pos, data.length);
     out.set(data, pos);
   }
-  return out;
 }
 
 /**
@@ -451,30 +472,13 @@ export class ContentEncoder {
    * call. Send or copy it at once.
    */
   encode(senderId: number, recipientId: number, data: Uint8Array): Uint8Array {
-    const dl = data.length;
-    const inner = (senderId === 0 ? 0 : 1 + _varintSize(senderId)) +
-      (recipientId === 0 ? 0 : 1 + _varintSize(recipientId)) +
-      (dl === 0 ? 0 : 1 + _varintSize(dl) + dl);
+    const inner = _contentSize(senderId, recipientId, data.length, false);
     const size = 1 + _varintSize(inner) + inner;
     let out = this.#buf;
     if (out.length < size) {
       out = this.#buf = new Uint8Array(Math.max(size, out.length * 2));
     }
-    out[0] = 0x12;
-    let pos = _writeVarint(out, 1, inner);
-    if (senderId !== 0) {
-      out[pos++] = 0x08;
-      pos = _writeVarint(out, pos, senderId);
-    }
-    if (recipientId !== 0) {
-      out[pos++] = 0x10;
-      pos = _writeVarint(out, pos, recipientId);
-    }
-    if (dl !== 0) {
-      out[pos++] = 0x22;
-      pos = _writeVarint(out, pos, dl);
-      out.set(data, pos);
-    }
+    _writeContent(out, inner, senderId, recipientId, data, false);
     return out.subarray(0, size);
   }
 }
