@@ -19,8 +19,19 @@
  */
 
 import { serve, type ServeOptions, type SigverServer } from "../handler.ts";
+import type { HubStats } from "../lib/hub.ts";
 import { type Content, decodeMessage, encodeMessage } from "../lib/wire.ts";
 import type { Message } from "../lib/wire.ts";
+
+/** The stats of a hub that holds nothing: what every leak check expects. */
+export const EMPTY_STATS: HubStats = {
+  peers: 0,
+  groups: 0,
+  members: 0,
+  ids: 0,
+  bindings: 0,
+  scheduled: 0,
+};
 
 /** Milliseconds a wait may take before the test fails. */
 export const WAIT_TIMEOUT = 10_000;

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { encodeMessage } from "../lib/wire.ts";
 import {
+  EMPTY_STATS,
   httpUrl,
   peerUrl,
   RawSocket,
@@ -13,15 +14,6 @@ import {
   startServer,
   TestPeer,
 } from "./_helpers.ts";
-
-const EMPTY_STATS = {
-  peers: 0,
-  groups: 0,
-  members: 0,
-  ids: 0,
-  bindings: 0,
-  scheduled: 0,
-};
 
 Deno.test("half handshakes that stall do not stop other peers from being served", async () => {
   await using server = startServer();

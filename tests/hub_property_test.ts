@@ -23,6 +23,7 @@ import {
   type PeerTransport,
 } from "../lib/hub.ts";
 import { decodeMessage, encodeMessage, type Message } from "../lib/wire.ts";
+import { EMPTY_STATS } from "./_helpers.ts";
 
 const RUNS = 400;
 const STEPS = 150;
@@ -652,14 +653,7 @@ Deno.test("hub keeps its invariants and matches the model over random sequences"
       const p = r.pick(live);
       checked(`${p.name} close (end)`, () => w.close(p));
     }
-    assert.deepStrictEqual(w.hub.stats(), {
-      peers: 0,
-      groups: 0,
-      members: 0,
-      ids: 0,
-      bindings: 0,
-      scheduled: 0,
-    });
+    assert.deepStrictEqual(w.hub.stats(), EMPTY_STATS);
     assert.equal(w.groups.size, 0);
   }
   // The sequences must reach every rule and path, many times.

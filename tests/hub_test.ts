@@ -15,6 +15,7 @@ import {
   type PeerTransport,
 } from "../lib/hub.ts";
 import { decodeMessage, encodeMessage, type Message } from "../lib/wire.ts";
+import { EMPTY_STATS } from "./_helpers.ts";
 
 /** A message as a peer sees it, `data` as a plain array. */
 type Seen =
@@ -192,14 +193,7 @@ function stats(h: Hub, expected: Partial<HubStats>): void {
 
 function zeroStats(h: Hub): void {
   const actual = h.stats();
-  stats(h, {
-    peers: 0,
-    groups: 0,
-    members: 0,
-    ids: 0,
-    bindings: 0,
-    scheduled: 0,
-  });
+  stats(h, EMPTY_STATS);
   for (const [name, value] of Object.entries(actual)) {
     assert.equal(value, 0, name);
   }

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createHandler, type SigverServer } from "../handler.ts";
 import { encodeMessage } from "../lib/wire.ts";
 import {
+  EMPTY_STATS,
   httpUrl,
   parseClose,
   peerUrl,
@@ -454,14 +455,7 @@ Deno.test("plain requests never create a group", async () => {
       method === "GET" || method === "HEAD" ? 426 : 405,
     );
   }
-  assert.deepEqual(server.handler.stats(), {
-    peers: 0,
-    groups: 0,
-    members: 0,
-    ids: 0,
-    bindings: 0,
-    scheduled: 0,
-  });
+  assert.deepEqual(server.handler.stats(), EMPTY_STATS);
   assert.equal(server.handler.connections, 0);
 });
 
