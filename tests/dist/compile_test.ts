@@ -1,7 +1,7 @@
 /**
  * `deno task compile`: one binary, with the version built in and only the
- * permissions the server needs (network; reading `/etc/sigver` for TLS files
- * and `/proc/self/limits` for the default peer limit).
+ * permissions the server needs (network; reading `/etc/sigver` for TLS files;
+ * `--max-peers` is given, as Deno needs -A to read `/proc/self/limits`).
  *
  * `deno compile` needs the `denort` runtime: it downloads it from Deno's
  * download host (into `$DENO_DIR/dl/`) unless `DENORT_BIN` names one. Where

@@ -1,0 +1,261 @@
+/**
+ * Processes of the benchmark: the servers under test started as children
+ * (pinned with `taskset` where it can), `/proc` sampling, and the cleanup
+ * that kills every child on the way out, whatever happens.
+ *
+ * @module
+ */
+
+import { parseProcStat, type ProcStat } from "./stats.ts";
+
+/** Where the repository root is (this file is in `bench/`). */
+export const ROOT: string = new URL("..", import.meta.url).pathname;
+
+/**
+ * Reads `/proc/PID/stat`.
+ *
+ * @param pid The process, or `"self"`.
+ * @returns The parsed sample.
+ */
+export function readStat(pid: number | "self"): ProcStat {
+  return parseProcStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
+}
+
+/** Runs a command and returns its trimmed stdout, or `undefined` on failure. */
+export async function run(
+  cmd: string,
+  args: string[],
+): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command(cmd, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success
+      ? new TextDecoder().decode(out.stdout).trim()
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Facts about the machine that go into every result. */
+export interface Machine {
+  /** Online CPUs. */
+  cpus: number;
+  /** CPU model name. */
+  model: string;
+  /** Clock ticks per second of `/proc/PID/stat`. */
+  hz: number;
+  /** Page size, for RSS. */
+  pageSize: number;
+  /** `taskset` is there and there are 2 or more CPUs. */
+  pinning: boolean;
+  /** Deno version. */
+  deno: string;
+  /** Kernel release. */
+  kernel: string;
+  /** 1-minute load average when the run started. */
+  load: number;
+}
+
+/**
+ * Gathers the machine facts.
+ *
+ * @returns The facts.
+ */
+export async function machine(): Promise<Machine> {
+  const cpus = navigator.hardwareConcurrency;
+  const info = Deno.readTextFileSync("/proc/cpuinfo");
+  const model = /model name\s*:\s*(.+)/.exec(info)?.[1] ?? "unknown";
+  const hz = Number(await run("getconf", ["CLK_TCK"])) || 100;
+  const pageSize = Number(await run("getconf", ["PAGESIZE"])) || 4096;
+  const pinning = cpus >= 2 &&
+    (await run("taskset", ["-p", String(Deno.pid)])) !== undefined;
+  const load = Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
+  return {
+    cpus,
+    model,
+    hz,
+    pageSize,
+    pinning,
+    deno: Deno.version.deno,
+    kernel: Deno.osRelease(),
+    load,
+  };
+}
+
+/** Pins every thread of this process to one CPU (`taskset -a -p`). */
+export async function pinSelf(cpu: number): Promise<boolean> {
+  return (await run("taskset", [
+    "-a",
+    "-p",
+    "-c",
+    String(cpu),
+    String(Deno.pid),
+  ])) !== undefined;
+}
+
+/** A server started for a run. */
+export interface ServerProcess {
+  /** `sigver` or `bare`. */
+  readonly kind: string;
+  /** Its process id (the `deno` process itself: `taskset` execs it). */
+  readonly pid: number;
+  /** The port it listens on. */
+  readonly port: number;
+  /** Lines of stderr it wrote. */
+  readonly logLines: () => number;
+  /** The last lines of its stderr, for error reports. */
+  readonly tail: () => string;
+  /** Whether it is still running. */
+  readonly alive: () => boolean;
+  /** Stops it (SIGTERM, then SIGKILL after a grace period). Idempotent. */
+  readonly stop: () => Promise<void>;
+}
+
+const _children = new Set<ServerProcess>();
+
+/** Kills every child still running. Safe to call more than once. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([..._children].map((c) => c.stop()));
+}
+
+/** Picks a free port on 127.0.0.1 (closed again before returning). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function _waitListening(port: number, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      return true;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return false;
+}
+
+/** Options of {@linkcode startServer}. */
+export interface StartOptions {
+  /** `sigver` (the server under test) or `bare` (the bare relay). */
+  kind: "sigver" | "bare";
+  /** CPU to pin it to, or `undefined` for no pinning. */
+  cpu?: number;
+  /** More flags for the server. */
+  flags?: string[];
+  /** More `deno run` flags (V8 flags, `--cpu-prof`...). */
+  denoFlags?: string[];
+  /** The sigver entry point to run instead of `server.ts`. */
+  script?: string;
+}
+
+/**
+ * Starts a server on a free port of 127.0.0.1 and waits until it accepts
+ * connections. Its stderr is read continuously (a full pipe would block it)
+ * and only the last lines are kept.
+ *
+ * @param options Which server, where to pin it, more flags.
+ * @returns The running server.
+ */
+export async function startServer(
+  options: StartOptions,
+): Promise<ServerProcess> {
+  const port = freePort();
+  const script = options.kind === "sigver"
+    ? options.script ?? `${ROOT}server.ts`
+    : `${ROOT}bench/bare_relay.ts`;
+  const denoArgs = [
+    "run",
+    // -A as the issue runs it: with only --allow-read, Deno 2.9.6 refuses
+    // /proc/self/limits and sigver's default --max-peers falls to 10000.
+    "-A",
+    ...(options.denoFlags ?? []),
+    script,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    ...(options.flags ?? []),
+  ];
+  const pinned = options.cpu !== undefined;
+  const child = new Deno.Command(pinned ? "taskset" : Deno.execPath(), {
+    args: pinned
+      ? ["-c", String(options.cpu), Deno.execPath(), ...denoArgs]
+      : denoArgs,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let lines = 0;
+  const tail: string[] = [];
+  const pump = (async () => {
+    const decoder = new TextDecoder();
+    let carry = "";
+    try {
+      for await (const chunk of child.stderr) {
+        const text = carry + decoder.decode(chunk, { stream: true });
+        const parts = text.split("\n");
+        carry = parts.pop() ?? "";
+        lines += parts.length;
+        for (const p of parts) tail.push(p);
+        if (tail.length > 40) tail.splice(0, tail.length - 40);
+      }
+    } catch {
+      // The child is gone.
+    }
+  })();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  let stopping: Promise<void> | undefined;
+  const proc: ServerProcess = {
+    kind: options.kind,
+    pid: child.pid,
+    port,
+    logLines: () => lines,
+    tail: () => tail.join("\n"),
+    alive: () => !exited,
+    stop: () =>
+      stopping ??= (async () => {
+        if (!exited) {
+          try {
+            child.kill("SIGTERM");
+          } catch {
+            // Already gone.
+          }
+          const timer = setTimeout(() => {
+            try {
+              child.kill("SIGKILL");
+            } catch {
+              // Already gone.
+            }
+          }, 5000);
+          await status;
+          clearTimeout(timer);
+        }
+        await pump;
+        _children.delete(proc);
+      })(),
+  };
+  _children.add(proc);
+  if (!(await _waitListening(port, 15000)) || exited) {
+    await proc.stop();
+    throw new Error(
+      `Cannot start ${options.kind}: not listening on ${port}\n${proc.tail()}`,
+    );
+  }
+  return proc;
+}

@@ -1,0 +1,1062 @@
+/**
+ * The scenarios of the benchmark: relay (ping-pong between member/joiner
+ * pairs), capacity (idle peers answering heartbeats), churn (peers that join
+ * a group through the bind/relay handshake and leave). Each one speaks the
+ * sigver protocol with `lib/wire.ts` and counts every protocol error and
+ * unexpected close in a {@linkcode Tally}.
+ *
+ * @module
+ */
+
+import {
+  encodeContent,
+  encodeMessage,
+  FrameReader,
+  TYPE_CONNECTED,
+  TYPE_CONTENT,
+  TYPE_HEARTBEAT,
+} from "../lib/wire.ts";
+import { readStat, type ServerProcess } from "./proc.ts";
+import {
+  type Bottleneck,
+  bottleneck,
+  cpuMicros,
+  cpuPercent,
+  Histogram,
+  perOp,
+  type ProcStat,
+} from "./stats.ts";
+import { clientFrame, connect, OP_BINARY, type WsClient } from "./ws_client.ts";
+
+/** Protocol errors and unexpected events of a run; any of them fails it. */
+export class Tally {
+  /** Frames that did not decode, or were not what the protocol says. */
+  protocol = 0;
+  /** Connections the server closed (or dropped) without being asked. */
+  unexpectedClose = 0;
+  /** Connections that could not be opened. */
+  connectFailed = 0;
+  /** Steps that did not complete in time. */
+  timeouts = 0;
+  /** The first few problems, for the report. */
+  readonly samples: string[] = [];
+
+  /** The sum of every count. */
+  get total(): number {
+    return this.protocol + this.unexpectedClose + this.connectFailed +
+      this.timeouts;
+  }
+
+  /**
+   * Counts one problem.
+   *
+   * @param kind Which count.
+   * @param what A description, kept for the first ten problems.
+   */
+  add(
+    kind: "protocol" | "unexpectedClose" | "connectFailed" | "timeouts",
+    what: string,
+  ): void {
+    this[kind]++;
+    if (this.samples.length < 10) this.samples.push(`${kind}: ${what}`);
+  }
+
+  /** The counts, for the JSON line. */
+  toJSON(): Record<string, unknown> {
+    return {
+      protocol: this.protocol,
+      unexpectedClose: this.unexpectedClose,
+      connectFailed: this.connectFailed,
+      timeouts: this.timeouts,
+      samples: this.samples,
+    };
+  }
+}
+
+/** CPU, wall time and RSS of the server and of this process over a window. */
+export interface Window {
+  /** Wall-clock milliseconds. */
+  ms: number;
+  /** Server CPU, µs. */
+  serverCpuUs: number;
+  /** The part of it spent in the kernel, µs. */
+  serverSysUs: number;
+  /** Load generator CPU, µs. */
+  loadCpuUs: number;
+  /** Server CPU, percent of one core. */
+  serverPct: number;
+  /** Load generator CPU, percent of one core. */
+  loadPct: number;
+  /** Which one limited the window. */
+  bottleneck: Bottleneck;
+}
+
+/** The facts scenarios need from the run. */
+export interface Env {
+  /** Clock ticks per second. */
+  hz: number;
+  /** Page size. */
+  pageSize: number;
+  /** A tag unique to the run, put in group keys. */
+  tag: string;
+}
+
+class _Meter {
+  #pid: number;
+  #hz: number;
+  #t0 = 0;
+  #s0: ProcStat | undefined;
+  #l0: ProcStat | undefined;
+
+  constructor(pid: number, hz: number) {
+    this.#pid = pid;
+    this.#hz = hz;
+  }
+
+  start(): void {
+    this.#t0 = performance.now();
+    this.#s0 = readStat(this.#pid);
+    this.#l0 = readStat("self");
+  }
+
+  stop(): Window {
+    const ms = performance.now() - this.#t0;
+    const s1 = readStat(this.#pid);
+    const serverCpuUs = cpuMicros(this.#s0!, s1, this.#hz);
+    const serverSysUs = (s1.stime - this.#s0!.stime) * 1e6 / this.#hz;
+    const loadCpuUs = cpuMicros(this.#l0!, readStat("self"), this.#hz);
+    const serverPct = cpuPercent(serverCpuUs, ms);
+    const loadPct = cpuPercent(loadCpuUs, ms);
+    return {
+      ms,
+      serverCpuUs,
+      serverSysUs,
+      loadCpuUs,
+      serverPct,
+      loadPct,
+      bottleneck: bottleneck(serverPct, loadPct),
+    };
+  }
+}
+
+/** Windows added up (the bottleneck of the whole is recomputed). */
+function _sum(ws: readonly Window[]): Window {
+  const t = { ms: 0, serverCpuUs: 0, serverSysUs: 0, loadCpuUs: 0 };
+  for (const w of ws) {
+    t.ms += w.ms;
+    t.serverCpuUs += w.serverCpuUs;
+    t.serverSysUs += w.serverSysUs;
+    t.loadCpuUs += w.loadCpuUs;
+  }
+  const serverPct = cpuPercent(t.serverCpuUs, t.ms);
+  const loadPct = cpuPercent(t.loadCpuUs, t.ms);
+  return {
+    ...t,
+    serverPct,
+    loadPct,
+    bottleneck: bottleneck(serverPct, loadPct),
+  };
+}
+
+const _sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const HEARTBEAT_FRAME = clientFrame(
+  OP_BINARY,
+  encodeMessage({ type: "heartbeat", heartbeat: true }),
+);
+
+function _connectFrame(id: number, members: number[]): Uint8Array {
+  return clientFrame(
+    OP_BINARY,
+    encodeMessage({ type: "connect", connect: { id, members } }),
+  );
+}
+
+/**
+ * Runs `task` over `items` with at most `limit` running at once.
+ */
+async function _pool<T>(
+  items: number,
+  limit: number,
+  task: (i: number) => Promise<T>,
+): Promise<T[]> {
+  const out: T[] = new Array(items);
+  let next = 0;
+  const worker = async () => {
+    while (next < items) {
+      const i = next++;
+      out[i] = await task(i);
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items) }, worker),
+  );
+  return out;
+}
+
+/**
+ * Waits until `done()` is true, polling, at most `ms` milliseconds.
+ *
+ * @returns Whether it became true.
+ */
+async function _until(done: () => boolean, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (!done()) {
+    if (performance.now() > deadline) return false;
+    await _sleep(5);
+  }
+  return true;
+}
+
+/** A client whose unexpected closes and bad frames go to the tally. */
+interface _Peer {
+  ws: WsClient;
+  /** `connected` replies received, in order. */
+  replies: boolean[];
+  /** Heartbeats received. */
+  heartbeats: number;
+  /** Who waits for the next `connected` reply. */
+  wait: ((flag: boolean | undefined) => void) | undefined;
+}
+
+/**
+ * Opens a client with the default handlers: heartbeats are answered, a
+ * `connected` reply is recorded, every other frame goes to `onContent`, and
+ * anything the protocol forbids is counted.
+ */
+async function _open(
+  port: number,
+  path: string,
+  tally: Tally,
+  onContent: ((r: FrameReader) => void) | undefined,
+  options: { localAddress?: string; readSize?: number } = {},
+): Promise<_Peer | undefined> {
+  let ws: WsClient;
+  try {
+    ws = await connect({
+      hostname: "127.0.0.1",
+      port,
+      path,
+      localAddress: options.localAddress,
+      readSize: options.readSize,
+    });
+  } catch (error) {
+    tally.add("connectFailed", String((error as Error).message ?? error));
+    return undefined;
+  }
+  const peer: _Peer = { ws, replies: [], heartbeats: 0, wait: undefined };
+  const reader = new FrameReader();
+  ws.handlers = {
+    onBinary: (payload) => {
+      try {
+        reader.read(payload);
+      } catch (error) {
+        tally.add("protocol", `undecodable frame: ${(error as Error).message}`);
+        return;
+      }
+      switch (reader.type) {
+        case TYPE_HEARTBEAT:
+          peer.heartbeats++;
+          ws.sendFrame(HEARTBEAT_FRAME);
+          return;
+        case TYPE_CONNECTED: {
+          peer.replies.push(reader.flag);
+          const wait = peer.wait;
+          peer.wait = undefined;
+          wait?.(reader.flag);
+          return;
+        }
+        case TYPE_CONTENT:
+          if (onContent === undefined) {
+            tally.add("protocol", `unexpected content on ${path}`);
+          } else onContent(reader);
+          return;
+        default:
+          tally.add("protocol", `unexpected message type ${reader.type}`);
+      }
+    },
+    onText: () => tally.add("protocol", "text frame"),
+    onError: (m) => tally.add("protocol", `framing: ${m}`),
+    onClose: (info) => {
+      if (!info.requested) {
+        tally.add(
+          "unexpectedClose",
+          `${path} closed with ${info.code} ${info.reason}`.trim(),
+        );
+      }
+    },
+  };
+  return peer;
+}
+
+/** Sends `connect` and waits for its reply. */
+async function _join(
+  peer: _Peer,
+  id: number,
+  members: number[],
+  expect: boolean,
+  tally: Tally,
+  ms = 10000,
+): Promise<boolean> {
+  const reply = Promise.withResolvers<boolean | undefined>();
+  peer.wait = reply.resolve;
+  const timer = setTimeout(() => reply.resolve(undefined), ms);
+  peer.ws.sendFrame(_connectFrame(id, members));
+  const flag = await reply.promise;
+  clearTimeout(timer);
+  if (flag === undefined) {
+    peer.wait = undefined;
+    tally.add("timeouts", `no connected reply to connect{${id}}`);
+    return false;
+  }
+  if (flag !== expect) {
+    tally.add("protocol", `connected:${flag} for ${id}`);
+    return false;
+  }
+  return true;
+}
+
+async function _closeAll(peers: (_Peer | undefined)[], limit = 512) {
+  await _pool(peers.length, limit, async (i) => {
+    const p = peers[i];
+    if (p !== undefined && !p.ws.closed) await p.ws.close(1000, 5000);
+  });
+}
+
+// ---------------------------------------------------------------- relay
+
+/** Parameters of one relay measurement. */
+export interface RelayConfig {
+  /** Member/joiner pairs. */
+  pairs: number;
+  /** Content payload size, bytes. */
+  size: number;
+  /** Messages in flight per pair. */
+  window: number;
+  /** Seconds measured, per server. */
+  seconds: number;
+  /** Seconds of warm-up before, per server. */
+  warmup: number;
+  /**
+   * Seconds per slice: the servers take turns slice by slice, so that a
+   * burst of load from elsewhere on the machine hits both alike.
+   */
+  slice: number;
+}
+
+/** What one relay measurement gives. */
+export interface RelayResult extends Window {
+  /** Payload bytes. */
+  size: number;
+  /** Messages in flight per pair. */
+  window: number;
+  /** Relayed messages (each direction counts). */
+  messages: number;
+  /** Relayed messages per second. */
+  rate: number;
+  /** Server CPU per relayed message, µs. */
+  usPerMsg: number | null;
+  /** Load generator CPU per relayed message, µs. */
+  loadUsPerMsg: number | null;
+  /** Round trip (joiner -> member -> joiner), µs. */
+  rttP50: number | null;
+  /** Round trip, 99th percentile, µs. */
+  rttP99: number | null;
+  /** Messages per second each peer sent (against --message-rate). */
+  peerRate: number;
+}
+
+/** The pairs of one server, which can be started and paused. */
+class _RelayRig {
+  readonly server: ServerProcess;
+  #protocol: boolean;
+  #config: RelayConfig;
+  #env: Env;
+  #tally: Tally;
+  #peers: (_Peer | undefined)[] = [];
+  #kicks: (() => void)[] = [];
+  running = false;
+  measuring = false;
+  inFlight = 0;
+  messages = 0;
+  readonly rtt: Histogram = new Histogram(1, 500_000);
+  ms = 0;
+  serverCpuUs = 0;
+  serverSysUs = 0;
+  loadCpuUs = 0;
+
+  constructor(
+    server: ServerProcess,
+    protocol: boolean,
+    config: RelayConfig,
+    env: Env,
+    tally: Tally,
+  ) {
+    this.server = server;
+    this.#protocol = protocol;
+    this.#config = config;
+    this.#env = env;
+    this.#tally = tally;
+  }
+
+  /** Opens the pairs (member first, then its joiner). */
+  async setup(): Promise<void> {
+    const { pairs, size, window } = this.#config;
+    const tally = this.#tally;
+    const port = this.server.port;
+    for (let i = 0; i < pairs; i++) {
+      const path =
+        `/relay-${this.#env.tag}-${this.server.kind}-${size}-${window}-${i}`;
+      // Member: echo every content back to its sender, with a cached frame
+      // per slot (the payload of a slot never changes, only the id may).
+      const echo: (Uint8Array | undefined)[] = new Array(window);
+      let echoTo = -1;
+      const member: _Peer | undefined = await _open(port, path, tally, (r) => {
+        if (
+          r.dataEnd === r.dataStart && !this.running && r.senderId === echoTo
+        ) {
+          return; // "Your joiner is gone": the joiner closed first.
+        }
+        if (this.measuring) this.messages++;
+        const slot = r.buf[r.dataStart];
+        if (r.dataEnd - r.dataStart !== size || slot >= window) {
+          tally.add("protocol", `member got ${r.dataEnd - r.dataStart} bytes`);
+          return;
+        }
+        if (r.senderId !== echoTo) {
+          if (echoTo !== -1) tally.add("protocol", "joiner id changed");
+          echoTo = r.senderId;
+          echo.fill(undefined);
+        }
+        let frame = echo[slot];
+        if (frame === undefined) {
+          frame = echo[slot] = clientFrame(
+            OP_BINARY,
+            encodeContent(0, echoTo, r.data),
+          );
+        }
+        member!.ws.sendFrame(frame);
+      }, { readSize: 65536 });
+      this.#peers.push(member);
+      if (member === undefined) continue;
+      if (this.#protocol && !(await _join(member, 1, [], true, tally))) {
+        continue;
+      }
+      const sent = new Float64Array(window);
+      const frames: Uint8Array[] = [];
+      for (let s = 0; s < window; s++) {
+        const data = new Uint8Array(size).fill(0xa5);
+        data[0] = s;
+        frames.push(clientFrame(OP_BINARY, encodeContent(0, 0, data)));
+      }
+      let sid = -1;
+      const joiner: _Peer | undefined = await _open(port, path, tally, (r) => {
+        const now = performance.now();
+        if (
+          r.dataEnd === r.dataStart && !this.running && r.recipientId === sid
+        ) {
+          return; // "Your member is gone": the member closed first.
+        }
+        if (this.measuring) this.messages++;
+        const slot = r.buf[r.dataStart];
+        if (
+          r.dataEnd - r.dataStart !== size || slot >= window ||
+          r.senderId !== 0
+        ) {
+          tally.add("protocol", "joiner got a bad echo");
+          return;
+        }
+        if (sid !== r.recipientId) {
+          if (sid !== -1) tally.add("protocol", "signaling id changed");
+          sid = r.recipientId;
+        }
+        if (this.measuring) this.rtt.record((now - sent[slot]) * 1000);
+        if (this.running) {
+          sent[slot] = now;
+          joiner!.ws.sendFrame(frames[slot]);
+        } else this.inFlight--;
+      }, { readSize: 65536 });
+      this.#peers.push(joiner);
+      if (joiner === undefined) continue;
+      if (this.#protocol && !(await _join(joiner, 2, [], false, tally))) {
+        continue;
+      }
+      this.#kicks.push(() => {
+        for (let s = 0; s < window; s++) {
+          sent[s] = performance.now();
+          this.inFlight++;
+          joiner.ws.sendFrame(frames[s]);
+        }
+      });
+    }
+  }
+
+  /** Starts every pair's ping-pong. */
+  start(): void {
+    this.running = true;
+    for (const kick of this.#kicks) kick();
+  }
+
+  /** Stops sending and waits for the messages in flight. */
+  async pause(): Promise<void> {
+    this.running = false;
+    if (!(await _until(() => this.inFlight <= 0, 5000))) {
+      this.#tally.add(
+        "timeouts",
+        `${this.inFlight} relay messages never came back`,
+      );
+      this.inFlight = 0;
+    }
+  }
+
+  /** Runs one measured slice of `seconds`. */
+  async slice(seconds: number): Promise<void> {
+    this.start();
+    // Let the pipeline fill before measuring.
+    await _sleep(50);
+    const meter = new _Meter(this.server.pid, this.#env.hz);
+    this.measuring = true;
+    meter.start();
+    await _sleep(seconds * 1000);
+    const w = meter.stop();
+    this.measuring = false;
+    this.ms += w.ms;
+    this.serverCpuUs += w.serverCpuUs;
+    this.serverSysUs += w.serverSysUs;
+    this.loadCpuUs += w.loadCpuUs;
+    await this.pause();
+  }
+
+  async close(): Promise<void> {
+    await _closeAll(this.#peers);
+  }
+
+  result(): RelayResult {
+    const { size, window, pairs } = this.#config;
+    const serverPct = cpuPercent(this.serverCpuUs, this.ms);
+    const loadPct = cpuPercent(this.loadCpuUs, this.ms);
+    const rate = this.messages / (this.ms / 1000);
+    return {
+      ms: this.ms,
+      serverCpuUs: this.serverCpuUs,
+      serverSysUs: this.serverSysUs,
+      loadCpuUs: this.loadCpuUs,
+      serverPct,
+      loadPct,
+      bottleneck: bottleneck(serverPct, loadPct),
+      size,
+      window,
+      messages: this.messages,
+      rate,
+      usPerMsg: perOp(this.serverCpuUs, this.messages),
+      loadUsPerMsg: perOp(this.loadCpuUs, this.messages),
+      rttP50: this.rtt.percentile(50),
+      rttP99: this.rtt.percentile(99),
+      peerRate: rate / (2 * pairs),
+    };
+  }
+}
+
+/**
+ * Relay: `pairs` member/joiner pairs per server ping-pong content. Against
+ * sigver the pairs first become member and bound joiner; against the bare
+ * relay the same content frames are simply forwarded. The servers take
+ * turns in slices of `config.slice` seconds until each had `config.seconds`.
+ *
+ * @param servers The servers, each with whether it speaks the protocol.
+ * @param config Sizes, window, durations.
+ * @param env Run facts.
+ * @param tally Where problems are counted.
+ * @returns The figures, in the order of `servers`.
+ */
+export async function relay(
+  servers: readonly { server: ServerProcess; protocol: boolean }[],
+  config: RelayConfig,
+  env: Env,
+  tally: Tally,
+): Promise<RelayResult[]> {
+  const rigs = servers.map((s) =>
+    new _RelayRig(s.server, s.protocol, config, env, tally)
+  );
+  try {
+    for (const rig of rigs) {
+      await rig.setup();
+      rig.start();
+      await _sleep(config.warmup * 1000);
+      await rig.pause();
+    }
+    const slices = Math.max(1, Math.round(config.seconds / config.slice));
+    const each = config.seconds / slices;
+    for (let i = 0; i < slices; i++) {
+      // Alternate who goes first, so that neither always follows the other.
+      const order = i % 2 === 0 ? rigs : [...rigs].reverse();
+      for (const rig of order) await rig.slice(each);
+    }
+  } finally {
+    for (const rig of rigs) await rig.close();
+  }
+  return rigs.map((r) => r.result());
+}
+
+// ------------------------------------------------------------- capacity
+
+/** Parameters of the capacity scenario. */
+export interface CapacityConfig {
+  /** Idle peers to hold. */
+  peers: number;
+  /** Peers per group. */
+  groupSize: number;
+  /** Seconds to hold them and measure the heartbeat CPU. */
+  hold: number;
+  /** Handshakes in progress at once. */
+  concurrency: number;
+  /** Source addresses to spread over (127.0.0.2 onwards); 0: Deno.connect. */
+  sources: number;
+}
+
+/** What the capacity scenario gives. */
+export interface CapacityResult {
+  /** Peers that were open at the end of the hold. */
+  peers: number;
+  /** The connect phase. */
+  connect: Window;
+  /** Server CPU per new connection, µs. */
+  usPerConnection: number | null;
+  /** New connections per second. */
+  connectRate: number;
+  /** The join phase (sigver only). */
+  join: Window | null;
+  /** Server CPU per `connect` -> `connected: true`, µs. */
+  usPerMemberJoin: number | null;
+  /** The hold phase. */
+  hold: Window;
+  /** Server CPU while holding, percent of one core. */
+  holdPct: number;
+  /** Heartbeats received while holding. */
+  heartbeats: number;
+  /** Server RSS before connecting, bytes. */
+  rssBefore: number;
+  /** Server RSS while holding, bytes. */
+  rssHeld: number;
+  /** (rssHeld - rssBefore) / peers, bytes. */
+  rssPerPeer: number | null;
+  /** RSS growth per peer between half and all the peers, bytes. */
+  rssSlope: number | null;
+  /** Heartbeats that came during the connect phase (they cost CPU too). */
+  beatsDuringConnect: number;
+}
+
+/**
+ * Capacity: `peers` idle peers, each a member of a group, answering
+ * heartbeats. Measures the server's CPU per new connection, RSS per peer and
+ * CPU while holding them.
+ *
+ * @param server The server under test.
+ * @param protocol Whether to make the peers group members (sigver).
+ * @param config Peers, group size, hold time, concurrency, source addresses.
+ * @param env Run facts.
+ * @param tally Where problems are counted.
+ * @returns The figures.
+ */
+export async function capacity(
+  server: ServerProcess,
+  protocol: boolean,
+  config: CapacityConfig,
+  env: Env,
+  tally: Tally,
+): Promise<CapacityResult> {
+  const { peers: n, groupSize } = config;
+  const path = (i: number) =>
+    `/cap-${env.tag}-${server.kind}-${Math.floor(i / groupSize)}`;
+  const source = (i: number) =>
+    config.sources > 0 ? `127.0.0.${2 + (i % config.sources)}` : undefined;
+  // Warm-up: load the code paths once, so that the baseline RSS has them.
+  const warm = await _pool(
+    64,
+    32,
+    (i) =>
+      _open(server.port, `/cap-warm-${env.tag}-${i}`, tally, undefined, {
+        readSize: 1024,
+        localAddress: source(i),
+      }),
+  );
+  if (protocol) {
+    await Promise.all(warm.map((p) => p && _join(p, 1, [], true, tally)));
+  }
+  await _closeAll(warm);
+  await _sleep(1000);
+  const rssBefore = readStat(server.pid).rssPages * env.pageSize;
+
+  // One pass of connections, as fast as the concurrency allows: it must end
+  // before the first heartbeats (5 s), or they count as connection cost.
+  // The RSS is also sampled when half the peers are open: the slope from
+  // there to the end is the cost of one more peer, free of one-off growth
+  // (V8's young generation reaching its full size, code compiled on first
+  // use); it is a rough figure, taken while connections are in flight.
+  const meter = new _Meter(server.pid, env.hz);
+  const half = Math.floor(n / 2);
+  const peers: (_Peer | undefined)[] = new Array(n);
+  let done = 0;
+  let rssHalf = 0;
+  meter.start();
+  await _pool(n, config.concurrency, async (i) => {
+    peers[i] = await _open(server.port, path(i), tally, undefined, {
+      readSize: 1024,
+      localAddress: source(i),
+    });
+    if (++done === half) rssHalf = readStat(server.pid).rssPages * env.pageSize;
+  });
+  const connects = [meter.stop()];
+  const beatsDuringConnect = peers.reduce(
+    (s, p) => s + (p?.heartbeats ?? 0),
+    0,
+  );
+  const joins: Window[] = [];
+  if (protocol) {
+    meter.start();
+    const firsts = peers.filter((_, i) => i % groupSize === 0);
+    const others = peers.filter((_, i) => i % groupSize !== 0);
+    await _pool(firsts.length, config.concurrency, async (i) => {
+      const p = firsts[i];
+      if (p !== undefined) await _join(p, 1, [], true, tally, 30000);
+    });
+    await _pool(others.length, config.concurrency, async (i) => {
+      const p = others[i];
+      if (p !== undefined) {
+        await _join(p, 2 + (i % (groupSize - 1)), [1], true, tally, 30000);
+      }
+    });
+    joins.push(meter.stop());
+  }
+  await _sleep(1000);
+  const rssFull = readStat(server.pid).rssPages * env.pageSize;
+  const connect = _sum(connects);
+  const join = protocol ? _sum(joins) : null;
+  const opened = peers.filter((p) => p !== undefined).length;
+  const beats = () => peers.reduce((s, p) => s + (p?.heartbeats ?? 0), 0);
+  const beats0 = beats();
+  meter.start();
+  await _sleep(config.hold * 1000);
+  const hold = meter.stop();
+  const heartbeats = beats() - beats0;
+  const rssHeld = readStat(server.pid).rssPages * env.pageSize;
+  const live = peers.filter((p) => p !== undefined && !p.ws.closed).length;
+  await _closeAll(peers, config.concurrency);
+  return {
+    peers: live,
+    connect,
+    usPerConnection: perOp(connect.serverCpuUs, opened),
+    connectRate: opened / (connect.ms / 1000),
+    join,
+    usPerMemberJoin: join && perOp(join.serverCpuUs, opened),
+    hold,
+    holdPct: hold.serverPct,
+    heartbeats,
+    rssBefore,
+    rssHeld,
+    rssPerPeer: perOp(rssHeld - rssBefore, live),
+    rssSlope: perOp(rssFull - rssHalf, n - half),
+    beatsDuringConnect,
+  };
+}
+
+// ---------------------------------------------------------------- churn
+
+/** Parameters of the churn scenario. */
+export interface ChurnConfig {
+  /** Groups of three standing members. */
+  groups: number;
+  /** Joins in progress at once. */
+  concurrency: number;
+  /** Seconds measured. */
+  seconds: number;
+  /** Seconds of warm-up before. */
+  warmup: number;
+  /** Source addresses to spread over; 0: Deno.connect. */
+  sources: number;
+}
+
+/** What the churn scenario gives. */
+export interface ChurnResult extends Window {
+  /** Joins completed in the window (`connected: true` received). */
+  joins: number;
+  /** Joins per second. */
+  rate: number;
+  /** Server CPU per join (connect, handshake, leave), µs. */
+  usPerJoin: number | null;
+  /** Load generator CPU per join, µs. */
+  loadUsPerJoin: number | null;
+  /** Time from connecting to `connected: true`, µs. */
+  joinP50: number | null;
+  /** Same, 99th percentile. */
+  joinP99: number | null;
+  /** "Joiner gone" notices members received. */
+  goneNotices: number;
+}
+
+const OFFER = new Uint8Array(400).fill(0x6f);
+const ANSWER = new Uint8Array(400).fill(0x61);
+
+/**
+ * Churn: groups of three members; joiners connect, send `connect` with no
+ * members (bound to a member), send an offer, get the answer (`lastData`),
+ * send `connect` with the three members, get `connected: true`, then leave.
+ *
+ * @param server The server under test (sigver).
+ * @param config Groups, concurrency, duration.
+ * @param env Run facts.
+ * @param tally Where problems are counted.
+ * @returns The figures.
+ */
+export async function churn(
+  server: ServerProcess,
+  config: ChurnConfig,
+  env: Env,
+  tally: Tally,
+): Promise<ChurnResult> {
+  const key = (g: number) => `/churn-${env.tag}-${g}`;
+  const members: (_Peer | undefined)[] = [];
+  let gone = 0;
+  for (let g = 0; g < config.groups; g++) {
+    for (let m = 1; m <= 3; m++) {
+      const peer: _Peer | undefined = await _open(
+        server.port,
+        key(g),
+        tally,
+        (r) => {
+          if (r.dataEnd === r.dataStart) {
+            // "Your joiner is gone": the joiner left without lastData.
+            gone++;
+            return;
+          }
+          if (r.dataEnd - r.dataStart !== OFFER.length || r.senderId === 0) {
+            tally.add("protocol", "member got a bad offer");
+            return;
+          }
+          peer!.ws.send(
+            encodeMessage({
+              type: "content",
+              content: {
+                senderId: 0,
+                recipientId: r.senderId,
+                lastData: true,
+                data: ANSWER,
+              },
+            }),
+          );
+        },
+      );
+      members.push(peer);
+      if (peer !== undefined) {
+        await _join(peer, m, m === 1 ? [] : [1], true, tally);
+      }
+    }
+  }
+  let measuring = false;
+  let running = true;
+  let joins = 0;
+  let nextId = 100;
+  const latency = new Histogram(10, 200_000);
+  const OFFER_FRAME = clientFrame(
+    OP_BINARY,
+    encodeContent(0, 0, OFFER),
+  );
+  const one = async (worker: number, n: number): Promise<void> => {
+    const id = nextId++;
+    const t0 = performance.now();
+    let answered = false;
+    const done = Promise.withResolvers<void>();
+    const peer = await _open(
+      server.port,
+      key((worker + n) % config.groups),
+      tally,
+      (r) => {
+        if (
+          r.senderId !== 0 || r.recipientId === 0 ||
+          r.dataEnd - r.dataStart !== ANSWER.length
+        ) {
+          tally.add("protocol", "joiner got a bad answer");
+          return;
+        }
+        answered = true;
+        done.resolve();
+      },
+      {
+        readSize: 4096,
+        localAddress: config.sources > 0
+          ? `127.0.0.${2 + ((worker + n) % config.sources)}`
+          : undefined,
+      },
+    );
+    if (peer === undefined) return;
+    try {
+      if (!(await _join(peer, id, [], false, tally))) return;
+      peer.ws.sendFrame(OFFER_FRAME);
+      const timer = setTimeout(() => done.resolve(), 10000);
+      await done.promise;
+      clearTimeout(timer);
+      if (!answered) {
+        tally.add("timeouts", "no answer to an offer");
+        return;
+      }
+      if (!(await _join(peer, id, [1, 2, 3], true, tally))) return;
+      if (measuring) {
+        joins++;
+        latency.record((performance.now() - t0) * 1000);
+      }
+    } finally {
+      await peer.ws.close(1000, 5000);
+    }
+  };
+  const workers = Array.from({ length: config.concurrency }, async (_, w) => {
+    for (let n = 0; running && n < 1_000_000; n++) await one(w, n);
+  });
+  await _sleep(config.warmup * 1000);
+  const meter = new _Meter(server.pid, env.hz);
+  joins = 0;
+  measuring = true;
+  meter.start();
+  await _sleep(config.seconds * 1000);
+  const w = meter.stop();
+  measuring = false;
+  const counted = joins;
+  running = false;
+  await Promise.race([Promise.all(workers), _sleep(15000)]);
+  await _closeAll(members);
+  return {
+    ...w,
+    joins: counted,
+    rate: counted / (w.ms / 1000),
+    usPerJoin: perOp(w.serverCpuUs, counted),
+    loadUsPerJoin: perOp(w.loadCpuUs, counted),
+    joinP50: latency.percentile(50),
+    joinP99: latency.percentile(99),
+    goneNotices: gone,
+  };
+}
+
+/**
+ * The churn floor on the bare relay: the same new connection per join and a
+ * few more frames (the joiner's three frames, each echoed back by a standing
+ * partner), then the same leave. What Deno itself costs for the network work
+ * of a join, to read the absolute churn target against.
+ *
+ * @param server The bare relay.
+ * @param config Concurrency (one standing partner each), duration.
+ * @param env Run facts.
+ * @param tally Where problems are counted.
+ * @returns The figures.
+ */
+export async function churnBare(
+  server: ServerProcess,
+  config: ChurnConfig,
+  env: Env,
+  tally: Tally,
+): Promise<ChurnResult> {
+  const key = (w: number) => `/churnbare-${env.tag}-${w}`;
+  const onClose = (info: { requested: boolean; code: number }) => {
+    if (!info.requested) {
+      tally.add("unexpectedClose", `bare churn ${info.code}`);
+    }
+  };
+  const partners: WsClient[] = [];
+  for (let w = 0; w < config.concurrency; w++) {
+    try {
+      const m = await connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+        path: key(w),
+      });
+      m.handlers = { onBinary: (p) => m.send(p), onClose };
+      partners.push(m);
+    } catch (error) {
+      tally.add("connectFailed", String((error as Error).message ?? error));
+    }
+  }
+  const payloads = [
+    encodeMessage({ type: "connect", connect: { id: 1000, members: [] } }),
+    encodeContent(0, 0, OFFER),
+    encodeMessage({
+      type: "connect",
+      connect: { id: 1000, members: [1, 2, 3] },
+    }),
+  ];
+  const frames = payloads.map((p) => clientFrame(OP_BINARY, p));
+  let measuring = false;
+  let running = true;
+  let joins = 0;
+  const latency = new Histogram(10, 200_000);
+  const one = async (w: number): Promise<void> => {
+    const t0 = performance.now();
+    let ws: WsClient;
+    try {
+      ws = await connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+        path: key(w),
+        localAddress: config.sources > 0
+          ? `127.0.0.${2 + (w % config.sources)}`
+          : undefined,
+      });
+    } catch (error) {
+      tally.add("connectFailed", String((error as Error).message ?? error));
+      return;
+    }
+    let echoed = 0;
+    let next = Promise.withResolvers<boolean>();
+    ws.handlers = {
+      onBinary: (p) => {
+        if (p.length !== payloads[echoed]?.length) {
+          tally.add("protocol", "bare churn echo of the wrong size");
+        }
+        echoed++;
+        next.resolve(true);
+      },
+      onClose,
+    };
+    try {
+      for (let i = 0; i < frames.length; i++) {
+        next = Promise.withResolvers<boolean>();
+        ws.sendFrame(frames[i]);
+        const timer = setTimeout(() => next.resolve(false), 10000);
+        const ok = await next.promise;
+        clearTimeout(timer);
+        if (!ok) {
+          tally.add("timeouts", "bare churn echo never came");
+          return;
+        }
+      }
+      if (measuring) {
+        joins++;
+        latency.record((performance.now() - t0) * 1000);
+      }
+    } finally {
+      await ws.close(1000, 5000);
+    }
+  };
+  const workers = Array.from({ length: partners.length }, async (_, w) => {
+    for (let n = 0; running && n < 1_000_000; n++) await one(w);
+  });
+  await _sleep(config.warmup * 1000);
+  const meter = new _Meter(server.pid, env.hz);
+  joins = 0;
+  measuring = true;
+  meter.start();
+  await _sleep(config.seconds * 1000);
+  const w = meter.stop();
+  measuring = false;
+  const counted = joins;
+  running = false;
+  await Promise.race([Promise.all(workers), _sleep(15000)]);
+  await Promise.all(partners.map((m) => m.close(1000, 5000)));
+  return {
+    ...w,
+    joins: counted,
+    rate: counted / (w.ms / 1000),
+    usPerJoin: perOp(w.serverCpuUs, counted),
+    loadUsPerJoin: perOp(w.loadCpuUs, counted),
+    joinP50: latency.percentile(50),
+    joinP99: latency.percentile(99),
+    goneNotices: 0,
+  };
+}

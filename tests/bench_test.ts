@@ -1,0 +1,368 @@
+// Unit tests of the load generator's pure parts (bench/). The benchmark
+// itself never runs here: timing is not a test.
+import assert from "node:assert/strict";
+import {
+  bottleneck,
+  cpuMicros,
+  cpuPercent,
+  fmt,
+  Histogram,
+  markdownTable,
+  median,
+  openFileLimits,
+  parseProcStat,
+  percentile,
+  perOp,
+  type ProcStat,
+  ratio,
+} from "../bench/stats.ts";
+import {
+  clientFrame,
+  closePayload,
+  FrameParser,
+  handshakeRequest,
+  headEnd,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_CONT,
+  OP_PING,
+  OP_TEXT,
+  statusOf,
+} from "../bench/ws_client.ts";
+import { type RunResult, summarize } from "../bench/main.ts";
+import { FrameReader, TYPE_CONTENT } from "../lib/wire.ts";
+
+const STAT =
+  "4242 (deno) S 1 4242 4242 0 -1 4194560 9001 0 12 0 1234 567 0 0 20 0 " +
+  "9 0 4711 17612345344 33554 18446744073709551615 1 1 0 0 0 0 0 16781312 " +
+  "17442 0 0 0 17 1 0 0 0 0 0";
+
+Deno.test("parseProcStat reads utime, stime, threads and rss", () => {
+  const s = parseProcStat(STAT);
+  assert.deepEqual(s, {
+    state: "S",
+    utime: 1234,
+    stime: 567,
+    threads: 9,
+    rssPages: 33554,
+  });
+});
+
+Deno.test("parseProcStat counts fields after the last ')' of the name", () => {
+  const tricky = STAT.replace("(deno)", "(a) b (c) d)");
+  assert.deepEqual(parseProcStat(tricky).utime, 1234);
+  assert.deepEqual(parseProcStat(tricky).rssPages, 33554);
+});
+
+Deno.test("parseProcStat throws SyntaxError on a short or odd line", () => {
+  assert.throws(() => parseProcStat("42 (x) S 1 2 3"), SyntaxError);
+  assert.throws(() => parseProcStat("no name here"), SyntaxError);
+  assert.throws(
+    () => parseProcStat(STAT.replace(" 1234 ", " x ")),
+    SyntaxError,
+  );
+});
+
+Deno.test("parseProcStat parses this process's own /proc/self/stat", () => {
+  const s = parseProcStat(Deno.readTextFileSync("/proc/self/stat"));
+  assert.ok(s.rssPages > 0 && s.threads >= 1);
+});
+
+Deno.test("cpuMicros converts user plus system ticks to µs", () => {
+  const a: ProcStat = {
+    state: "S",
+    utime: 100,
+    stime: 50,
+    threads: 1,
+    rssPages: 0,
+  };
+  const b = { ...a, utime: 130, stime: 60 };
+  assert.deepEqual(cpuMicros(a, b), 400_000);
+  assert.deepEqual(cpuMicros(a, b, 250), 160_000);
+});
+
+Deno.test("cpuPercent is percent of one core over the wall time", () => {
+  assert.deepEqual(cpuPercent(500_000, 1000), 50);
+  assert.deepEqual(cpuPercent(3_000_000, 1500), 200);
+  assert.deepEqual(cpuPercent(1, 0), 0);
+});
+
+Deno.test("perOp divides, and is null for no operations", () => {
+  assert.deepEqual(perOp(1_000_000, 80_000), 12.5);
+  assert.deepEqual(perOp(100, 0), null);
+});
+
+Deno.test("ratio is server over bare, null when it cannot be computed", () => {
+  assert.ok(Math.abs(ratio(13, 11.8)! - 1.1017) < 1e-4);
+  assert.deepEqual(ratio(null, 1), null);
+  assert.deepEqual(ratio(1, undefined), null);
+  assert.deepEqual(ratio(1, 0), null);
+  assert.deepEqual(ratio(Infinity, 1), null);
+});
+
+Deno.test("median handles odd and even counts and skips missing values", () => {
+  assert.deepEqual(median([3, 1, 2]), 2);
+  assert.deepEqual(median([4, 1, 3, 2]), 2.5);
+  assert.deepEqual(median([null, 5, NaN]), 5);
+  assert.deepEqual(median([]), null);
+});
+
+Deno.test("percentile uses the nearest rank", () => {
+  const xs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  assert.deepEqual(percentile(xs, 50), 5);
+  assert.deepEqual(percentile(xs, 99), 10);
+  assert.deepEqual(percentile(xs, 0), 1);
+  assert.deepEqual(percentile(xs, 100), 10);
+  assert.deepEqual(percentile([], 50), null);
+  assert.throws(() => percentile(xs, 101), RangeError);
+});
+
+Deno.test("Histogram percentiles match the sorted values to a bucket", () => {
+  const h = new Histogram(1, 1000);
+  const values: number[] = [];
+  for (let i = 0; i < 997; i++) values.push((i * 7919) % 800 + 0.25);
+  for (const v of values) h.record(v);
+  values.sort((a, b) => a - b);
+  for (const p of [1, 50, 90, 99, 100]) {
+    const exact = percentile(values, p)!;
+    assert.deepEqual(h.percentile(p), Math.floor(exact) + 0.5, `p${p}`);
+  }
+  assert.deepEqual(h.count, 997);
+});
+
+Deno.test("Histogram clamps values above its range into the last bucket", () => {
+  const h = new Histogram(10, 10);
+  h.record(5);
+  h.record(1e9);
+  h.record(-3);
+  assert.deepEqual(h.count, 3);
+  assert.deepEqual(h.clamped, 1);
+  assert.deepEqual(h.percentile(100), 95);
+  assert.deepEqual(h.percentile(1), 5);
+  assert.deepEqual(new Histogram(1, 5).percentile(50), null);
+});
+
+Deno.test("Histogram merge adds counts and refuses other shapes", () => {
+  const a = new Histogram(1, 100);
+  const b = new Histogram(1, 100);
+  a.record(10);
+  b.record(20);
+  b.record(30);
+  a.merge(b);
+  assert.deepEqual(a.count, 3);
+  assert.deepEqual(a.percentile(50), 20.5);
+  assert.throws(() => a.merge(new Histogram(2, 100)), RangeError);
+});
+
+Deno.test("bottleneck names the saturated process", () => {
+  assert.deepEqual(bottleneck(99, 40), "server");
+  assert.deepEqual(bottleneck(50, 97), "loadgen");
+  assert.deepEqual(bottleneck(90, 98), "loadgen");
+  assert.deepEqual(bottleneck(98, 90), "server");
+  assert.deepEqual(bottleneck(40, 30), "neither");
+});
+
+Deno.test("markdownTable renders ratios, misses and blanks", () => {
+  const t = markdownTable([
+    {
+      metric: "m",
+      server: 12.345,
+      bare: 11.8,
+      ratio: 1.0462,
+      target: "<= 1.10x",
+      ok: true,
+    },
+    {
+      metric: "n",
+      server: 1234.6,
+      bare: null,
+      ratio: null,
+      target: "",
+      ok: false,
+    },
+  ]).split("\n");
+  assert.deepEqual(t.length, 4);
+  assert.deepEqual(t[2], "| m | 12.35 | 11.80 | 1.046x | <= 1.10x | yes |");
+  assert.deepEqual(t[3], "| n | 1235 | - | - |  | **no** |");
+  assert.deepEqual(fmt(123.456), "123.5");
+  assert.deepEqual(fmt(undefined), "-");
+});
+
+Deno.test("openFileLimits reads the soft and hard limits", () => {
+  const text = "Limit                     Soft Limit           Hard Limit\n" +
+    "Max open files            1024                 20000                files\n";
+  assert.deepEqual(openFileLimits(text), { soft: 1024, hard: 20000 });
+  assert.deepEqual(
+    openFileLimits("Max open files  unlimited  unlimited  files"),
+    { soft: Infinity, hard: Infinity },
+  );
+  assert.deepEqual(openFileLimits("nothing"), undefined);
+});
+
+Deno.test("clientFrame masks with the zero key and picks the length form", () => {
+  const small = clientFrame(OP_BINARY, new Uint8Array([1, 2, 3]));
+  assert.deepEqual([...small], [0x82, 0x83, 0, 0, 0, 0, 1, 2, 3]);
+  const mid = clientFrame(OP_BINARY, new Uint8Array(300));
+  assert.deepEqual([...mid.subarray(0, 8)], [0x82, 0xfe, 1, 44, 0, 0, 0, 0]);
+  assert.deepEqual(mid.length, 8 + 300);
+  const big = clientFrame(OP_BINARY, new Uint8Array(70000));
+  assert.deepEqual(
+    [...big.subarray(0, 10)],
+    [0x82, 0xff, 0, 0, 0, 0, 0, 1, 0x11, 0x70],
+  );
+  assert.deepEqual(big.length, 14 + 70000);
+  assert.deepEqual([...closePayload(1000, "ok")], [0x03, 0xe8, 0x6f, 0x6b]);
+});
+
+/** A server frame (unmasked). */
+function serverFrame(opcode: number, payload: Uint8Array, fin = true) {
+  const n = payload.length;
+  const head = n < 126 ? [n] : [126, n >> 8, n & 0xff];
+  return new Uint8Array([(fin ? 0x80 : 0) | opcode, ...head, ...payload]);
+}
+
+function collect() {
+  const frames: [number, number[]][] = [];
+  const errors: string[] = [];
+  const parser = new FrameParser({
+    frame: (op, p) => frames.push([op, [...p]]),
+    error: (m) => errors.push(m),
+  });
+  return { frames, errors, parser };
+}
+
+Deno.test("FrameParser splits frames however the stream is cut", () => {
+  const payload = Array.from({ length: 200 }, (_, i) => i);
+  const stream = new Uint8Array([
+    ...serverFrame(OP_BINARY, new Uint8Array([8, 1])),
+    ...serverFrame(OP_BINARY, new Uint8Array(payload)),
+    ...serverFrame(OP_CLOSE, new Uint8Array([0x12, 0x85])),
+  ]);
+  for (const cut of [1, 2, 3, 5, 7, 64, stream.length]) {
+    const { frames, errors, parser } = collect();
+    const buf = new Uint8Array(cut);
+    for (let i = 0; i < stream.length; i += cut) {
+      // The caller reuses its read buffer: the parser must copy what it keeps.
+      const part = stream.subarray(i, i + cut);
+      buf.set(part);
+      parser.feed(buf.subarray(0, part.length));
+      buf.fill(0xee);
+    }
+    assert.deepEqual(errors, [], `cut ${cut}`);
+    assert.deepEqual(frames, [
+      [OP_BINARY, [8, 1]],
+      [OP_BINARY, payload],
+      [OP_CLOSE, [0x12, 0x85]],
+    ], `cut ${cut}`);
+  }
+});
+
+Deno.test("FrameParser reassembles fragments around a control frame", () => {
+  const { frames, errors, parser } = collect();
+  parser.feed(serverFrame(OP_BINARY, new Uint8Array([1, 2]), false));
+  parser.feed(serverFrame(OP_PING, new Uint8Array([])));
+  parser.feed(serverFrame(OP_CONT, new Uint8Array([3]), true));
+  assert.deepEqual(errors, []);
+  assert.deepEqual(frames, [[OP_PING, []], [OP_BINARY, [1, 2, 3]]]);
+});
+
+Deno.test("FrameParser reports masked frames and stray continuations", () => {
+  const masked = collect();
+  masked.parser.feed(new Uint8Array([0x82, 0x81, 0, 0, 0, 0, 7]));
+  assert.deepEqual(masked.errors, ["server frame is masked"]);
+  masked.parser.feed(serverFrame(OP_BINARY, new Uint8Array([1])));
+  assert.deepEqual(masked.frames, []);
+  const stray = collect();
+  stray.parser.feed(serverFrame(OP_CONT, new Uint8Array([1])));
+  assert.deepEqual(stray.errors, ["continuation without a start"]);
+  const text = collect();
+  text.parser.feed(serverFrame(OP_TEXT, new TextEncoder().encode("x")));
+  assert.deepEqual(text.frames, [[OP_TEXT, [0x78]]]);
+});
+
+Deno.test("a client content frame decodes with lib/wire.ts", () => {
+  const { frames, parser } = collect();
+  // Unmasked copy of a client frame: drop the mask bit and the zero key.
+  const f = clientFrame(OP_BINARY, new Uint8Array([0x12, 0x02, 0x08, 0x07]));
+  parser.feed(new Uint8Array([f[0], f[1] & 0x7f, ...f.subarray(6)]));
+  const r = new FrameReader();
+  r.read(new Uint8Array(frames[0][1]));
+  assert.deepEqual([r.type, r.senderId], [TYPE_CONTENT, 7]);
+});
+
+Deno.test("handshake helpers find the head end and the status", () => {
+  const req = new TextDecoder().decode(handshakeRequest("h:1", "/k", "x=="));
+  assert.ok(req.startsWith("GET /k HTTP/1.1\r\nHost: h:1\r\n"));
+  assert.ok(req.endsWith("Sec-WebSocket-Version: 13\r\n\r\n"));
+  const head = new Uint8Array([
+    ...new TextEncoder().encode("HTTP/1.1 101 OK\r\nA: b\r\n\r\n"),
+    0x82,
+  ]);
+  assert.deepEqual(headEnd(head), head.length - 1);
+  assert.deepEqual(headEnd(head.subarray(0, 20)), -1);
+  assert.deepEqual(statusOf("HTTP/1.1 101 Switching Protocols\r\n"), 101);
+  assert.deepEqual(statusOf("HTTP/1.1 503 Service Unavailable"), 503);
+  assert.deepEqual(statusOf("garbage"), 0);
+});
+
+function fakeRun(
+  sigverUs: number,
+  bareUs: number,
+  joinUs: number,
+): RunResult {
+  const relay = (us: number) => ({
+    ms: 1000,
+    serverCpuUs: 0,
+    loadCpuUs: 0,
+    serverPct: 0,
+    loadPct: 0,
+    bottleneck: "neither" as const,
+    size: 256,
+    window: 1,
+    messages: 1,
+    rate: 1e6 / us,
+    usPerMsg: us,
+    loadUsPerMsg: null,
+    rttP50: 100,
+    rttP99: 200,
+    peerRate: 1,
+  });
+  return {
+    relay: [{ sigver: relay(sigverUs), bare: relay(bareUs) }],
+    churn: { usPerJoin: joinUs, rate: 1000 },
+    capacity: null,
+  } as unknown as RunResult;
+}
+
+Deno.test("summarize takes the median of per-run ratios and checks targets", () => {
+  const rows = summarize([
+    fakeRun(13, 10, 150),
+    fakeRun(12, 12, 250),
+    fakeRun(30, 20, 190),
+  ]);
+  const cpu = rows.find((r) => r.metric.endsWith("server CPU µs/msg"))!;
+  assert.deepEqual(cpu.server, 13);
+  assert.deepEqual(cpu.bare, 12);
+  // Ratios 1.3, 1.0, 1.5: the median ratio, not 13 / 12.
+  assert.deepEqual(cpu.ratio, 1.3);
+  assert.deepEqual(cpu.ok, false);
+  const join = rows.find((r) => r.metric === "churn: server CPU µs/join")!;
+  assert.deepEqual([join.server, join.ok], [190, true]);
+});
+
+Deno.test("summarize adds the floor rows when the runs measured them", () => {
+  const run = (sigverUs: number, floorUs: number) => ({
+    ...fakeRun(10, 10, sigverUs),
+    churnFloor: { usPerJoin: floorUs, rate: 900 },
+  } as unknown as RunResult);
+  const rows = summarize([run(300, 250), run(330, 300), run(360, 200)]);
+  const floor = rows.find((r) => r.metric.startsWith("churn floor"))!;
+  // Ratios 1.2, 1.1, 1.8: the median ratio is 1.2.
+  assert.deepEqual([floor.server, floor.bare, floor.ratio], [330, 250, 1.2]);
+  assert.equal(
+    summarize([fakeRun(10, 10, 300)]).some((r) =>
+      r.metric.startsWith("churn floor")
+    ),
+    false,
+  );
+});
