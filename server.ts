@@ -64,49 +64,83 @@ Peers connect to ws[s]://HOST:PORT/<key>; peers with the same key form a group.
 `;
 
 /**
- * Log lines to stderr, batched: the lines of one turn of the event loop go
- * out in one write, from a microtask. `console.error` costs about 12 µs a
- * line, a tenth of what a new connection costs the server in all, and the
- * default level logs every open and close.
+ * Log lines to stderr, batched and never blocking: the lines of one turn of
+ * the event loop go out in one asynchronous write. `console.error` costs about
+ * 12 µs a line and blocks the whole server when stderr is a pipe nobody
+ * drains (a full pipe, a stuck log collector); here a writer that falls more
+ * than {@linkcode _LOG_BACKLOG} characters behind drops lines and says how
+ * many once it catches up.
  */
 function _stderrLines(): {
   write: (line: string) => void;
-  close: () => void;
+  close: (timeout: number) => Promise<void>;
 } {
   const encoder = new TextEncoder();
   let lines: string[] = [];
-  let scheduled = false;
-  const flush = () => {
-    scheduled = false;
-    if (lines.length === 0) return;
+  let backlog = 0;
+  let dropped = 0;
+  let writing: Promise<void> | undefined;
+  const take = (): Uint8Array | undefined => {
+    if (dropped > 0) {
+      lines.push(`${new Date().toISOString()} WARN log dropped=${dropped}`);
+      dropped = 0;
+    }
+    if (lines.length === 0) return undefined;
     const bytes = encoder.encode(lines.join("\n") + "\n");
     lines = [];
+    backlog = 0;
+    return bytes;
+  };
+  const pump = async () => {
     try {
-      for (let n = 0; n < bytes.length;) {
-        n += Deno.stderr.writeSync(bytes.subarray(n));
+      for (let bytes = take(); bytes !== undefined; bytes = take()) {
+        for (let n = 0; n < bytes.length;) {
+          n += await Deno.stderr.write(bytes.subarray(n));
+        }
       }
     } catch {
       // stderr is gone: there is nowhere left to log to.
+    } finally {
+      writing = undefined;
     }
   };
-  // An uncaught exception ends the process before the microtask runs.
-  globalThis.addEventListener("error", flush);
-  globalThis.addEventListener("unhandledrejection", flush);
+  // An uncaught exception ends the process before the write completes.
+  const last = () => {
+    const bytes = take();
+    try {
+      if (bytes !== undefined) Deno.stderr.writeSync(bytes);
+    } catch {
+      // Nowhere to log to.
+    }
+  };
+  globalThis.addEventListener("error", last);
+  globalThis.addEventListener("unhandledrejection", last);
   return {
     write: (line) => {
-      lines.push(line);
-      if (!scheduled) {
-        scheduled = true;
-        queueMicrotask(flush);
+      if (backlog > _LOG_BACKLOG) {
+        dropped++;
+        return;
       }
+      lines.push(line);
+      backlog += line.length;
+      writing ??= Promise.resolve().then(pump);
     },
-    close: () => {
-      flush();
-      globalThis.removeEventListener("error", flush);
-      globalThis.removeEventListener("unhandledrejection", flush);
+    close: async (timeout) => {
+      globalThis.removeEventListener("error", last);
+      globalThis.removeEventListener("unhandledrejection", last);
+      writing ??= Promise.resolve().then(pump);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        writing,
+        new Promise((resolve) => timer = setTimeout(resolve, timeout)),
+      ]);
+      clearTimeout(timer);
     },
   };
 }
+
+/** Characters of log lines that may wait for stderr before lines are dropped. */
+const _LOG_BACKLOG = 1 << 20;
 
 /** A flag error: printed as one line, exit code 2. */
 class _UsageError extends Error {}
@@ -352,14 +386,14 @@ export async function main(args: string[]): Promise<number> {
     });
   } catch (error) {
     unlisten();
-    stderr.close();
+    await stderr.close(1000);
     console.error(`error: ${error instanceof Error ? error.message : error}`);
     return 1;
   }
   await Promise.race([server.finished, stopped.promise]);
   unlisten();
   logEvent("info", "stopped");
-  stderr.close();
+  await stderr.close(1000);
   return 0;
 }
 

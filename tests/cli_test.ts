@@ -394,6 +394,57 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   });
 }
 
+Deno.test("cli keeps serving when nobody reads its stderr", async () => {
+  // A free port, found by the OS: this child's stderr is never read, so the
+  // listen line cannot tell it.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const child = command(["--host", "127.0.0.1", "--port", `${port}`]).spawn();
+  try {
+    const base = `127.0.0.1:${port}`;
+    // Up once a plain request gets through.
+    const deadline = performance.now() + WAIT_TIMEOUT;
+    for (;;) {
+      const up = await fetch(`http://${base}/healthz`).then(
+        (r) => r.body?.cancel().then(() => true),
+        () => false,
+      );
+      if (up) break;
+      assert.ok(performance.now() < deadline, "the server did not start");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // 800 opens and closes log about 170 KB: far more than a pipe holds.
+    for (let round = 0; round < 16; round++) {
+      const peers = await Promise.all(
+        Array.from(
+          { length: 50 },
+          () => TestPeer.open(`ws://${base}/room-${round}`),
+        ),
+      );
+      await Promise.all(peers.map((peer) => peer[Symbol.asyncDispose]()));
+    }
+    const response = await fetch(`http://${base}/healthz`, {
+      signal: AbortSignal.timeout(WAIT_TIMEOUT),
+    });
+    assert.equal(await response.text(), "ok\n");
+    await using m = await TestPeer.open(`ws://${base}/last`);
+    assert.equal(await m.join(1), true);
+    child.kill("SIGTERM");
+    assert.equal((await m.waitClosed()).code, CLOSE_GOING_AWAY);
+    assert.equal((await child.status).code, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    await child.stdout.cancel();
+    await child.stderr.cancel();
+  }
+});
+
 Deno.test("cli serves wss and https when given a key and a certificate", async () => {
   await using dir = await tempDir();
   await makeCertificates(dir.path);
