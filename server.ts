@@ -348,7 +348,11 @@ export async function main(args: string[]): Promise<number> {
   // while it starts still drains it instead of killing the process.
   let server: SigverServer | undefined;
   const stopped = Promise.withResolvers<void>();
+  let stopping = false;
   const stop = (signal: Deno.Signal) => {
+    // `deno task` and process managers may deliver a signal twice.
+    if (stopping) return;
+    stopping = true;
     logEvent("info", "shutdown", {
       signal,
       peers: server?.handler.stats().peers ?? 0,
