@@ -24,6 +24,7 @@ import {
 } from "../lib/hub.ts";
 import { decodeMessage, encodeMessage, type Message } from "../lib/wire.ts";
 import { EMPTY_STATS } from "./_helpers.ts";
+import { Rng, testSeed } from "./_rng.ts";
 
 const RUNS = 400;
 const STEPS = 150;
@@ -68,38 +69,6 @@ class FakeSocket implements PeerTransport {
   close(code: number): void {
     this.closes.push(code);
   }
-}
-
-class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  next(): number {
-    let x = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return (x ^ (x >>> 14)) >>> 0;
-  }
-  float(): number {
-    return this.next() / 2 ** 32;
-  }
-  int(n: number): number {
-    return Math.floor(this.float() * n);
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-}
-
-function seed(): number {
-  try {
-    const s = Deno.env.get("SIGVER_TEST_SEED");
-    if (s) return Number(s) >>> 0;
-  } catch {
-    // No env permission: keep the default.
-  }
-  return 0x5eed2026;
 }
 
 /**
@@ -627,7 +596,7 @@ function step(w: World, r: Rng): [string, () => void] {
 }
 
 Deno.test("hub keeps its invariants and matches the model over random sequences", () => {
-  const s = seed();
+  const s = testSeed();
   const events = new Map<string, number>();
   for (let run = 0; run < RUNS; run++) {
     const r = new Rng(s + run);

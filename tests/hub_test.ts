@@ -16,6 +16,7 @@ import {
 } from "../lib/hub.ts";
 import { decodeMessage, encodeMessage, type Message } from "../lib/wire.ts";
 import { EMPTY_STATS } from "./_helpers.ts";
+import { seeded } from "./_rng.ts";
 
 /** A message as a peer sees it, `data` as a plain array. */
 type Seen =
@@ -44,17 +45,6 @@ function relayed(
   data: number[] = [],
 ): Seen {
   return { senderId, recipientId, lastData: false, data };
-}
-
-/** A seeded PRNG (mulberry32) returning numbers in [0, 1). */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    let x = (s = (s + 0x6d2b79f5) >>> 0);
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 /** A transport that records frames and closes; it can be told to fail. */

@@ -29,6 +29,7 @@ import {
   TYPE_HEARTBEAT,
   TYPE_NONE,
 } from "../lib/wire.ts";
+import { Rng, testSeed } from "./_rng.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers: hand-built wire bytes and plain values to compare.
@@ -957,55 +958,13 @@ function pbEncode(m: Message): Uint8Array {
   return toBinary(MESSAGE, create(MESSAGE, init));
 }
 
-function seed(): number {
-  try {
-    const s = Deno.env.get("SIGVER_TEST_SEED");
-    if (s) return Number(s) >>> 0;
-  } catch {
-    // No env permission: keep the default.
-  }
-  return 0x5eed2026;
-}
-
-/** A small seeded PRNG (mulberry32). */
-class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  /** A uint32. */
-  next(): number {
-    let x = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return (x ^ (x >>> 14)) >>> 0;
-  }
-  /** An integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.next() / 2 ** 32) * n);
-  }
-  chance(p: number): boolean {
-    return this.next() / 2 ** 32 < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-  bytes(n: number): number[] {
-    return Array.from({ length: n }, () => this.int(256));
-  }
-  /** A random value below 2^64. */
-  u64(): bigint {
-    return (BigInt(this.next()) << 32n) | BigInt(this.next());
-  }
-}
-
 /** Runs `body` once per case; a failure names the seed, the case and the input. */
 function forCases(
   name: string,
   count: number,
   body: (r: Rng, i: number) => void,
 ): void {
-  const s = seed();
+  const s = testSeed();
   const r = new Rng(s);
   for (let i = 0; i < count; i++) {
     try {
