@@ -153,7 +153,7 @@ export interface HandlerOptions {
   now?: () => number;
   /**
    * Random source for signaling ids, in [0, 1).
-   * @default {Math.random}
+   * @default {a source backed by `crypto.getRandomValues`}
    */
   random?: () => number;
 }

@@ -134,7 +134,8 @@ export interface HubStats {
 export interface HubOptions {
   /**
    * Random source for signaling ids, returning a number in [0, 1).
-   * @default {Math.random}
+   * @default {a source backed by `crypto.getRandomValues`, as the original's
+   * ids come from `crypto.randomBytes`}
    */
   random?: () => number;
   /**
@@ -244,7 +245,7 @@ export class Hub {
    * @param options Random source and heartbeat wheel size.
    */
   constructor(options: HubOptions = {}) {
-    this.#random = options.random ?? Math.random;
+    this.#random = options.random ?? _cryptoRandom();
     const slots = options.slots ?? 1;
     if (!Number.isInteger(slots) || slots < 1) {
       throw new RangeError(
@@ -595,4 +596,20 @@ function _choose(g: _Group, j: _Peer): _Peer {
     if (plain !== undefined) return plain;
     j.tried = undefined;
   }
+}
+
+/**
+ * A random source in [0, 1) drawn from `crypto.getRandomValues`, 64 values
+ * at a time: signaling ids are as hard to guess as the original's.
+ */
+function _cryptoRandom(): () => number {
+  const pool = new Uint32Array(64);
+  let next = pool.length;
+  return () => {
+    if (next === pool.length) {
+      crypto.getRandomValues(pool);
+      next = 0;
+    }
+    return pool[next++] / 2 ** 32;
+  };
 }
