@@ -32,16 +32,15 @@
 
 import { decodeMessage, encodeMessage } from "./lib/wire.ts";
 
-/** The key is empty or longer than 512 characters. */
-export const ERR_KEY = 4741;
-/** Three heartbeat periods in a row went by without a heartbeat. */
-export const ERR_HEARTBEAT = 4742;
-/** A text frame, an undecodable frame or a message with no type. */
-export const ERR_MESSAGE = 4743;
-/** This peer was the only member and a joining peer replaced it. */
-export const ERR_BLOCKING_MEMBER = 4744;
-/** The request URL cannot be parsed, or sending to this peer failed. */
-export const ERR_URL = 4745;
+import {
+  ERR_BLOCKING_MEMBER,
+  ERR_HEARTBEAT,
+  ERR_KEY,
+  ERR_MESSAGE,
+  ERR_URL,
+} from "./lib/codes.ts";
+
+export { ERR_BLOCKING_MEMBER, ERR_HEARTBEAT, ERR_KEY, ERR_MESSAGE, ERR_URL };
 
 /** What a WebSocket close code means for a sigver peer. */
 export interface CloseCodeInfo {

@@ -11,6 +11,12 @@
  */
 
 import {
+  ERR_BLOCKING_MEMBER,
+  ERR_HEARTBEAT,
+  ERR_MESSAGE,
+  ERR_URL,
+} from "./codes.ts";
+import {
   ContentEncoder,
   encodeContent,
   FrameReader,
@@ -20,16 +26,13 @@ import {
   TYPE_HEARTBEAT,
 } from "./wire.ts";
 
-/** Key empty, or longer than 512 characters. */
-export const ERR_KEY = 4741;
-/** Three heartbeat periods in a row without a heartbeat from the peer. */
-export const ERR_HEARTBEAT = 4742;
-/** Text frame, undecodable frame, or message with no type. */
-export const ERR_MESSAGE = 4743;
-/** The peer was the only member and blocked a joining peer: replaced. */
-export const ERR_BLOCKING_MEMBER = 4744;
-/** The request URL cannot be parsed, or sending to the peer failed. */
-export const ERR_URL = 4745;
+export {
+  ERR_BLOCKING_MEMBER,
+  ERR_HEARTBEAT,
+  ERR_KEY,
+  ERR_MESSAGE,
+  ERR_URL,
+} from "./codes.ts";
 
 /** Heartbeat periods a peer may miss; at this count it is closed. */
 export const MAX_MISSED_HEARTBEATS = 3;
