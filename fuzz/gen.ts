@@ -7,63 +7,9 @@
  */
 
 import { encodeMessage, type Message } from "../lib/wire.ts";
+import { Rng } from "../tests/_rng.ts";
 
-/** A small, fast, seeded PRNG (mulberry32): the same seed, the same run. */
-export class Rng {
-  #s: number;
-
-  /** @param seed Any 32-bit number. */
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-
-  /** @returns A uint32. */
-  u32(): number {
-    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
-  /** @returns A number in [0, 1). */
-  float(): number {
-    return this.u32() / 0x100000000;
-  }
-
-  /** @returns An integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.float() * n);
-  }
-
-  /** @returns True with probability `p`. */
-  chance(p: number): boolean {
-    return this.float() < p;
-  }
-
-  /** @returns One of `items`. */
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-
-  /** @returns `n` random bytes. */
-  bytes(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.u32() & 0xff;
-    return out;
-  }
-
-  /**
-   * A length skewed towards small: mostly under 16, sometimes up to `max`.
-   *
-   * @returns An integer in [0, max].
-   */
-  size(max: number): number {
-    const r = this.float();
-    if (r < 0.6) return this.int(Math.min(16, max) + 1);
-    if (r < 0.9) return this.int(Math.min(256, max) + 1);
-    return this.int(max + 1);
-  }
-}
+export { Rng };
 
 const EDGE_U32 = [0, 1, 2, 127, 128, 16383, 16384, 0x7fffffff, 0x80000000];
 
@@ -72,7 +18,7 @@ export function randomId(rng: Rng, small = 16): number {
   const r = rng.float();
   if (r < 0.7) return rng.int(small);
   if (r < 0.85) return rng.pick(EDGE_U32);
-  return rng.u32();
+  return rng.next();
 }
 
 /**

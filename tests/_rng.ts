@@ -1,6 +1,7 @@
 /**
- * The seeded PRNG of the randomized tests (mulberry32): the same seed, the
- * same run. `SIGVER_TEST_SEED` picks another seed; failures print theirs.
+ * The seeded PRNG of the randomized tests and the fuzzer (mulberry32): the
+ * same seed, the same run. `SIGVER_TEST_SEED` picks another seed for the
+ * tests; failures print theirs.
  */
 
 /** The seed of this run: `SIGVER_TEST_SEED`, or a fixed default. */
@@ -52,8 +53,22 @@ export class Rng {
   }
 
   /** `n` random bytes. */
-  bytes(n: number): number[] {
-    return Array.from({ length: n }, () => this.int(256));
+  bytes(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.int(256);
+    return out;
+  }
+
+  /**
+   * A length skewed towards small: mostly under 16, sometimes up to `max`.
+   *
+   * @returns An integer in [0, max].
+   */
+  size(max: number): number {
+    const r = this.float();
+    if (r < 0.6) return this.int(Math.min(16, max) + 1);
+    if (r < 0.9) return this.int(Math.min(256, max) + 1);
+    return this.int(max + 1);
   }
 
   /** A random value below 2^64. */

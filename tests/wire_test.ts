@@ -1118,7 +1118,7 @@ function unknownField(r: Rng, from: number, depth = 0): number[] {
     case 1:
       return [...noisyTag(r, field, 1), ...r.bytes(8)];
     case 2:
-      return noisyLd(r, field, r.bytes(r.int(12)));
+      return noisyLd(r, field, [...r.bytes(r.int(12))]);
     case 3:
       return [...noisyTag(r, field, 5), ...r.bytes(4)];
     default: {
@@ -1177,7 +1177,7 @@ function innerRecords(r: Rng, m: Message): number[][] {
       noisyLd(
         r,
         4,
-        x === 0 ? [...c.data] : r.bytes(r.int(6)).map((y) => y ^ x),
+        x === 0 ? [...c.data] : [...r.bytes(r.int(6))].map((y) => y ^ x),
       );
     const lists = [
       scalarRecords(r, u32(1), c.senderId, c.senderId === 0),
