@@ -5,28 +5,10 @@
 
 import assert from "node:assert/strict";
 import { TestPeer, WAIT_TIMEOUT } from "./_helpers.ts";
+import { Cli, cliArgs, command, ROOT } from "./_cli.ts";
 import { VERSION } from "../lib/version.ts";
 
-const ROOT = new URL("..", import.meta.url);
-const SERVER = decodeURIComponent(new URL("server.ts", ROOT).pathname);
-
 const CLOSE_GOING_AWAY = 1001;
-
-/** The arguments that run server.ts with the permissions it documents. */
-function denoArgs(args: string[]): string[] {
-  return ["run", "--quiet", "--allow-net", "--allow-read", SERVER, ...args];
-}
-
-function command(args: string[]): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: denoArgs(args),
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
 
 /**
  * Runs the CLI to completion. One that is still running after
@@ -66,86 +48,6 @@ function assertUsageError(
   assert.match(lines[0], /^error: \S/);
   assert.match(lines[0], mentions);
   assert.equal(lines.filter((l) => l.startsWith("error:")).length, 1);
-}
-
-/**
- * A running CLI server. Its stdout and stderr are read all along, so it
- * never blocks on a full pipe; {@linkcode Cli.line} waits for a log line.
- */
-class Cli implements AsyncDisposable {
-  readonly process: Deno.ChildProcess;
-  stdout = "";
-  stderr = "";
-  readonly #done: Promise<[void, void]>;
-  #wake: (() => void) | undefined;
-
-  constructor(args: string[]) {
-    this.process = command(args).spawn();
-    const drain = async (
-      stream: ReadableStream<Uint8Array>,
-      into: "stdout" | "stderr",
-    ) => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        this[into] += chunk;
-        const wake = this.#wake;
-        this.#wake = undefined;
-        wake?.();
-      }
-    };
-    this.#done = Promise.all([
-      drain(this.process.stdout, "stdout"),
-      drain(this.process.stderr, "stderr"),
-    ]);
-  }
-
-  /** Waits for a stderr line matching `pattern` and returns the match. */
-  async line(pattern: RegExp): Promise<RegExpMatchArray> {
-    const deadline = performance.now() + WAIT_TIMEOUT;
-    for (;;) {
-      for (const line of this.stderr.split("\n")) {
-        const match = line.match(pattern);
-        if (match !== null) return match;
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        throw new Error(`No stderr line matches ${pattern}:\n${this.stderr}`);
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        timer = setTimeout(resolve, Math.min(left, 100));
-      });
-      clearTimeout(timer);
-    }
-  }
-
-  /** Waits for the listen line and returns the port it gives. */
-  async port(scheme = "ws"): Promise<number> {
-    const match = await this.line(
-      new RegExp(`INFO listen url=${scheme}://127\\.0\\.0\\.1:(\\d+)/`),
-    );
-    return Number(match[1]);
-  }
-
-  /** Waits for the process to exit and its output to be read. */
-  async exit(): Promise<number> {
-    const { code } = await this.process.status;
-    await this.#done;
-    return code;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.process.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    await this.exit();
-  }
-}
-
-function cliArgs(...more: string[]): string[] {
-  return ["--host", "127.0.0.1", "--port", "0", ...more];
 }
 
 /** Runs openssl in `dir`; fails the test with its stderr if it fails. */

@@ -6,12 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { httpUrl, startServer, WAIT_TIMEOUT } from "./_helpers.ts";
+import { httpUrl, startServer } from "./_helpers.ts";
 import { ASSETS_PATH, buildAssets } from "../demo/build.ts";
 import { CLIENT_JS, DEMO_APP_JS, DEMO_HTML } from "../lib/demo_assets.ts";
 import { SigverClient } from "../client.ts";
-
-const ROOT = new URL("..", import.meta.url);
+import { Cli, cliArgs, ROOT } from "./_cli.ts";
 
 Deno.test("lib/demo_assets.ts is what deno task build:demo generates", async () => {
   const committed = await Deno.readTextFile(new URL(ASSETS_PATH, ROOT));
@@ -101,52 +100,13 @@ Deno.test("the served client bundle works as a JavaScript module", async () => {
 Deno.test("cli serves no demo page when given --no-demo", async (t) => {
   for (const [args, status] of [[[], 200], [["--no-demo"], 426]] as const) {
     await t.step(args.join(" ") || "(default)", async () => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--quiet",
-          "--allow-net",
-          "--allow-read",
-          "server.ts",
-          "--host",
-          "127.0.0.1",
-          "--port",
-          "0",
-          ...args,
-        ],
-        cwd: ROOT,
-        env: { NO_COLOR: "1" },
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      // Keep reading stderr to the end, so the server never writes to a
-      // closed pipe; resolve the port once the listen line is in.
-      let log = "";
-      const listening = Promise.withResolvers<string | undefined>();
-      const drained = (async () => {
-        for await (
-          const chunk of child.stderr.pipeThrough(new TextDecoderStream())
-        ) {
-          log += chunk;
-          const m = log.match(/listen url=ws:\/\/127\.0\.0\.1:(\d+)\//);
-          if (m) listening.resolve(m[1]);
-        }
-        listening.resolve(undefined);
-      })();
-      const timer = setTimeout(
-        () => listening.resolve(undefined),
-        WAIT_TIMEOUT,
-      );
-      const port = await listening.promise;
-      clearTimeout(timer);
-      assert.ok(port, log);
+      await using cli = new Cli(cliArgs(...args));
+      const port = await cli.port();
       const response = await fetch(`http://127.0.0.1:${port}/`);
       await response.body?.cancel();
       assert.equal(response.status, status);
-      child.kill("SIGTERM");
-      assert.equal((await child.status).code, 0);
-      await drained;
+      cli.process.kill("SIGTERM");
+      assert.equal(await cli.exit(), 0);
     });
   }
 });

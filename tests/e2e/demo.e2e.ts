@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { Cli, cliArgs } from "../_cli.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const ARTIFACTS = new URL("tests/artifacts/", ROOT);
@@ -34,53 +35,20 @@ async function chromiumPath(): Promise<string> {
 
 /** The CLI server on a free loopback port; disposing of it stops it. */
 async function startCli(): Promise<AsyncDisposable & { base: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-net",
-      "--allow-read",
-      "server.ts",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-    ],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const listening = Promise.withResolvers<string | undefined>();
-  const drained = (async () => {
-    for await (
-      const chunk of child.stderr.pipeThrough(new TextDecoderStream())
-    ) {
-      log += chunk;
-      const m = log.match(/listen url=ws:\/\/127\.0\.0\.1:(\d+)\//);
-      if (m) listening.resolve(m[1]);
-    }
-    listening.resolve(undefined);
-  })();
-  const timer = setTimeout(() => listening.resolve(undefined), TIMEOUT);
-  const port = await listening.promise;
-  clearTimeout(timer);
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already exited.
-    }
-    await child.status;
-    await drained;
-  };
-  if (port === undefined) {
-    await stop();
-    throw new Error(`Cannot start the server:\n${log}`);
+  const cli = new Cli(cliArgs());
+  try {
+    const port = await cli.port();
+    return {
+      base: `http://127.0.0.1:${port}`,
+      [Symbol.asyncDispose]: async () => {
+        cli.process.kill("SIGTERM");
+        await cli.exit();
+      },
+    };
+  } catch (error) {
+    await cli[Symbol.asyncDispose]();
+    throw error;
   }
-  return { base: `http://127.0.0.1:${port}`, [Symbol.asyncDispose]: stop };
 }
 
 /** Page errors and console errors, to report and to assert none. */

@@ -1,0 +1,110 @@
+/**
+ * The command line (`server.ts`) as a subprocess, for the tests that run it:
+ * its arguments, and {@linkcode Cli}, a running server whose output is read
+ * all along.
+ */
+
+import { WAIT_TIMEOUT } from "./_helpers.ts";
+
+/** The checkout's root. */
+export const ROOT = new URL("..", import.meta.url);
+/** The path of `server.ts`. */
+export const SERVER = decodeURIComponent(new URL("server.ts", ROOT).pathname);
+
+/** The arguments that run server.ts with the permissions it documents. */
+export function denoArgs(args: string[]): string[] {
+  return ["run", "--quiet", "--allow-net", "--allow-read", SERVER, ...args];
+}
+
+/** The CLI as a command, its stdout and stderr piped. */
+export function command(args: string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: denoArgs(args),
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/**
+ * A running CLI server. Its stdout and stderr are read all along, so it
+ * never blocks on a full pipe; {@linkcode Cli.line} waits for a log line.
+ */
+export class Cli implements AsyncDisposable {
+  readonly process: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly #done: Promise<[void, void]>;
+  #wake: (() => void) | undefined;
+
+  constructor(args: string[]) {
+    this.process = command(args).spawn();
+    const drain = async (
+      stream: ReadableStream<Uint8Array>,
+      into: "stdout" | "stderr",
+    ) => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        this[into] += chunk;
+        const wake = this.#wake;
+        this.#wake = undefined;
+        wake?.();
+      }
+    };
+    this.#done = Promise.all([
+      drain(this.process.stdout, "stdout"),
+      drain(this.process.stderr, "stderr"),
+    ]);
+  }
+
+  /** Waits for a stderr line matching `pattern` and returns the match. */
+  async line(pattern: RegExp): Promise<RegExpMatchArray> {
+    const deadline = performance.now() + WAIT_TIMEOUT;
+    for (;;) {
+      for (const line of this.stderr.split("\n")) {
+        const match = line.match(pattern);
+        if (match !== null) return match;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new Error(`No stderr line matches ${pattern}:\n${this.stderr}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        timer = setTimeout(resolve, Math.min(left, 100));
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for the listen line and returns the port it gives. */
+  async port(scheme = "ws"): Promise<number> {
+    const match = await this.line(
+      new RegExp(`INFO listen url=${scheme}://127\\.0\\.0\\.1:(\\d+)/`),
+    );
+    return Number(match[1]);
+  }
+
+  /** Waits for the process to exit and its output to be read. */
+  async exit(): Promise<number> {
+    const { code } = await this.process.status;
+    await this.#done;
+    return code;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.process.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.exit();
+  }
+}
+
+/** Arguments of a server on a free loopback port. */
+export function cliArgs(...more: string[]): string[] {
+  return ["--host", "127.0.0.1", "--port", "0", ...more];
+}
