@@ -8,56 +8,11 @@
  */
 
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { Cli, cliArgs } from "../_cli.ts";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const ARTIFACTS = new URL("tests/artifacts/", ROOT);
-/** Milliseconds any single wait in a page may take. */
-const TIMEOUT = 30_000;
-
-async function chromiumPath(): Promise<string> {
-  const given = Deno.env.get("CHROMIUM");
-  if (given) return given;
-  const { success, stdout } = await new Deno.Command("sh", {
-    args: ["-c", "command -v chromium"],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const path = new TextDecoder().decode(stdout).trim();
-  if (!success || path === "") {
-    throw new Error(
-      "Cannot run the e2e tests: chromium is not installed (apt-get install -y chromium)",
-    );
-  }
-  return path;
-}
-
-/** The CLI server on a free loopback port; disposing of it stops it. */
-async function startCli(): Promise<AsyncDisposable & { base: string }> {
-  const cli = new Cli(cliArgs());
-  try {
-    const port = await cli.port();
-    return {
-      base: `http://127.0.0.1:${port}`,
-      [Symbol.asyncDispose]: async () => {
-        cli.process.kill("SIGTERM");
-        await cli.exit();
-      },
-    };
-  } catch (error) {
-    await cli[Symbol.asyncDispose]();
-    throw error;
-  }
-}
-
-/** Page errors and console errors, to report and to assert none. */
-function watch(page: Page, name: string, errors: string[]): void {
-  page.on("pageerror", (error) => errors.push(`${name}: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") errors.push(`${name}: ${message.text()}`);
-  });
-}
 
 /** Open data channels of a page whose RTCPeerConnection is "connected". */
 function connectedPeers(page: Page): Promise<number> {
@@ -104,16 +59,7 @@ Deno.test({
 }, async (t) => {
   await Deno.mkdir(ARTIFACTS, { recursive: true });
   await using server = await startCli();
-  const browser: Browser = await chromium.launch({
-    executablePath: await chromiumPath(),
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-    ],
-  });
+  const browser: Browser = await launchChromium();
   const errors: string[] = [];
   try {
     // One browser context: the pages are tabs of one browser.
