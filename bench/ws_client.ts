@@ -572,48 +572,71 @@ export async function connect(options: ConnectOptions): Promise<WsClient> {
   const conn = await Deno.connect({ hostname, port });
   conn.setNoDelay(true);
   const stream = new _DenoStream(conn);
-  const client = new WsClient(stream);
+  const opening = _opening(new WsClient(stream), stream, timeout);
+  _readLoop(conn, options.readSize ?? 16384, opening.data).then(() => {
+    stream.destroy();
+    opening.end();
+  });
+  stream.write(request);
+  return await opening.promise;
+}
+
+/**
+ * The client side of the opening handshake over any byte stream: `data`
+ * takes what arrives (the 101 answer, then frames for the client), `end`
+ * and `fail` report the stream's end; `promise` settles once.
+ */
+function _opening(client: WsClient, stream: _Stream, timeout: number): {
+  promise: Promise<WsClient>;
+  data: (chunk: Uint8Array) => void;
+  end: () => void;
+  fail: (error: Error) => void;
+} {
   const opened = Promise.withResolvers<WsClient>();
   let head: Uint8Array | undefined = new Uint8Array(0);
   const timer = setTimeout(() => {
     opened.reject(new Error("handshake timed out"));
     stream.destroy();
   }, timeout);
-  const onData = (chunk: Uint8Array) => {
-    if (head === undefined) {
-      client.data(chunk);
-      return;
-    }
-    const joined: Uint8Array = new Uint8Array(head.length + chunk.length);
-    joined.set(head);
-    joined.set(chunk, head.length);
-    const at = headEnd(joined);
-    if (at < 0) {
-      head = joined;
-      return;
-    }
-    head = undefined;
-    clearTimeout(timer);
-    const text = new TextDecoder().decode(joined.subarray(0, at));
-    const status = statusOf(text);
-    if (status !== 101) {
-      opened.reject(new Error(`handshake refused: HTTP ${status}`));
-      stream.destroy();
-      return;
-    }
-    opened.resolve(client);
-    if (at < joined.length) client.data(joined.subarray(at));
+  return {
+    promise: opened.promise,
+    data: (chunk) => {
+      if (head === undefined) {
+        client.data(chunk);
+        return;
+      }
+      const joined: Uint8Array = new Uint8Array(head.length + chunk.length);
+      joined.set(head);
+      joined.set(chunk, head.length);
+      const at = headEnd(joined);
+      if (at < 0) {
+        head = joined;
+        return;
+      }
+      head = undefined;
+      clearTimeout(timer);
+      const status = statusOf(new TextDecoder().decode(joined.subarray(0, at)));
+      if (status !== 101) {
+        opened.reject(new Error(`handshake refused: HTTP ${status}`));
+        stream.destroy();
+        return;
+      }
+      opened.resolve(client);
+      if (at < joined.length) client.data(joined.subarray(at));
+    },
+    end: () => {
+      clearTimeout(timer);
+      if (head !== undefined) {
+        opened.reject(new Error("connection closed during the handshake"));
+      }
+      client.ended();
+    },
+    fail: (error) => {
+      if (head === undefined) return;
+      clearTimeout(timer);
+      opened.reject(error);
+    },
   };
-  _readLoop(conn, options.readSize ?? 16384, onData).then(() => {
-    clearTimeout(timer);
-    stream.destroy();
-    if (head !== undefined) {
-      opened.reject(new Error("connection closed during the handshake"));
-    }
-    client.ended();
-  });
-  stream.write(request);
-  return await opened.promise;
 }
 
 function _connectNode(
@@ -621,7 +644,6 @@ function _connectNode(
   request: Uint8Array,
   timeout: number,
 ): Promise<WsClient> {
-  const opened = Promise.withResolvers<WsClient>();
   const socket = net.connect({
     host: options.hostname,
     port: options.port,
@@ -635,49 +657,10 @@ function _connectNode(
     end: () => socket.end(),
     destroy: () => socket.destroy(),
   };
-  const client = new WsClient(stream);
-  let head: Uint8Array | undefined = new Uint8Array(0);
-  const timer = setTimeout(() => {
-    opened.reject(new Error("handshake timed out"));
-    socket.destroy();
-  }, timeout);
+  const opening = _opening(new WsClient(stream), stream, timeout);
   socket.on("connect", () => socket.write(request));
-  socket.on("data", (chunk: Uint8Array) => {
-    if (head === undefined) {
-      client.data(chunk);
-      return;
-    }
-    const joined: Uint8Array = new Uint8Array(head.length + chunk.length);
-    joined.set(head);
-    joined.set(chunk, head.length);
-    const at = headEnd(joined);
-    if (at < 0) {
-      head = joined;
-      return;
-    }
-    head = undefined;
-    clearTimeout(timer);
-    const status = statusOf(new TextDecoder().decode(joined.subarray(0, at)));
-    if (status !== 101) {
-      opened.reject(new Error(`handshake refused: HTTP ${status}`));
-      socket.destroy();
-      return;
-    }
-    opened.resolve(client);
-    if (at < joined.length) client.data(joined.subarray(at));
-  });
-  socket.on("error", (error: Error) => {
-    if (head !== undefined) {
-      clearTimeout(timer);
-      opened.reject(error);
-    }
-  });
-  socket.on("close", () => {
-    clearTimeout(timer);
-    if (head !== undefined) {
-      opened.reject(new Error("connection closed during the handshake"));
-    }
-    client.ended();
-  });
-  return opened.promise;
+  socket.on("data", opening.data);
+  socket.on("error", opening.fail);
+  socket.on("close", opening.end);
+  return opening.promise;
 }
