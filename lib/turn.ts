@@ -1,0 +1,214 @@
+/**
+ * Short-lived TURN credentials, as coturn checks them with
+ * `use-auth-secret` (the "TURN REST API"): the server and coturn share a
+ * secret, and each credential is worth something only until its expiry.
+ *
+ * - `username` is `<expiry>:<id>`, the expiry in unix seconds;
+ * - `credential` is `base64(HMAC-SHA1(secret, username))`, standard base64
+ *   with padding, the secret's UTF-8 bytes as the HMAC key.
+ *
+ * @module
+ */
+
+/** Lifetime of TURN credentials when none is given, in seconds (one day). */
+export const DEFAULT_TURN_TTL = 86_400;
+
+/** Options of {@linkcode turnCredentials}. */
+export interface TurnCredentialsOptions {
+  /**
+   * Who the credentials are for: the part of the username after the expiry,
+   * which coturn logs and may use for quotas. The server passes a random
+   * string per request. Non-empty, without `:` (the TURN REST API's
+   * separator), at most 256 characters.
+   */
+  id: string;
+  /**
+   * Lifetime in seconds: a positive whole number.
+   *
+   * @default {86400}
+   */
+  ttl?: number;
+  /**
+   * The wall-clock time to count the lifetime from, in unix milliseconds.
+   *
+   * @default {Date.now()}
+   */
+  now?: number;
+}
+
+/** Options of {@linkcode iceServersBody}. */
+export interface IceServersOptions extends TurnCredentialsOptions {
+  /** TURN server URLs (`turn:` or `turns:`), at least one. */
+  turnUrls: readonly string[];
+  /**
+   * STUN server URLs (`stun:` or `stuns:`), listed in their own entry,
+   * without credentials; the entry is left out when there are none.
+   *
+   * @default {[]}
+   */
+  stunUrls?: readonly string[];
+}
+
+/** A username and a password for a TURN server. */
+export interface TurnCredentials {
+  /** `<expiry unix seconds>:<id>`. */
+  username: string;
+  /** Standard base64 of HMAC-SHA1(secret, username), with padding. */
+  credential: string;
+}
+
+/** One entry of `iceServers`, as `RTCPeerConnection` takes it. */
+export interface IceServer {
+  /** The server URLs. */
+  urls: string[];
+  /** The TURN username; absent for STUN. */
+  username?: string;
+  /** The TURN password; absent for STUN. */
+  credential?: string;
+}
+
+/** The JSON body of `/ice-servers`. */
+export interface IceServersResponse {
+  /** The TURN entry, then the STUN entry when there are STUN URLs. */
+  iceServers: IceServer[];
+  /** Seconds the credentials are valid for. */
+  ttl: number;
+}
+
+const _ENCODER = new TextEncoder();
+const _MAX_ID_LENGTH = 256;
+
+function _base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+function _checkUrls(
+  urls: readonly string[],
+  scheme: RegExp,
+  what: string,
+): string[] {
+  for (const url of urls) {
+    if (typeof url !== "string" || !scheme.test(url)) {
+      throw new TypeError(
+        `Cannot build the ICE servers: a ${what} URL does not start with ${what}: or ${what}s:`,
+      );
+    }
+  }
+  return [...urls];
+}
+
+/**
+ * Makes TURN credentials that coturn's `use-auth-secret` accepts until
+ * `now + ttl`.
+ *
+ * @param secret coturn's `static-auth-secret`, non-empty.
+ * @param options The id, the lifetime and the time to count it from.
+ * @returns The username and credential.
+ * @throws {TypeError} When the secret is empty or the id is not acceptable.
+ * @throws {RangeError} When `ttl` is not a positive whole number or `now` is
+ * not a finite non-negative number.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { turnCredentials } from "./turn.ts";
+ * const { username, credential } = await turnCredentials("secret", {
+ *   id: "peer1",
+ *   ttl: 60,
+ *   now: 1_700_000_000_000,
+ * });
+ * assert.equal(username, "1700000060:peer1");
+ * assert.match(credential, /^[A-Za-z0-9+/]{27}=$/);
+ * ```
+ */
+export async function turnCredentials(
+  secret: string,
+  options: TurnCredentialsOptions,
+): Promise<TurnCredentials> {
+  const { id, ttl = DEFAULT_TURN_TTL, now = Date.now() } = options;
+  if (typeof secret !== "string" || secret.length === 0) {
+    throw new TypeError("Cannot make TURN credentials: the secret is empty");
+  }
+  if (
+    typeof id !== "string" || id.length === 0 || id.length > _MAX_ID_LENGTH ||
+    id.includes(":")
+  ) {
+    throw new TypeError(
+      `Cannot make TURN credentials: the id must be 1 to ${_MAX_ID_LENGTH} characters without ":"`,
+    );
+  }
+  if (!Number.isSafeInteger(ttl) || ttl <= 0) {
+    throw new RangeError(
+      `Cannot make TURN credentials: the ttl must be a positive whole number of seconds, got ${ttl}`,
+    );
+  }
+  if (!Number.isFinite(now) || now < 0) {
+    throw new RangeError(
+      `Cannot make TURN credentials: now must be a unix time in milliseconds, got ${now}`,
+    );
+  }
+  const username = `${Math.floor(now / 1000) + ttl}:${id}`;
+  const key = await crypto.subtle.importKey(
+    "raw",
+    _ENCODER.encode(secret),
+    { name: "HMAC", hash: "SHA-1" },
+    false,
+    ["sign"],
+  );
+  const mac = await crypto.subtle.sign("HMAC", key, _ENCODER.encode(username));
+  return { username, credential: _base64(new Uint8Array(mac)) };
+}
+
+/**
+ * Builds the JSON body of `/ice-servers`:
+ * `{"iceServers":[{"urls":[...turn],"username":"<expiry>:<id>","credential":"..."},{"urls":[...stun]}],"ttl":N}`,
+ * the STUN entry left out when there is no STUN URL.
+ *
+ * @param secret coturn's `static-auth-secret`, non-empty.
+ * @param options The URLs, the id, the lifetime and the time to count it
+ * from.
+ * @returns The body, as JSON text.
+ * @throws {TypeError} When there is no TURN URL, a URL has the wrong scheme,
+ * the secret is empty or the id is not acceptable.
+ * @throws {RangeError} When `ttl` or `now` is out of range.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { iceServersBody } from "./turn.ts";
+ * const body = JSON.parse(await iceServersBody("secret", {
+ *   turnUrls: ["turn:turn.example.com:3478"],
+ *   stunUrls: ["stun:stun.example.com:3478"],
+ *   id: "peer1",
+ *   ttl: 600,
+ *   now: 1_700_000_000_000,
+ * }));
+ * assert.equal(body.ttl, 600);
+ * assert.equal(body.iceServers[0].username, "1700000600:peer1");
+ * assert.deepEqual(body.iceServers[1], { urls: ["stun:stun.example.com:3478"] });
+ * ```
+ */
+export async function iceServersBody(
+  secret: string,
+  options: IceServersOptions,
+): Promise<string> {
+  const { turnUrls, stunUrls = [], ttl = DEFAULT_TURN_TTL } = options;
+  if (turnUrls.length === 0) {
+    throw new TypeError("Cannot build the ICE servers: no TURN URL given");
+  }
+  const turn = _checkUrls(turnUrls, /^turns?:/i, "turn");
+  const stun = _checkUrls(stunUrls, /^stuns?:/i, "stun");
+  const { username, credential } = await turnCredentials(secret, {
+    id: options.id,
+    ttl,
+    now: options.now,
+  });
+  const response: IceServersResponse = {
+    iceServers: [{ urls: turn, username, credential }],
+    ttl,
+  };
+  if (stun.length > 0) response.iceServers.push({ urls: stun });
+  return JSON.stringify(response);
+}
