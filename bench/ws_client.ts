@@ -4,27 +4,49 @@
  * `localAddress`; Deno's `WebSocket` and `Deno.connect` cannot), parse many
  * frames out of one read, and send prebuilt frames without copying.
  *
- * Client frames are masked with the all-zero key: legal (the key is only
- * meant to be unpredictable to proxies), and it spares the load generator an
- * XOR pass per frame. Servers unmask the same way whatever the key.
+ * The bytes come from the shared dev codec, `dev/ws_frame.ts`; this file is
+ * the transport. Client frames are masked with the all-zero key: legal (the
+ * key is only meant to be unpredictable to proxies), and it spares the load
+ * generator an XOR pass per frame. Servers unmask the same way whatever the
+ * key.
  *
  * @module
  */
 
 import net from "node:net";
+import {
+  closePayload,
+  encodeFrame,
+  type EncodeFrameOptions,
+  FrameParser,
+  type FrameSink,
+  handshakeRequest as requestText,
+  headEnd,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+  parseClose,
+  parseResponseHead,
+  randomKey,
+} from "../dev/ws_frame.ts";
 
-/** Opcodes of RFC 6455. */
-export const OP_CONT = 0x0;
-/** Text frame. */
-export const OP_TEXT = 0x1;
-/** Binary frame. */
-export const OP_BINARY = 0x2;
-/** Close frame. */
-export const OP_CLOSE = 0x8;
-/** Ping frame. */
-export const OP_PING = 0x9;
-/** Pong frame. */
-export const OP_PONG = 0xa;
+export {
+  closePayload,
+  FrameParser,
+  type FrameSink,
+  headEnd,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_CONT,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+} from "../dev/ws_frame.ts";
+
+/** One options object for every frame: no allocation per frame for it. */
+const _ZERO_MASK: EncodeFrameOptions = { mask: new Uint8Array(4) };
 
 /**
  * Builds one client frame (FIN set, masked with the zero key).
@@ -34,191 +56,11 @@ export const OP_PONG = 0xa;
  * @returns The frame's bytes.
  */
 export function clientFrame(opcode: number, payload: Uint8Array): Uint8Array {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(head + 4 + n);
-  out[0] = 0x80 | opcode;
-  if (n < 126) out[1] = 0x80 | n;
-  else if (n < 65536) {
-    out[1] = 0x80 | 126;
-    out[2] = n >>> 8;
-    out[3] = n & 0xff;
-  } else {
-    out[1] = 0x80 | 127;
-    // Frames over 4 GiB never happen here: the high word stays 0.
-    out[6] = n >>> 24;
-    out[7] = (n >>> 16) & 0xff;
-    out[8] = (n >>> 8) & 0xff;
-    out[9] = n & 0xff;
-  }
-  // Mask key: 4 zero bytes at out[head..head+4), already zero.
-  out.set(payload, head + 4);
-  return out;
+  return encodeFrame(opcode, payload, _ZERO_MASK);
 }
 
 /**
- * The payload of a close frame: a 2-byte code and a UTF-8 reason.
- *
- * @param code The close code.
- * @param reason The reason.
- * @returns The payload.
- */
-export function closePayload(code: number, reason = ""): Uint8Array {
-  const r = new TextEncoder().encode(reason);
-  const out = new Uint8Array(2 + r.length);
-  out[0] = code >>> 8;
-  out[1] = code & 0xff;
-  out.set(r, 2);
-  return out;
-}
-
-/** Receives the frames a {@linkcode FrameParser} finds. */
-export interface FrameSink {
-  /**
-   * One complete frame. `payload` is a view that is only valid during the
-   * call: copy it to keep it.
-   */
-  frame(opcode: number, payload: Uint8Array): void;
-  /** The stream broke the framing rules; no more frames will come. */
-  error(message: string): void;
-}
-
-/**
- * Splits a server-to-client byte stream into frames. Frames wholly inside one
- * chunk are passed on as views of it; only a frame cut by a chunk boundary is
- * copied. Fragmented messages are reassembled.
- */
-export class FrameParser {
-  #sink: FrameSink;
-  #pending: Uint8Array = new Uint8Array(0);
-  #pendingLen = 0;
-  #fragments: Uint8Array[] | undefined;
-  #fragmentOp = 0;
-  #maxFrame: number;
-  #failed = false;
-
-  /**
-   * @param sink Where frames go.
-   * @param maxFrame The largest frame accepted, in bytes.
-   */
-  constructor(sink: FrameSink, maxFrame = 1 << 24) {
-    this.#sink = sink;
-    this.#maxFrame = maxFrame;
-  }
-
-  /**
-   * Feeds bytes as they arrive. `chunk` may be reused by the caller after the
-   * call returns.
-   *
-   * @param chunk The bytes read.
-   */
-  feed(chunk: Uint8Array): void {
-    if (this.#failed) return;
-    let buf = chunk;
-    const fromPending = this.#pendingLen > 0;
-    if (fromPending) {
-      const need = this.#pendingLen + chunk.length;
-      if (this.#pending.length < need) {
-        const grown = new Uint8Array(Math.max(need, this.#pending.length * 2));
-        grown.set(this.#pending.subarray(0, this.#pendingLen));
-        this.#pending = grown;
-      }
-      this.#pending.set(chunk, this.#pendingLen);
-      this.#pendingLen = need;
-      buf = this.#pending.subarray(0, need);
-    }
-    let pos = 0;
-    const end = buf.length;
-    while (end - pos >= 2) {
-      const b0 = buf[pos];
-      const b1 = buf[pos + 1];
-      if ((b0 & 0x70) !== 0) return this.#fail("reserved bits set");
-      if ((b1 & 0x80) !== 0) return this.#fail("server frame is masked");
-      let len = b1 & 0x7f;
-      let head = 2;
-      if (len === 126) {
-        if (end - pos < 4) break;
-        len = (buf[pos + 2] << 8) | buf[pos + 3];
-        head = 4;
-      } else if (len === 127) {
-        if (end - pos < 10) break;
-        if (buf[pos + 2] | buf[pos + 3] | buf[pos + 4] | buf[pos + 5]) {
-          return this.#fail("frame over 4 GiB");
-        }
-        len = ((buf[pos + 6] << 24) >>> 0) + (buf[pos + 7] << 16) +
-          (buf[pos + 8] << 8) + buf[pos + 9];
-        head = 10;
-      }
-      if (len > this.#maxFrame) return this.#fail(`frame of ${len} bytes`);
-      if (end - pos < head + len) break;
-      const payload = buf.subarray(pos + head, pos + head + len);
-      pos += head + len;
-      if (!this.#deliver(b0 & 0x80, b0 & 0x0f, payload)) return;
-    }
-    const left = end - pos;
-    if (left === 0) this.#pendingLen = 0;
-    else if (fromPending) {
-      this.#pending.copyWithin(0, pos, end);
-      this.#pendingLen = left;
-    } else {
-      if (this.#pending.length < left) {
-        this.#pending = new Uint8Array(Math.max(left, 1024));
-      }
-      this.#pending.set(buf.subarray(pos, end));
-      this.#pendingLen = left;
-    }
-  }
-
-  #deliver(fin: number, opcode: number, payload: Uint8Array): boolean {
-    if (opcode >= 0x8) {
-      if (!fin || payload.length > 125) {
-        this.#fail("bad control frame");
-        return false;
-      }
-      this.#sink.frame(opcode, payload);
-      return !this.#failed;
-    }
-    if (opcode === OP_CONT) {
-      if (this.#fragments === undefined) {
-        this.#fail("continuation without a start");
-        return false;
-      }
-      this.#fragments.push(payload.slice());
-      if (!fin) return true;
-      const parts = this.#fragments;
-      this.#fragments = undefined;
-      let n = 0;
-      for (const p of parts) n += p.length;
-      const whole = new Uint8Array(n);
-      n = 0;
-      for (const p of parts) {
-        whole.set(p, n);
-        n += p.length;
-      }
-      this.#sink.frame(this.#fragmentOp, whole);
-      return !this.#failed;
-    }
-    if (this.#fragments !== undefined) {
-      this.#fail("new message inside a fragmented one");
-      return false;
-    }
-    if (!fin) {
-      this.#fragments = [payload.slice()];
-      this.#fragmentOp = opcode;
-      return true;
-    }
-    this.#sink.frame(opcode, payload);
-    return !this.#failed;
-  }
-
-  #fail(message: string): void {
-    this.#failed = true;
-    this.#sink.error(message);
-  }
-}
-
-/**
- * The opening handshake request.
+ * The opening handshake request, with a given key.
  *
  * @param host The `Host` header.
  * @param path The request path, with its leading `/`.
@@ -230,29 +72,7 @@ export function handshakeRequest(
   path: string,
   key: string,
 ): Uint8Array {
-  return new TextEncoder().encode(
-    `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n` +
-      `Sec-WebSocket-Version: 13\r\n\r\n`,
-  );
-}
-
-/**
- * Finds the end of an HTTP response head.
- *
- * @param buf Bytes received so far.
- * @returns The offset just past `\r\n\r\n`, or -1 when not there yet.
- */
-export function headEnd(buf: Uint8Array): number {
-  for (let i = 3; i < buf.length; i++) {
-    if (
-      buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 &&
-      buf[i - 3] === 13
-    ) {
-      return i + 1;
-    }
-  }
-  return -1;
+  return new TextEncoder().encode(requestText(path, { host, key }));
 }
 
 /**
@@ -262,8 +82,7 @@ export function headEnd(buf: Uint8Array): number {
  * @returns The status code, or 0 when the status line is malformed.
  */
 export function statusOf(head: string): number {
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
-  return m ? Number(m[1]) : 0;
+  return parseResponseHead(head).status;
 }
 
 /** How a connection ended. */
@@ -306,11 +125,6 @@ interface _Stream {
   write(bytes: Uint8Array): void;
   end(): void;
   destroy(): void;
-}
-
-function _key(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...b));
 }
 
 /** Handlers of one client connection. */
@@ -435,10 +249,9 @@ export class WsClient implements FrameSink {
         return;
       case OP_CLOSE: {
         this.#gotClose = true;
-        this.#closeCode = payload.length >= 2
-          ? (payload[0] << 8) | payload[1]
-          : 1005;
-        this.#closeReason = new TextDecoder().decode(payload.subarray(2));
+        ({ code: this.#closeCode, reason: this.#closeReason } = parseClose(
+          payload,
+        ));
         if (!this.#requested) {
           // Echo the close; the server then drops the TCP connection.
           this.#stream.write(clientFrame(OP_CLOSE, payload.subarray(0, 2)));
@@ -565,7 +378,7 @@ async function _readLoop(
 export async function connect(options: ConnectOptions): Promise<WsClient> {
   const { hostname, port, path } = options;
   const timeout = options.timeout ?? 10000;
-  const request = handshakeRequest(`${hostname}:${port}`, path, _key());
+  const request = handshakeRequest(`${hostname}:${port}`, path, randomKey());
   if (options.localAddress !== undefined) {
     return await _connectNode(options, request, timeout);
   }

@@ -13,7 +13,10 @@ import {
   FrameReader,
   type Message,
 } from "../lib/wire.ts";
-import { RawSocket, TestPeer } from "../tests/_helpers.ts";
+import { RawSocket } from "../dev/raw_socket.ts";
+import { Rng } from "../dev/rng.ts";
+import { TestPeer } from "../dev/test_peer.ts";
+import { closePayload, OP_CLOSE } from "../dev/ws_frame.ts";
 import {
   decoderInput,
   mutate,
@@ -22,7 +25,6 @@ import {
   randomProto,
   randomTarget,
   rawFrames,
-  Rng,
 } from "./gen.ts";
 
 /** What {@linkcode fuzzDecoder} saw. */
@@ -431,7 +433,7 @@ export async function fuzzServer(
     if (rng.chance(0.5)) return; // Gone without a word.
     // Ask for the end, and read until the server ends it (or a while).
     try {
-      await raw.sendFrame(8, new Uint8Array([0x03, 0xe8]));
+      await raw.sendFrame(OP_CLOSE, closePayload(1000));
     } catch {
       return;
     }

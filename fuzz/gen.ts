@@ -6,10 +6,17 @@
  * @module
  */
 
+import {
+  encodeFrame,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_CONT,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+} from "../dev/ws_frame.ts";
+import type { Rng } from "../dev/rng.ts";
 import { encodeMessage, type Message } from "../lib/wire.ts";
-import { Rng } from "../tests/_rng.ts";
-
-export { Rng };
 
 const EDGE_U32 = [0, 1, 2, 127, 128, 16383, 16384, 0x7fffffff, 0x80000000];
 
@@ -209,50 +216,6 @@ export function decoderInput(
   return { kind: "mutated", bytes: mutate(rng, valid, other) };
 }
 
-/** How to write one WebSocket frame; the defaults make a valid client frame. */
-export interface RawFrameOptions {
-  /** @default {true} */
-  fin?: boolean;
-  /** RSV1-3, 0..7. @default {0} */
-  rsv?: number;
-  /** Client frames must be masked. @default {true} */
-  mask?: boolean;
-  /** The length to declare, when it must not match the payload. */
-  length?: number;
-}
-
-/**
- * Encodes one WebSocket frame as a client would, or as a broken one would.
- *
- * @param opcode Any opcode, 0..15.
- * @param payload The payload.
- * @param options Flags, masking, a false length.
- * @returns The frame's bytes.
- */
-export function encodeFrame(
-  opcode: number,
-  payload: Uint8Array,
-  options: RawFrameOptions = {},
-): Uint8Array {
-  const { fin = true, rsv = 0, mask = true } = options;
-  const len = options.length ?? payload.length;
-  const head = len < 126 ? 2 : len < 0x10000 ? 4 : 10;
-  const out = new Uint8Array(head + (mask ? 4 : 0) + payload.length);
-  out[0] = (fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0xf);
-  out[1] = (mask ? 0x80 : 0) | (len < 126 ? len : len < 0x10000 ? 126 : 127);
-  const view = new DataView(out.buffer);
-  if (head === 4) view.setUint16(2, len);
-  if (head === 10) view.setBigUint64(2, BigInt(len));
-  if (mask) {
-    const key = crypto.getRandomValues(new Uint8Array(4));
-    out.set(key, head);
-    for (let i = 0; i < payload.length; i++) {
-      out[head + 4 + i] = payload[i] ^ key[i & 3];
-    }
-  } else out.set(payload, head);
-  return out;
-}
-
 /**
  * Bytes to write after a successful handshake: valid frames in odd shapes
  * (fragments, pings) and broken ones (reserved opcodes and bits, unmasked,
@@ -269,15 +232,15 @@ export function rawFrames(rng: Rng): Uint8Array {
       const m = message();
       const cut = rng.int(m.length + 1);
       return _concat(
-        encodeFrame(2, m.subarray(0, cut), { fin: false }),
+        encodeFrame(OP_BINARY, m.subarray(0, cut), { fin: false }),
         rng.chance(0.3)
-          ? encodeFrame(9, rng.bytes(rng.int(10)))
+          ? encodeFrame(OP_PING, rng.bytes(rng.int(10)))
           : new Uint8Array(),
-        encodeFrame(0, m.subarray(cut)),
+        encodeFrame(OP_CONT, m.subarray(cut)),
       );
     }
     case 1: // continuation without a start, or a start never finished
-      return encodeFrame(rng.chance(0.5) ? 0 : 2, message(), {
+      return encodeFrame(rng.chance(0.5) ? OP_CONT : OP_BINARY, message(), {
         fin: rng.chance(0.5),
       });
     case 2: // reserved opcodes
@@ -286,12 +249,12 @@ export function rawFrames(rng: Rng): Uint8Array {
         message(),
       );
     case 3: // reserved bits
-      return encodeFrame(2, message(), { rsv: 1 + rng.int(7) });
+      return encodeFrame(OP_BINARY, message(), { rsv: 1 + rng.int(7) });
     case 4: // unmasked
-      return encodeFrame(2, message(), { mask: false });
+      return encodeFrame(OP_BINARY, message(), { mask: false });
     case 5: // ping, pong, possibly too long for a control frame
       return encodeFrame(
-        rng.chance(0.5) ? 9 : 10,
+        rng.chance(0.5) ? OP_PING : OP_PONG,
         rng.bytes(rng.chance(0.8) ? rng.int(126) : 126 + rng.int(200)),
       );
     case 6: { // close with any code and reason, or a 1-byte payload
@@ -313,12 +276,12 @@ export function rawFrames(rng: Rng): Uint8Array {
       const payload = rng.chance(0.1)
         ? new Uint8Array([code >> 8])
         : _concat(new Uint8Array([code >> 8, code & 0xff]), reason);
-      return encodeFrame(8, payload);
+      return encodeFrame(OP_CLOSE, payload);
     }
     case 7: // text with invalid UTF-8
-      return encodeFrame(1, new Uint8Array([0xc3, 0x28, 0xff, 0xfe]));
+      return encodeFrame(OP_TEXT, new Uint8Array([0xc3, 0x28, 0xff, 0xfe]));
     case 8: // declared length longer than what follows
-      return encodeFrame(2, message(), {
+      return encodeFrame(OP_BINARY, message(), {
         length: rng.chance(0.5) ? 0x7fffffff : 1 << 16,
       });
     case 9: // garbage
@@ -327,7 +290,7 @@ export function rawFrames(rng: Rng): Uint8Array {
     {
       const parts: Uint8Array[] = [];
       for (let i = 1 + rng.int(4); i > 0; i--) {
-        parts.push(encodeFrame(2, message()));
+        parts.push(encodeFrame(OP_BINARY, message()));
       }
       return _concat(...parts);
     }

@@ -24,7 +24,7 @@ import {
 } from "../lib/hub.ts";
 import { decodeMessage, encodeMessage, type Message } from "../lib/wire.ts";
 import { EMPTY_STATS } from "./_helpers.ts";
-import { Rng, testSeed } from "./_rng.ts";
+import { Rng, testSeed } from "../dev/rng.ts";
 
 const RUNS = 400;
 const STEPS = 150;

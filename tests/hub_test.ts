@@ -16,7 +16,7 @@ import {
 } from "../lib/hub.ts";
 import { decodeMessage, encodeMessage, type Message } from "../lib/wire.ts";
 import { EMPTY_STATS } from "./_helpers.ts";
-import { seeded } from "./_rng.ts";
+import { seeded } from "../dev/rng.ts";
 
 /** A message as a peer sees it, `data` as a plain array. */
 type Seen =

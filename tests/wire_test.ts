@@ -29,7 +29,7 @@ import {
   TYPE_HEARTBEAT,
   TYPE_NONE,
 } from "../lib/wire.ts";
-import { Rng, testSeed } from "./_rng.ts";
+import { Rng, testSeed } from "../dev/rng.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers: hand-built wire bytes and plain values to compare.

@@ -2,6 +2,8 @@
  * The seeded PRNG of the randomized tests and the fuzzer (mulberry32): the
  * same seed, the same run. `SIGVER_TEST_SEED` picks another seed for the
  * tests; failures print theirs.
+ *
+ * @module
  */
 
 /** The seed of this run: `SIGVER_TEST_SEED`, or a fixed default. */
