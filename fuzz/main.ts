@@ -20,6 +20,16 @@ import {
 
 const MAX_MESSAGE_SIZE = 16384;
 
+const USAGE =
+  "usage: deno task fuzz [--count N] [--server-count N] [--seed S] [--help]";
+
+const HELP = `${USAGE}
+
+  --count N         decoder inputs (default 1000000)
+  --server-count N  inputs sent to a live server (default: --count)
+  --seed S          seed of the run (default: random, printed first)
+  --help, -h        this help`;
+
 function _mb(bytes: number): string {
   return `${(bytes / 1048576).toFixed(1)} MB`;
 }
@@ -51,23 +61,32 @@ function _sum(counts: Record<string, number>): number {
  * @returns The exit code: 0 when every check held.
  */
 export async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      count: { type: "string", default: "1000000" },
-      "server-count": { type: "string" },
-      seed: { type: "string" },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        count: { type: "string", default: "1000000" },
+        "server-count": { type: "string" },
+        seed: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
   const count = Number(values.count);
   const serverCount = Number(values["server-count"] ?? values.count);
   const seed = values.seed === undefined
     ? crypto.getRandomValues(new Uint32Array(1))[0]
     : Number(values.seed);
   if (![count, serverCount, seed].every((n) => Number.isInteger(n) && n >= 0)) {
-    console.error(
-      "usage: deno task fuzz [--count N] [--server-count N] [--seed S]",
-    );
+    console.error(USAGE);
     return 2;
   }
   const problems: string[] = [];
