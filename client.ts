@@ -33,6 +33,9 @@
 import { decodeMessage, encodeMessage } from "./lib/wire.ts";
 
 import {
+  CLOSE_CODES,
+  type CloseCodeInfo,
+  describeCloseCode,
   ERR_BLOCKING_MEMBER,
   ERR_HEARTBEAT,
   ERR_KEY,
@@ -40,84 +43,16 @@ import {
   ERR_URL,
 } from "./lib/codes.ts";
 
-export { ERR_BLOCKING_MEMBER, ERR_HEARTBEAT, ERR_KEY, ERR_MESSAGE, ERR_URL };
-
-/** What a WebSocket close code means for a sigver peer. */
-export interface CloseCodeInfo {
-  /** Short name, such as `ERR_KEY` or `GOING_AWAY`. */
-  readonly name: string;
-  /** One sentence saying why the socket was closed. */
-  readonly meaning: string;
-}
-
-/**
- * The close codes a sigver peer can see, with their names and meanings:
- * the protocol's 4741-4745 and the standard codes the server uses.
- */
-export const CLOSE_CODES: Readonly<Record<number, CloseCodeInfo>> = {
-  1000: { name: "NORMAL", meaning: "the socket was closed normally" },
-  1001: {
-    name: "GOING_AWAY",
-    meaning: "the server is shutting down (or the page is going away)",
-  },
-  1006: {
-    name: "ABNORMAL",
-    meaning:
-      "the connection failed or dropped without a close frame; the server may have refused the upgrade (HTTP 403 origin, 429 too many peers from this address, 503 full or draining) or be unreachable",
-  },
-  1008: {
-    name: "POLICY_VIOLATION",
-    meaning:
-      "a server limit was passed: too many messages per second, a reader too slow, or an upgrade that took too long",
-  },
-  1009: {
-    name: "MESSAGE_TOO_BIG",
-    meaning: "a message was larger than the server's maximum message size",
-  },
-  [ERR_KEY]: {
-    name: "ERR_KEY",
-    meaning: "the key (room name) is empty or longer than 512 characters",
-  },
-  [ERR_HEARTBEAT]: {
-    name: "ERR_HEARTBEAT",
-    meaning: "the peer missed three heartbeats in a row",
-  },
-  [ERR_MESSAGE]: {
-    name: "ERR_MESSAGE",
-    meaning:
-      "the peer sent a text frame, an undecodable frame or a message with no type",
-  },
-  [ERR_BLOCKING_MEMBER]: {
-    name: "ERR_BLOCKING_MEMBER",
-    meaning:
-      "this peer was the only member of its group and a joining peer that could not connect to it took its place",
-  },
-  [ERR_URL]: {
-    name: "ERR_URL",
-    meaning:
-      "the request URL could not be parsed, or the server failed to send to this peer",
-  },
+export {
+  CLOSE_CODES,
+  type CloseCodeInfo,
+  describeCloseCode,
+  ERR_BLOCKING_MEMBER,
+  ERR_HEARTBEAT,
+  ERR_KEY,
+  ERR_MESSAGE,
+  ERR_URL,
 };
-
-/**
- * Names and explains a WebSocket close code.
- *
- * @param code The close code.
- * @returns Its name and meaning; `UNKNOWN` for a code sigver does not use.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { describeCloseCode } from "./client.ts";
- * assert.equal(describeCloseCode(4741).name, "ERR_KEY");
- * ```
- */
-export function describeCloseCode(code: number): CloseCodeInfo {
-  return CLOSE_CODES[code] ?? {
-    name: "UNKNOWN",
-    meaning: `close code ${code} is not one sigver uses`,
-  };
-}
 
 /** How and why a signaling socket closed. */
 export interface CloseInfo {

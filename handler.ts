@@ -1,163 +1,47 @@
 /**
- * The Deno binding: a `fetch` handler that upgrades requests with
- * `Deno.upgradeWebSocket`, feeds frames to a {@linkcode Hub} and answers the
- * plain HTTP endpoints, and {@linkcode serve} which runs it on `Deno.serve`.
+ * The request handler: routes plain requests to the endpoints and WebSocket
+ * upgrades to the group named by the path, and owns the set of connections
+ * and the one scheduler tick that serves them all. Group state lives in the
+ * pure {@linkcode Hub}; each socket's Deno quirks live in `socket.ts`; the
+ * listener's lifecycle lives in `serve.ts`.
  *
  * @module
  */
 
+import { admit, type Refusal } from "./lib/admission.ts";
+import { clientAddress } from "./lib/address.ts";
+import { TokenBucket } from "./lib/bucket.ts";
 import {
-  CloseError,
+  CLOSE_GOING_AWAY,
+  CLOSE_MESSAGE_TOO_BIG,
+  CLOSE_POLICY_VIOLATION,
+  ERR_BLOCKING_MEMBER,
+  ERR_HEARTBEAT,
   ERR_KEY,
   ERR_MESSAGE,
   ERR_URL,
-  Hub,
-  type HubStats,
-  type Peer,
-  type PeerTransport,
-} from "./lib/hub.ts";
-import {
-  enabled,
-  formatLine,
-  keyHash,
-  type LogFields,
-  type LogFormat,
-  type LogLevel,
-} from "./lib/log.ts";
-import { demoResponse } from "./lib/demo.ts";
-import { type MetricFamily, renderMetrics } from "./lib/metrics.ts";
+} from "./lib/codes.ts";
+import { CloseError, Hub, type HubStats, type Peer } from "./lib/hub.ts";
+import type { PeerTransport } from "./lib/hub.ts";
+import { keyHash, type LogFields, Logger, type LogLevel } from "./lib/log.ts";
+import { collect, renderMetrics, Tally } from "./lib/metrics.ts";
+import { SERVER_METRICS } from "./lib/server_metrics.ts";
 import { checkKey, parsePeerUrl } from "./lib/url.ts";
+import { settleWithin } from "./deadline.ts";
+import { demoResponse } from "./demo/page.ts";
+import {
+  type HandlerConfig,
+  type HandlerOptions,
+  resolveHandlerOptions,
+} from "./options.ts";
+import { DenoSocket, type SocketContext, type SocketEvents } from "./socket.ts";
 
-/** The server is going away (shutdown). */
-export const CLOSE_GOING_AWAY = 1001;
-/** A limit of the server's policy was passed (rate, slow reader). */
-export const CLOSE_POLICY_VIOLATION = 1008;
-/** A message was larger than the maximum message size. */
-export const CLOSE_MESSAGE_TOO_BIG = 1009;
+export type { HandlerOptions } from "./options.ts";
 
-// Deno drops a server socket without sending its close frame when a data
-// frame arrives after close() (the client sees 1006, not our code and
-// reason). So a peer that sent something in the current or the previous
-// scheduler tick (a flood, a bad frame in a burst, connect right after the
-// open) is closed at the first tick after a whole tick went by without a
-// frame, or after CLOSE_WAIT_MS at the latest. Ticks, not clock readings:
-// reading a clock on every frame costs 1 % of a relayed message.
-const CLOSE_OPEN_GRACE_MS = 500;
+/** How long a close may wait for its socket to go quiet (see socket.ts). */
 const CLOSE_WAIT_MS = 1000;
-
-/** Options of {@linkcode createHandler}. */
-export interface HandlerOptions {
-  /**
-   * Milliseconds between two heartbeats; a peer silent for three periods is
-   * closed with 4742.
-   * @default {5000}
-   */
-  heartbeatInterval?: number;
-  /**
-   * Largest frame accepted, in bytes; a larger one closes the peer with 1009.
-   * @default {65536}
-   */
-  maxMessageSize?: number;
-  /**
-   * Most WebSocket peers at once (0: no limit); past it, upgrades get 503.
-   * @default {the open-file limit less 256, or 10000 when it can't be read}
-   */
-  maxPeers?: number;
-  /**
-   * Most peers from one client address (0: no limit); past it, upgrades get
-   * 429. Loopback socket addresses are not counted unless `trustProxy` is
-   * set: they are a local reverse proxy, whose clients are counted through
-   * `X-Forwarded-For` then.
-   * @default {256}
-   */
-  maxPeersPerAddress?: number;
-  /**
-   * Take the client address from `X-Forwarded-For` (or `Forwarded`), as set
-   * by a reverse proxy in front of the server.
-   * @default {false}
-   */
-  trustProxy?: boolean;
-  /**
-   * Messages per second a peer may send on average (0: no limit); past it
-   * and its burst, the peer is closed with 1008.
-   * @default {2000}
-   */
-  messageRate?: number;
-  /**
-   * Messages a peer may send at once above its rate.
-   * @default {4000}
-   */
-  messageBurst?: number;
-  /**
-   * Bytes that may wait in a peer's send buffer (0: no limit); a slower
-   * reader is closed with 1008.
-   * @default {1048576}
-   */
-  maxBufferedAmount?: number;
-  /**
-   * Milliseconds an accepted upgrade may take to open (0: no limit); a
-   * stalled one is closed.
-   * @default {10000}
-   */
-  upgradeTimeout?: number;
-  /**
-   * Origins allowed to open a socket; an upgrade from another origin gets
-   * 403. Empty: every origin is allowed.
-   * @default {[]}
-   */
-  allowOrigins?: readonly string[];
-  /**
-   * Refuse (403) upgrades that carry no `Origin` header (bots send none).
-   * @default {false}
-   */
-  requireOrigin?: boolean;
-  /**
-   * Path of the liveness endpoint, or `false` to turn it off.
-   * @default {"/healthz"}
-   */
-  healthPath?: string | false;
-  /**
-   * Path of the readiness endpoint (503 while draining), or `false`.
-   * @default {"/readyz"}
-   */
-  readyPath?: string | false;
-  /**
-   * Path of the Prometheus metrics endpoint, or `false`.
-   * @default {"/metrics"}
-   */
-  metricsPath?: string | false;
-  /**
-   * Serve the demo page to plain GET and HEAD requests at `/` (with its
-   * scripts at `/demo/app.js` and `/demo/client.js`). WebSocket upgrades on
-   * these paths still join the group named by the path.
-   * @default {true}
-   */
-  demo?: boolean;
-  /**
-   * Where log lines go (one line per call, no newline). No logging without.
-   */
-  log?: (line: string) => void;
-  /**
-   * Least severe level written.
-   * @default {"info"}
-   */
-  logLevel?: LogLevel;
-  /**
-   * Format of log lines.
-   * @default {"text"}
-   */
-  logFormat?: LogFormat;
-  /**
-   * Milliseconds clock for rate limits and upgrade timeouts.
-   * @default {performance.now}
-   */
-  now?: () => number;
-  /**
-   * Random source for signaling ids, in [0, 1).
-   * @default {a source backed by `crypto.getRandomValues`}
-   */
-  random?: () => number;
-}
+/** How long after the open a frame counts as due: clients send at once. */
+const CLOSE_OPEN_GRACE_MS = 500;
 
 /** A mounted sigver: the request handler and what controls it. */
 export interface SigverHandler {
@@ -208,93 +92,6 @@ export interface SigverHandler {
   logEvent(level: LogLevel, event: string, fields?: LogFields): void;
 }
 
-/**
- * Reads the soft open-file limit of this process from `/proc/self/limits`,
- * without prompting for permission.
- *
- * @returns The limit, or `undefined` when it can't be read.
- */
-function _openFileLimit(): number | undefined {
-  const path = "/proc/self/limits";
-  try {
-    if (
-      Deno.permissions.querySync({ name: "read", path }).state !== "granted"
-    ) {
-      return undefined;
-    }
-    const line = Deno.readTextFileSync(path).split("\n").find((l) =>
-      l.startsWith("Max open files")
-    );
-    const soft = Number(line?.split(/\s+/)[3]);
-    return Number.isFinite(soft) && soft > 0 ? soft : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The default of `maxPeers`: the open-file limit less 256 descriptors of
- * headroom (files, listeners, upgrades in progress), or 10000.
- *
- * @returns The default peer limit.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { defaultMaxPeers } from "./handler.ts";
- * assert.ok(defaultMaxPeers() >= 64);
- * ```
- */
-export function defaultMaxPeers(): number {
-  const limit = _openFileLimit();
-  return limit === undefined ? 10000 : Math.max(64, limit - 256);
-}
-
-function _positive(
-  name: string,
-  value: number | undefined,
-  fallback: number,
-  zero = true,
-): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value < 0 || (!zero && value === 0)) {
-    throw new RangeError(
-      `Cannot create handler: ${name} must be a ${
-        zero ? "non-negative" : "positive"
-      } number, got ${value}`,
-    );
-  }
-  return value;
-}
-
-function _isLoopback(address: string): boolean {
-  return address.startsWith("127.") || address === "::1" ||
-    address.startsWith("::ffff:127.");
-}
-
-/** The client address a trusted proxy reports: the last hop it saw. */
-function _forwardedFor(headers: Headers): string | undefined {
-  const xff = headers.get("x-forwarded-for");
-  if (xff) {
-    const last = xff.split(",").pop()?.trim();
-    if (last) return last;
-  }
-  const fwd = headers.get("forwarded");
-  if (fwd) {
-    const m = [...fwd.matchAll(/for=("[^"]*"|[^;,\s]*)/gi)].pop();
-    const node = m?.[1].replace(/^"|"$/g, "") ?? "";
-    // Drop the port (RFC 7239: `"[v6]:port"`, `v4:port`), or one client
-    // would count as a new address on every connection.
-    const host = node.startsWith("[")
-      ? node.slice(1).split("]", 1)[0]
-      : node.split(":").length === 2
-      ? node.split(":")[0]
-      : node;
-    if (host) return host;
-  }
-  return undefined;
-}
-
 function _text(status: number, body: string, headers?: HeadersInit): Response {
   const h = new Headers(headers);
   h.set("content-type", "text/plain; charset=utf-8");
@@ -302,178 +99,127 @@ function _text(status: number, body: string, headers?: HeadersInit): Response {
   return new Response(body + "\n", { status, headers: h });
 }
 
-class _Conn implements PeerTransport {
-  readonly socket: WebSocket;
-  readonly owner: _Sigver;
+/**
+ * Log levels of closes: a peer's ordinary comings and goings are `debug`
+ * (tens of thousands a minute on a busy server); a peer closed for a limit
+ * or for bad input is `info`, with its reason.
+ */
+function _closeLevel(code: number, by: "server" | "client"): LogLevel {
+  if (by === "client") return "debug";
+  return code === CLOSE_GOING_AWAY || code === ERR_HEARTBEAT ||
+      code === ERR_BLOCKING_MEMBER
+    ? "debug"
+    : "info";
+}
+
+/** One connection: its socket, its peer once open, and its limits' state. */
+class _Conn implements PeerTransport, SocketEvents {
+  readonly handler: _Handler;
+  readonly socket: DenoSocket;
   readonly address: string;
   readonly counted: boolean;
-  readonly key: string;
-  readonly tag: string;
+  /** The key, or `undefined` when the request URL had no path. */
+  readonly key: string | undefined;
   readonly favored: boolean;
   peer: Peer | undefined = undefined;
+  /** The rate limit's bucket (see `lib/bucket.ts`). */
   tokens: number;
   last: number;
-  deadline: number;
+  /** When the upgrade was accepted (for the upgrade timeout). */
+  readonly since: number;
   released = false;
-  /** How to close a socket released before it opened, once it opens. */
-  closeOnOpen: [number, string] | undefined = undefined;
-  /** The scheduler tick in which the last frame arrived (see CLOSE_WAIT_MS). */
-  seen = -Infinity;
-  /** A close that waits for the peer to go quiet: code, reason, since. */
-  closing: [number, string, number] | undefined = undefined;
 
   constructor(
-    owner: _Sigver,
-    socket: WebSocket,
+    handler: _Handler,
+    raw: WebSocket,
     address: string,
     counted: boolean,
-    key: string,
+    key: string | undefined,
     favored: boolean,
+    now: number,
   ) {
-    this.owner = owner;
-    this.socket = socket;
+    this.handler = handler;
     this.address = address;
     this.counted = counted;
     this.key = key;
-    this.tag = keyHash(key);
     this.favored = favored;
-    this.tokens = owner.burst;
-    this.last = owner.clock;
-    this.deadline = owner.now();
+    this.tokens = handler.bucket.burst;
+    this.last = this.since = now;
+    this.socket = new DenoSocket(raw, this, handler.socketContext);
   }
 
   send(frame: Uint8Array): void {
-    const s = this.socket;
-    if (s.readyState !== WebSocket.OPEN) return;
-    const max = this.owner.maxBuffered;
-    if (max > 0 && s.bufferedAmount > max) {
-      this.owner.reject("slow_reader");
+    if (!this.socket.send(frame)) {
+      this.handler.rejections.add("slow_reader");
       throw new CloseError(
         CLOSE_POLICY_VIOLATION,
         "Cannot send: the peer reads too slowly",
       );
     }
-    s.send(frame);
   }
 
   close(code: number, reason: string): void {
-    this.owner.closed(this, code, reason, "server");
-    if (
-      this.seen >= this.owner.ticks - 1 && !this.released &&
-      !this.owner.closingAll && this.socket.readyState === WebSocket.OPEN
-    ) {
-      this.closing = [code, reason, this.owner.now()];
-      this.owner.closeLater(this);
-    } else this.closeNow(code, reason);
+    this.handler.closeConn(this, code, reason, false);
   }
 
-  closeNow(code: number, reason: string): void {
-    this.closing = undefined;
-    try {
-      this.socket.close(code, reason);
-    } catch {
-      // Already closing: the close event will follow.
-    }
+  onOpen(): void {
+    this.handler.opened(this);
+  }
+
+  onFrame(data: ArrayBuffer | string): void {
+    this.handler.frame(this, data);
+  }
+
+  onClose(code: number, reason: string): void {
+    this.handler.closed(this, code, reason);
   }
 }
 
-class _Sigver implements SigverHandler {
+class _Handler implements SigverHandler {
   readonly hub: Hub;
-  readonly maxBuffered: number;
-  readonly burst: number;
-  readonly now: () => number;
-  /** Scheduler ticks so far: frames are timed in ticks (CLOSE_WAIT_MS). */
-  ticks = 0;
-  /** `now()` at the last tick: the coarse clock of the rate limit. */
-  clock: number;
-  #rate: number;
-  #maxSize: number;
-  #maxPeers: number;
-  #maxPerAddress: number;
-  #trustProxy: boolean;
-  #upgradeTimeout: number;
-  #origins: Set<string>;
-  #requireOrigin: boolean;
-  #paths: {
-    health: string | false;
-    ready: string | false;
-    metrics: string | false;
-  };
-  #demo: boolean;
-  #log?: (line: string) => void;
-  #logLevel: LogLevel;
-  #logFormat: LogFormat;
-  #tickMs: number;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #conns = new Set<_Conn>();
-  #pending = new Set<_Conn>();
-  #closing = new Set<_Conn>();
+  readonly bucket: TokenBucket;
+  readonly socketContext: SocketContext;
+  readonly rejections = new Tally(["reason"]);
+  readonly #config: HandlerConfig;
+  readonly #log: Logger;
+  readonly #readiness: (() => string | undefined) | undefined;
+  readonly #moreMetrics: HandlerOptions["moreMetrics"];
+  /** The clock's time at the last tick: the rate limit's coarse clock. */
+  #now: number;
+  #timer: Disposable | undefined;
+  readonly #conns = new Set<_Conn>();
+  /** Upgrades accepted whose socket has not opened yet. */
+  readonly #pending = new Set<_Conn>();
+  /** Sockets whose close waits for quiet: flushed on every tick. */
+  readonly #closing = new Set<DenoSocket>();
+  readonly #perAddress = new Map<string, number>();
   /** True while close() closes every socket: no waiting for quiet then. */
-  closingAll = false;
-  #perAddress = new Map<string, number>();
+  #closingAll = false;
   #draining = false;
   #idle: (() => void) | undefined;
   #connectionsTotal = 0;
   #invalid = 0;
-  #closes = new Map<string, number>();
-  #rejections = new Map<string, number>();
+  readonly #closes = new Tally(["code", "by"]);
 
   constructor(options: HandlerOptions) {
-    const heartbeat = _positive(
-      "heartbeatInterval",
-      options.heartbeatInterval,
-      5000,
-      false,
-    );
-    // One wheel slot per 100 ms: each peer's heartbeat falls within 100 ms of
-    // its own period, and one timer serves every peer.
-    const slots = Math.max(1, Math.min(50, Math.round(heartbeat / 100)));
-    this.#tickMs = heartbeat / slots;
+    const config = this.#config = resolveHandlerOptions(options);
     // WebSocket.send copies the frame at once: the hub may reuse its buffer.
-    this.hub = new Hub({ slots, random: options.random, reuseFrames: true });
-    this.#maxSize = _positive(
-      "maxMessageSize",
-      options.maxMessageSize,
-      65536,
-      false,
-    );
-    this.#maxPeers = options.maxPeers === undefined
-      ? defaultMaxPeers()
-      : _positive("maxPeers", options.maxPeers, 0);
-    this.#maxPerAddress = _positive(
-      "maxPeersPerAddress",
-      options.maxPeersPerAddress,
-      256,
-    );
-    this.#trustProxy = options.trustProxy ?? false;
-    this.#rate = _positive("messageRate", options.messageRate, 2000) / 1000;
-    this.burst = Math.max(
-      1,
-      _positive("messageBurst", options.messageBurst, 4000),
-    );
-    this.maxBuffered = _positive(
-      "maxBufferedAmount",
-      options.maxBufferedAmount,
-      1 << 20,
-    );
-    this.#upgradeTimeout = _positive(
-      "upgradeTimeout",
-      options.upgradeTimeout,
-      10000,
-    ) || Infinity;
-    this.#origins = new Set(options.allowOrigins ?? []);
-    this.#requireOrigin = options.requireOrigin ?? false;
-    this.#paths = {
-      health: options.healthPath ?? "/healthz",
-      ready: options.readyPath ?? "/readyz",
-      metrics: options.metricsPath ?? "/metrics",
+    this.hub = new Hub({
+      slots: config.slots,
+      random: options.random,
+      reuseFrames: true,
+    });
+    this.bucket = new TokenBucket(config.messageRate, config.messageBurst);
+    this.socketContext = {
+      tick: 0,
+      maxBufferedAmount: config.maxBufferedAmount,
+      closeWaitTicks: Math.ceil(CLOSE_WAIT_MS / config.tickMs),
+      openGraceTicks: Math.ceil(CLOSE_OPEN_GRACE_MS / config.tickMs),
     };
-    this.#demo = options.demo ?? true;
-    this.#log = options.log;
-    this.#logLevel = options.logLevel ?? "info";
-    this.#logFormat = options.logFormat ?? "text";
-    this.now = options.now ?? (() => performance.now());
-    this.clock = this.now();
+    this.#log = new Logger(options.log, options.logLevel, options.logFormat);
+    this.#readiness = options.readiness;
+    this.#moreMetrics = options.moreMetrics;
+    this.#now = config.clock.now();
   }
 
   get draining(): boolean {
@@ -495,22 +241,13 @@ class _Sigver implements SigverHandler {
   };
 
   logEvent(level: LogLevel, event: string, fields?: LogFields): void {
-    if (this.#log === undefined || !enabled(this.#logLevel, level)) return;
-    this.#log(
-      formatLine(
-        this.#logFormat,
-        new Date().toISOString(),
-        level,
-        event,
-        fields,
-      ),
-    );
+    this.#log.write(level, event, fields);
   }
 
   drain(): void {
     if (this.#draining) return;
     this.#draining = true;
-    this.logEvent("info", "drain", { peers: this.hub.size });
+    this.#log.write("info", "drain", { peers: this.hub.size });
   }
 
   async close(
@@ -520,328 +257,65 @@ class _Sigver implements SigverHandler {
   ): Promise<void> {
     // Close at once, not when quiet: under sustained load waiting does not
     // find quiet, and closing every socket in one go stops the relaying.
-    this.closingAll = true;
+    this.#closingAll = true;
     for (const conn of [...this.#conns]) {
-      if (conn.peer?.live) this.hub.kick(conn.peer, code, reason);
-      else if (
-        conn.socket.readyState === WebSocket.OPEN && conn.closing === undefined
-      ) {
-        conn.close(code, reason);
-      } else if (conn.socket.readyState === WebSocket.CONNECTING) {
-        // Deno ignores close() before open: #onOpen closes it.
-        conn.closeOnOpen = [code, reason];
-      }
+      if (conn.peer?.live) this.hub.close(conn.peer, code, reason);
+      else conn.close(code, reason);
     }
-    this.closingAll = false;
+    this.#closingAll = false;
     if (this.#conns.size > 0) {
       // Each socket is released by its close event; wait for them all, but
       // never longer than `timeout`: then forget the ones left.
       const idle = Promise.withResolvers<void>();
       this.#idle = idle.resolve;
-      const timer = setTimeout(idle.resolve, timeout);
-      await idle.promise;
-      clearTimeout(timer);
+      await settleWithin(idle.promise, timeout);
       this.#idle = undefined;
       for (const conn of [...this.#conns]) this.#release(conn);
     }
+    this.#closing.clear();
+    this.#stopTicking();
   }
 
   stats(): HubStats {
     return this.hub.stats();
   }
 
-  /** Closes `conn` from the scheduler once it is quiet (CLOSE_WAIT_MS). */
-  closeLater(conn: _Conn): void {
-    this.#closing.add(conn);
+  metrics(): string {
+    const families = collect(SERVER_METRICS, {
+      stats: this.hub.stats(),
+      counters: this.hub.counters,
+      draining: this.#draining,
+      connectionsTotal: this.#connectionsTotal,
+      invalid: this.#invalid,
+      closes: this.#closes,
+      rejections: this.rejections,
+    });
+    const more = this.#moreMetrics?.();
+    return renderMetrics(more === undefined ? families : families.concat(more));
   }
 
-  reject(reason: string): void {
-    this.#rejections.set(reason, (this.#rejections.get(reason) ?? 0) + 1);
-  }
-
-  /** Counts and logs a close, whoever started it. */
-  closed(
+  /**
+   * Closes a connection's socket, and counts and logs the close, unless the
+   * socket was already closing.
+   */
+  closeConn(
     conn: _Conn,
     code: number,
     reason: string,
-    by: "server" | "client",
+    immediately: boolean,
   ): void {
-    const label = `${code}\u0000${by}`;
-    this.#closes.set(label, (this.#closes.get(label) ?? 0) + 1);
-    this.logEvent(
-      code === CLOSE_GOING_AWAY || by === "client" ? "info" : "warn",
-      "close",
-      {
-        peer: conn.peer?.id,
-        key: conn.tag,
-        code,
-        reason: reason || undefined,
-        by,
-      },
-    );
+    const socket = conn.socket;
+    if (!socket.close(code, reason, immediately || this.#closingAll)) return;
+    this.#recordClose(conn, code, reason, "server");
+    if (socket.closing) {
+      this.#closing.add(socket);
+      this.#startTicking();
+    }
   }
 
-  metrics(): string {
-    const s = this.hub.stats();
-    const c = this.hub.counters;
-    const labelled = (map: Map<string, number>, name: string) =>
-      [...map].map(([k, v]) => [{ [name]: k }, v] as const);
-    const families: MetricFamily[] = [
-      {
-        name: "sigver_peers",
-        help: "Connected peers.",
-        type: "gauge",
-        samples: [[{}, s.peers]],
-      },
-      {
-        name: "sigver_groups",
-        help: "Groups (keys with at least one member).",
-        type: "gauge",
-        samples: [[{}, s.groups]],
-      },
-      {
-        name: "sigver_members",
-        help: "Group members over all groups.",
-        type: "gauge",
-        samples: [[{}, s.members]],
-      },
-      {
-        name: "sigver_bound_joiners",
-        help: "Joining peers bound to a member.",
-        type: "gauge",
-        samples: [[{}, s.bindings]],
-      },
-      {
-        name: "sigver_draining",
-        help: "1 while the server drains.",
-        type: "gauge",
-        samples: [[{}, this.#draining ? 1 : 0]],
-      },
-      {
-        name: "sigver_connections_total",
-        help: "WebSocket upgrades accepted.",
-        type: "counter",
-        samples: [[{}, this.#connectionsTotal]],
-      },
-      {
-        name: "sigver_messages_received_total",
-        help: "Frames received from peers, by message type.",
-        type: "counter",
-        samples: [
-          [{ type: "heartbeat" }, c.inHeartbeat],
-          [{ type: "content" }, c.inContent],
-          [{ type: "connect" }, c.inConnect],
-          [{ type: "connected" }, c.inConnected],
-          [{ type: "invalid" }, this.#invalid],
-        ],
-      },
-      {
-        name: "sigver_messages_sent_total",
-        help: "Frames sent to peers, by message type.",
-        type: "counter",
-        samples: [
-          [{ type: "heartbeat" }, c.outHeartbeat],
-          [{ type: "content" }, c.outContent],
-          [{ type: "connected" }, c.outConnected],
-        ],
-      },
-      {
-        name: "sigver_relayed_bytes_total",
-        help: "Content payload bytes relayed.",
-        type: "counter",
-        samples: [[{}, c.bytesRelayed]],
-      },
-      {
-        name: "sigver_dropped_messages_total",
-        help: "Content messages that matched no binding.",
-        type: "counter",
-        samples: [[{}, c.dropped]],
-      },
-      {
-        name: "sigver_closes_total",
-        help: "Closed peer sockets, by close code and by who closed.",
-        type: "counter",
-        samples: [...this.#closes].map(([k, v]) => {
-          const [code, by] = k.split("\u0000");
-          return [{ code, by }, v] as const;
-        }),
-      },
-      {
-        name: "sigver_rejections_total",
-        help: "Upgrades refused and peers closed by a limit, by reason.",
-        type: "counter",
-        samples: labelled(this.#rejections, "reason"),
-      },
-    ];
-    return renderMetrics(families);
-  }
-
-  #plain(request: Request): Response {
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return _text(
-        405,
-        "Method Not Allowed: this is a WebRTC signaling server",
-        {
-          allow: "GET, HEAD",
-        },
-      );
-    }
-    const path = parsePeerUrl(request.url);
-    const p = path === undefined ? "" : "/" + path.key;
-    const { health, ready, metrics } = this.#paths;
-    if (p === health) return _text(200, "ok");
-    if (p === ready) {
-      return this.#draining ? _text(503, "draining") : _text(200, "ready");
-    }
-    if (p === metrics) {
-      return new Response(this.metrics(), {
-        headers: {
-          "content-type": "text/plain; version=0.0.4; charset=utf-8",
-          "cache-control": "no-store",
-        },
-      });
-    }
-    if (this.#demo) {
-      const demo = demoResponse(p, request.method === "HEAD");
-      if (demo !== undefined) return demo;
-    }
-    return _text(
-      426,
-      "Upgrade Required: this is a WebRTC signaling server (sigver). Open a WebSocket to ws[s]://HOST/<key>",
-      { upgrade: "websocket", connection: "Upgrade" },
-    );
-  }
-
-  #refuse(
-    status: number,
-    reason: string,
-    message: string,
-    address: string,
-    request: Request,
-  ): Response {
-    this.reject(reason);
-    if (this.#log !== undefined) {
-      const key = parsePeerUrl(request.url)?.key;
-      this.logEvent("warn", "reject", {
-        reason,
-        status,
-        key: key === undefined ? undefined : keyHash(key),
-        addr: address,
-      });
-    }
-    return _text(status, message);
-  }
-
-  #upgrade(request: Request, info?: Deno.ServeHandlerInfo): Response {
-    const remote = info?.remoteAddr as Deno.NetAddr | undefined;
-    let address = remote?.hostname ?? "unknown";
-    // No IP address (a Unix socket, or no `info` passed): a local proxy,
-    // like loopback; counting them all as "unknown" would cap the server.
-    let counted = this.#maxPerAddress > 0 && remote?.hostname !== undefined &&
-      !_isLoopback(address);
-    if (this.#trustProxy) {
-      const forwarded = _forwardedFor(request.headers);
-      if (forwarded !== undefined) address = forwarded;
-      counted = this.#maxPerAddress > 0;
-    }
-    if (this.#draining) {
-      return this.#refuse(
-        503,
-        "draining",
-        "Service Unavailable: the server is shutting down",
-        address,
-        request,
-      );
-    }
-    const origin = request.headers.get("origin");
-    if (
-      origin === null
-        ? this.#requireOrigin
-        : this.#origins.size > 0 && !this.#origins.has(origin)
-    ) {
-      return this.#refuse(
-        403,
-        "origin",
-        `Forbidden: origin ${origin ?? "(none)"} is not allowed`,
-        address,
-        request,
-      );
-    }
-    if (this.#maxPeers > 0 && this.#conns.size >= this.#maxPeers) {
-      return this.#refuse(
-        503,
-        "capacity",
-        "Service Unavailable: the server is full",
-        address,
-        request,
-      );
-    }
-    if (
-      counted && (this.#perAddress.get(address) ?? 0) >= this.#maxPerAddress
-    ) {
-      return this.#refuse(
-        429,
-        "address",
-        "Too Many Requests: too many peers from this address",
-        address,
-        request,
-      );
-    }
-    let upgraded: { socket: WebSocket; response: Response };
-    try {
-      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-    } catch (error) {
-      const why = error instanceof Error ? error.message : String(error);
-      return this.#refuse(
-        400,
-        "handshake",
-        `Bad Request: ${why}`,
-        address,
-        request,
-      );
-    }
-    const { socket, response } = upgraded;
-    socket.binaryType = "arraybuffer";
-    const parsed = parsePeerUrl(request.url);
-    const conn = new _Conn(
-      this,
-      socket,
-      address,
-      counted,
-      parsed?.key ?? "",
-      parsed?.favored ?? false,
-    );
-    conn.deadline = conn.last + this.#upgradeTimeout;
-    this.#connectionsTotal++;
-    this.#conns.add(conn);
-    this.#pending.add(conn);
-    if (counted) {
-      this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1);
-    }
-    if (this.#timer === undefined) {
-      this.#timer = setInterval(() => this.#tick(), this.#tickMs);
-    }
-    socket.onopen = () => this.#onOpen(conn, parsed === undefined);
-    socket.onmessage = (event) => this.#onMessage(conn, event);
-    socket.onclose = (event) => this.#onClose(conn, event);
-    socket.onerror = () => {};
-    return response;
-  }
-
-  #onOpen(conn: _Conn, badUrl: boolean): void {
+  opened(conn: _Conn): void {
     this.#pending.delete(conn);
-    // Clients send at once on open (Netflux: connect), one round trip
-    // away: a close now (4741) would cross that frame. So count a frame as
-    // due within CLOSE_OPEN_GRACE_MS: a close waits for it, then for quiet.
-    conn.seen = this.ticks + Math.ceil(CLOSE_OPEN_GRACE_MS / this.#tickMs);
-    if (conn.closeOnOpen !== undefined || conn.released) {
-      // Closed or timed out while it opened: close it now that it can be.
-      const [code, reason] = conn.closeOnOpen ??
-        [CLOSE_GOING_AWAY, "Server shutting down"];
-      conn.close(code, reason);
-      return;
-    }
-    if (badUrl) {
+    if (conn.key === undefined) {
       conn.close(ERR_URL, "Cannot join: the request URL cannot be parsed");
       return;
     }
@@ -851,77 +325,186 @@ class _Sigver implements SigverHandler {
       return;
     }
     conn.peer = this.hub.open(conn, conn.key, conn.favored);
-    this.logEvent("info", "open", {
-      peer: conn.peer.id,
-      key: conn.tag,
-      favored: conn.favored || undefined,
-      addr: conn.address,
-    });
+    if (this.#log.enabled("debug")) {
+      this.#log.write("debug", "open", {
+        peer: conn.peer.id,
+        key: keyHash(conn.key),
+        favored: conn.favored || undefined,
+        addr: conn.address,
+      });
+    }
   }
 
-  #onMessage(conn: _Conn, event: MessageEvent): void {
-    conn.seen = this.ticks;
+  frame(conn: _Conn, data: ArrayBuffer | string): void {
     const peer = conn.peer;
     if (peer === undefined || !peer.live) return;
-    const data = event.data;
     if (typeof data === "string") {
       this.#invalid++;
-      this.hub.kick(
+      this.hub.close(
         peer,
         ERR_MESSAGE,
         "Cannot handle a text frame: frames must be binary",
       );
       return;
     }
-    const size = (data as ArrayBuffer).byteLength;
-    if (size > this.#maxSize) {
+    const size = data.byteLength;
+    const max = this.#config.maxMessageSize;
+    if (size > max) {
       this.#invalid++;
-      this.reject("message_size");
-      this.hub.kick(
+      this.rejections.add("message_size");
+      this.hub.close(
         peer,
         CLOSE_MESSAGE_TOO_BIG,
-        `Cannot handle message: ${size} bytes is over the ${this.#maxSize} byte limit`,
+        `Cannot handle message: ${size} bytes is over the ${max} byte limit`,
       );
       return;
     }
-    if (this.#rate > 0) {
-      // The scheduler's clock: refills come at tick boundaries.
-      const now = this.clock;
-      const tokens = Math.min(
-        this.burst,
-        conn.tokens + (now - conn.last) * this.#rate,
+    // The scheduler's clock: refills come at tick boundaries.
+    if (!this.bucket.take(conn, this.#now)) {
+      this.rejections.add("message_rate");
+      this.hub.close(
+        peer,
+        CLOSE_POLICY_VIOLATION,
+        `Cannot relay: over ${this.#config.messageRate} messages per second`,
       );
-      conn.last = now;
-      if (tokens < 1) {
-        this.reject("message_rate");
-        this.hub.kick(
-          peer,
-          CLOSE_POLICY_VIOLATION,
-          `Cannot relay: over ${this.#rate * 1000} messages per second`,
-        );
-        return;
-      }
-      conn.tokens = tokens - 1;
+      return;
     }
-    this.hub.receive(peer, new Uint8Array(data as ArrayBuffer));
+    this.hub.receive(peer, new Uint8Array(data));
   }
 
-  #onClose(conn: _Conn, event: CloseEvent): void {
+  closed(conn: _Conn, code: number, reason: string): void {
     const peer = conn.peer;
     if (peer !== undefined && peer.live) {
-      this.hub.close(peer);
-      // Deno reports a connection dropped without a close frame as 0.
-      this.closed(conn, event.code || 1006, event.reason, "client");
+      this.hub.forget(peer);
+      this.#recordClose(conn, code, reason, "client");
     }
+    this.#closing.delete(conn.socket);
     this.#release(conn);
+  }
+
+  #recordClose(
+    conn: _Conn,
+    code: number,
+    reason: string,
+    by: "server" | "client",
+  ): void {
+    this.#closes.add(String(code), by);
+    const level = _closeLevel(code, by);
+    if (this.#log.enabled(level)) {
+      this.#log.write(level, "close", {
+        peer: conn.peer?.id,
+        key: conn.key === undefined ? undefined : keyHash(conn.key),
+        code,
+        reason: reason || undefined,
+        by,
+      });
+    }
+  }
+
+  #plain(request: Request): Response {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return _text(
+        405,
+        "Method Not Allowed: this is a WebRTC signaling server",
+        { allow: "GET, HEAD" },
+      );
+    }
+    const parsed = parsePeerUrl(request.url);
+    const path = parsed === undefined ? "" : "/" + parsed.key;
+    const { health, ready, metrics } = this.#config.paths;
+    if (path === health) return _text(200, "ok");
+    if (path === ready) {
+      const why = this.#draining ? "draining" : this.#readiness?.();
+      return why === undefined ? _text(200, "ready") : _text(503, why);
+    }
+    if (path === metrics) {
+      return new Response(this.metrics(), {
+        headers: {
+          "content-type": "text/plain; version=0.0.4; charset=utf-8",
+          "cache-control": "no-store",
+        },
+      });
+    }
+    if (this.#config.demo) {
+      const demo = demoResponse(path, request.method === "HEAD");
+      if (demo !== undefined) return demo;
+    }
+    return _text(
+      426,
+      "Upgrade Required: this is a WebRTC signaling server (sigver). Open a WebSocket to ws[s]://HOST/<key>",
+      { upgrade: "websocket", connection: "Upgrade" },
+    );
+  }
+
+  #refuse(refusal: Refusal, address: string, request: Request): Response {
+    this.rejections.add(refusal.reason);
+    if (this.#log.enabled("info")) {
+      const key = parsePeerUrl(request.url)?.key;
+      this.#log.write("info", "reject", {
+        reason: refusal.reason,
+        status: refusal.status,
+        key: key === undefined ? undefined : keyHash(key),
+        addr: address,
+      });
+    }
+    return _text(refusal.status, refusal.message);
+  }
+
+  #upgrade(request: Request, info?: Deno.ServeHandlerInfo): Response {
+    const config = this.#config;
+    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
+    const { address, local } = clientAddress(
+      remote,
+      request.headers,
+      config.trustProxy,
+    );
+    const counted = !local && config.admission.maxPeersPerAddress > 0;
+    const refusal = admit({
+      draining: this.#draining,
+      origin: request.headers.get("origin"),
+      counted,
+      peers: this.#conns.size,
+      fromAddress: counted ? this.#perAddress.get(address) ?? 0 : 0,
+    }, config.admission);
+    if (refusal !== undefined) return this.#refuse(refusal, address, request);
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      return this.#refuse(
+        {
+          status: 400,
+          reason: "handshake",
+          message: `Bad Request: ${why}`,
+        },
+        address,
+        request,
+      );
+    }
+    const parsed = parsePeerUrl(request.url);
+    const conn = new _Conn(
+      this,
+      upgraded.socket,
+      address,
+      counted,
+      parsed?.key,
+      parsed?.favored ?? false,
+      config.clock.now(),
+    );
+    this.#connectionsTotal++;
+    this.#conns.add(conn);
+    this.#pending.add(conn);
+    if (counted) {
+      this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1);
+    }
+    this.#startTicking();
+    return upgraded.response;
   }
 
   #release(conn: _Conn): void {
     if (conn.released) return;
     conn.released = true;
-    if (this.#closing.delete(conn)) {
-      conn.closeNow(conn.closing![0], conn.closing![1]);
-    }
     this.#conns.delete(conn);
     this.#pending.delete(conn);
     if (conn.counted) {
@@ -930,37 +513,47 @@ class _Sigver implements SigverHandler {
       else this.#perAddress.set(conn.address, n);
     }
     if (this.#conns.size === 0) {
-      if (this.#timer !== undefined) clearInterval(this.#timer);
-      this.#timer = undefined;
+      if (this.#closing.size === 0) this.#stopTicking();
       this.#idle?.();
     }
   }
 
+  #startTicking(): void {
+    this.#timer ??= this.#config.clock.every(
+      this.#config.tickMs,
+      () => this.#tick(),
+    );
+  }
+
+  #stopTicking(): void {
+    this.#timer?.[Symbol.dispose]();
+    this.#timer = undefined;
+  }
+
   #tick(): void {
-    const now = this.clock = this.now();
-    this.ticks++;
+    const now = this.#now = this.#config.clock.now();
+    this.socketContext.tick++;
     this.hub.tick();
-    for (const conn of this.#closing) {
-      const [code, reason, since] = conn.closing!;
-      if (conn.seen >= this.ticks - 1 && now - since < CLOSE_WAIT_MS) continue;
-      this.#closing.delete(conn);
-      conn.closeNow(code, reason);
+    for (const socket of this.#closing) {
+      if (!socket.flush()) this.#closing.delete(socket);
     }
-    if (this.#pending.size === 0) return;
     for (const conn of this.#pending) {
-      if (now < conn.deadline) continue;
-      this.reject("upgrade_timeout");
-      this.logEvent("warn", "reject", {
+      if (now - conn.since < this.#config.upgradeTimeout) continue;
+      this.rejections.add("upgrade_timeout");
+      this.#log.write("info", "reject", {
         reason: "upgrade_timeout",
         addr: conn.address,
       });
-      // Deno ignores close() before open: #onOpen closes it if it opens.
-      conn.closeOnOpen = [
+      // Deno ignores close() before open: the socket closes once it opens.
+      this.closeConn(
+        conn,
         CLOSE_POLICY_VIOLATION,
         "Cannot open: the upgrade timed out",
-      ];
+        true,
+      );
       this.#release(conn);
     }
+    if (this.#conns.size === 0 && this.#closing.size === 0) this.#stopTicking();
   }
 }
 
@@ -993,120 +586,5 @@ class _Sigver implements SigverHandler {
  * ```
  */
 export function createHandler(options: HandlerOptions = {}): SigverHandler {
-  return new _Sigver(options);
-}
-
-/** Options of {@linkcode serve}. */
-export interface ServeOptions extends HandlerOptions {
-  /**
-   * Interface to listen on.
-   * @default {"0.0.0.0"}
-   */
-  hostname?: string;
-  /**
-   * Port to listen on (0: any free port).
-   * @default {8000}
-   */
-  port?: number;
-  /** TLS certificate chain (PEM). With `key`, the server speaks wss/https. */
-  cert?: string;
-  /** TLS private key (PEM). */
-  key?: string;
-  /** CA certificates (PEM), appended to the certificate chain. */
-  ca?: string;
-  /** Aborting it shuts the server down, as {@linkcode SigverServer.shutdown}. */
-  signal?: AbortSignal;
-  /**
-   * Milliseconds a shutdown waits for connections to finish.
-   * @default {10000}
-   */
-  drainTimeout?: number;
-  /** Called once the server listens. */
-  onListen?: (addr: Deno.NetAddr) => void;
-}
-
-/** A running sigver server. */
-export interface SigverServer extends AsyncDisposable {
-  /** Where it listens. */
-  readonly addr: Deno.NetAddr;
-  /** Resolves when the server has stopped. */
-  readonly finished: Promise<void>;
-  /** The handler it runs, for its metrics and stats. */
-  readonly handler: SigverHandler;
-  /**
-   * Drains: refuses new peers, closes every socket with 1001, then stops,
-   * within `drainTimeout`. Idempotent: every call returns the same promise.
-   *
-   * @returns Resolves once stopped (or the drain timeout passed).
-   */
-  shutdown(): Promise<void>;
-}
-
-/**
- * Runs a sigver server on `Deno.serve`.
- *
- * @param options Address, TLS, limits and the rest of {@linkcode HandlerOptions}.
- * @returns The running server.
- * @throws {TypeError} When only one of `cert` and `key` is given.
- *
- * @example Run one for the length of a scope
- * ```ts ignore
- * import { serve } from "@coast/sigver";
- * await using server = serve({ hostname: "127.0.0.1", port: 0 });
- * console.log(`ws://127.0.0.1:${server.addr.port}/my-room`);
- * ```
- */
-export function serve(options: ServeOptions = {}): SigverServer {
-  if ((options.cert === undefined) !== (options.key === undefined)) {
-    throw new TypeError("Cannot serve TLS: both cert and key are needed");
-  }
-  const handler = createHandler(options);
-  const drainTimeout = _positive("drainTimeout", options.drainTimeout, 10000);
-  const tls = options.cert !== undefined && options.key !== undefined
-    ? {
-      cert: options.ca
-        ? `${options.cert.trimEnd()}\n${options.ca}`
-        : options.cert,
-      key: options.key,
-    }
-    : {};
-  const server = Deno.serve({
-    hostname: options.hostname ?? "0.0.0.0",
-    port: options.port ?? 8000,
-    ...tls,
-    onListen: (addr) => options.onListen?.(addr as Deno.NetAddr),
-  }, handler.fetch);
-  let stopping: Promise<void> | undefined;
-  const shutdown = (): Promise<void> =>
-    stopping ??= (async () => {
-      // Refuse newcomers (503) while the open sockets close with 1001, then
-      // stop listening; all of it within drainTimeout.
-      const start = performance.now();
-      handler.drain();
-      await handler.close(
-        CLOSE_GOING_AWAY,
-        "Server shutting down",
-        drainTimeout,
-      );
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<void>((resolve) =>
-        timer = setTimeout(
-          resolve,
-          Math.max(0, drainTimeout - (performance.now() - start)),
-        )
-      );
-      await Promise.race([server.shutdown(), late]);
-      clearTimeout(timer);
-    })();
-  options.signal?.addEventListener("abort", () => void shutdown(), {
-    once: true,
-  });
-  if (options.signal?.aborted) void shutdown();
-  return {
-    addr: server.addr as Deno.NetAddr,
-    finished: server.finished,
-    handler,
-    shutdown,
-    [Symbol.asyncDispose]: shutdown,
-  };
+  return new _Handler(options);
 }

@@ -27,24 +27,31 @@
  */
 
 export {
+  createHandler,
+  type HandlerOptions,
+  type SigverHandler,
+} from "./handler.ts";
+export { serve, type ServeOptions, type SigverServer } from "./serve.ts";
+export { defaultMaxPeers } from "./system.ts";
+export { type Clock, ManualClock, systemClock } from "./clock.ts";
+export {
+  CLOSE_CODES,
   CLOSE_GOING_AWAY,
   CLOSE_MESSAGE_TOO_BIG,
+  CLOSE_NORMAL,
   CLOSE_POLICY_VIOLATION,
-  createHandler,
-  defaultMaxPeers,
-  type HandlerOptions,
-  serve,
-  type ServeOptions,
-  type SigverHandler,
-  type SigverServer,
-} from "./handler.ts";
-export {
-  CloseError,
+  CLOSE_SERVICE_RESTART,
+  CLOSE_TRY_AGAIN_LATER,
+  type CloseCodeInfo,
+  describeCloseCode,
   ERR_BLOCKING_MEMBER,
   ERR_HEARTBEAT,
   ERR_KEY,
   ERR_MESSAGE,
   ERR_URL,
+} from "./lib/codes.ts";
+export {
+  CloseError,
   Hub,
   type HubCounters,
   type HubOptions,
@@ -68,6 +75,7 @@ export {
   type PeerUrl,
 } from "./lib/url.ts";
 export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
+export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
 
 if (import.meta.main) {
   const { main } = await import("./server.ts");

@@ -11,7 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { serve, type ServeOptions, type SigverServer } from "./handler.ts";
+import { serve, type ServeOptions, type SigverServer } from "./serve.ts";
 import {
   enabled,
   formatLine,
@@ -394,7 +394,7 @@ export async function main(args: string[]): Promise<number> {
     console.error(`error: ${error instanceof Error ? error.message : error}`);
     return 1;
   }
-  await Promise.race([server.finished, stopped.promise]);
+  await stopped.promise;
   unlisten();
   logEvent("info", "stopped");
   await stderr.close(1000);

@@ -1,5 +1,5 @@
 /**
- * Regenerates `lib/demo_assets.ts`: the demo page, its script and the client
+ * Regenerates `demo/assets.gen.ts`: the demo page, its script and the client
  * bundled for browsers, as string constants the server embeds.
  *
  * ```sh
@@ -19,7 +19,7 @@
 const ROOT = new URL("../", import.meta.url);
 
 /** Path of the generated module, from the repository root. */
-export const ASSETS_PATH = "lib/demo_assets.ts";
+export const ASSETS_PATH = "demo/assets.gen.ts";
 
 async function _run(args: string[], input?: string): Promise<string> {
   const command = new Deno.Command(Deno.execPath(), {
@@ -57,7 +57,7 @@ export function bundleClient(): Promise<string> {
 }
 
 /**
- * Builds the source of `lib/demo_assets.ts`, formatted as `deno fmt` would.
+ * Builds the source of `demo/assets.gen.ts`, formatted as `deno fmt` would.
  *
  * @returns The module's source.
  */

@@ -4,7 +4,7 @@
  *
  * Pure: the hub never does I/O itself. It talks to each peer through the
  * {@linkcode PeerTransport} it was given and is driven by explicit calls:
- * {@linkcode Hub.receive} for each frame, {@linkcode Hub.close} when a socket
+ * {@linkcode Hub.receive} for each frame, {@linkcode Hub.forget} when a socket
  * closes and {@linkcode Hub.tick} from one scheduler for all peers.
  *
  * @module
@@ -216,7 +216,7 @@ class _Peer implements Peer {
  * hub.receive(peer, encodeMessage({ type: "connect", connect: { id: 1, members: [] } }));
  * assert.ok(peer.member);
  * assert.equal(sent.length, 1); // connected: true
- * hub.close(peer);
+ * hub.forget(peer);
  * assert.equal(hub.stats().peers, 0);
  * ```
  */
@@ -298,7 +298,7 @@ export class Hub {
       r.read(frame);
     } catch (error) {
       if (!(error instanceof SyntaxError)) throw error;
-      this.kick(p, ERR_MESSAGE, error.message);
+      this.close(p, ERR_MESSAGE, error.message);
       return;
     }
     switch (r.type) {
@@ -319,7 +319,7 @@ export class Hub {
         this.counters.inConnected++;
         return;
       default:
-        this.kick(p, ERR_MESSAGE, "Cannot handle message: no type set");
+        this.close(p, ERR_MESSAGE, "Cannot handle message: no type set");
     }
   }
 
@@ -330,7 +330,7 @@ export class Hub {
    * @param code A WebSocket close code.
    * @param reason A short reason (at most 123 bytes of UTF-8).
    */
-  kick(peer: Peer, code: number, reason: string): void {
+  close(peer: Peer, code: number, reason: string): void {
     const p = peer as _Peer;
     if (!p.live) return;
     this.#drop(p);
@@ -338,11 +338,12 @@ export class Hub {
   }
 
   /**
-   * Forgets a peer whose socket has closed. Idempotent.
+   * Forgets a peer whose socket has closed (its bound peers get "gone"
+   * notices). Idempotent.
    *
    * @param peer The closed peer.
    */
-  close(peer: Peer): void {
+  forget(peer: Peer): void {
     const p = peer as _Peer;
     if (p.live) this.#drop(p);
   }
@@ -357,7 +358,7 @@ export class Hub {
     this.#cursor = (this.#cursor + 1) % this.#wheel.length;
     for (const p of slot) {
       if (++p.missed >= MAX_MISSED_HEARTBEATS) {
-        this.kick(p, ERR_HEARTBEAT, "Too many missed heartbeats");
+        this.close(p, ERR_HEARTBEAT, "Too many missed heartbeats");
       } else {
         this.counters.outHeartbeat++;
         this.#send(p, HEARTBEAT);
@@ -403,10 +404,10 @@ export class Hub {
     try {
       p.transport.send(frame);
     } catch (error) {
-      if (error instanceof CloseError) this.kick(p, error.code, error.message);
+      if (error instanceof CloseError) this.close(p, error.code, error.message);
       else {
         const why = error instanceof Error ? error.message : String(error);
-        this.kick(p, ERR_URL, `Cannot send: ${why}`.slice(0, 120));
+        this.close(p, ERR_URL, `Cannot send: ${why}`.slice(0, 120));
       }
     }
   }
@@ -480,7 +481,7 @@ export class Hub {
     this.counters.outConnected++;
     this.#send(p, ok ? CONNECTED_TRUE : CONNECTED_FALSE);
     if (blocker !== undefined) {
-      this.kick(
+      this.close(
         blocker,
         ERR_BLOCKING_MEMBER,
         "Replaced by a joining peer that it prevented from joining",

@@ -106,3 +106,66 @@ export function formatLine(
   }
   return line;
 }
+
+/**
+ * Writes log records at or above a level to a sink, one line each.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Logger } from "./log.ts";
+ * const lines: string[] = [];
+ * const log = new Logger((line) => lines.push(line), "info", "json");
+ * log.write("debug", "open");
+ * log.write("info", "close", { code: 1000 });
+ * assert.equal(lines.length, 1);
+ * assert.equal(JSON.parse(lines[0]).code, 1000);
+ * ```
+ */
+export class Logger {
+  readonly #sink: ((line: string) => void) | undefined;
+  readonly #level: LogLevel;
+  readonly #format: LogFormat;
+
+  /**
+   * Creates a logger.
+   *
+   * @param sink Where lines go; without one nothing is written.
+   * @param level The least severe level written.
+   * @param format Text or JSON lines.
+   */
+  constructor(
+    sink: ((line: string) => void) | undefined,
+    level: LogLevel = "info",
+    format: LogFormat = "text",
+  ) {
+    this.#sink = sink;
+    this.#level = level;
+    this.#format = format;
+  }
+
+  /**
+   * Whether records of `level` are written: check it before building
+   * costly fields.
+   *
+   * @param level The record's level.
+   * @returns True when a record of that level would be written.
+   */
+  enabled(level: LogLevel): boolean {
+    return this.#sink !== undefined && enabled(this.#level, level);
+  }
+
+  /**
+   * Writes one record, when its level passes.
+   *
+   * @param level The record's level.
+   * @param event What happened.
+   * @param fields More fields.
+   */
+  write(level: LogLevel, event: string, fields?: LogFields): void {
+    if (!this.enabled(level)) return;
+    this.#sink!(
+      formatLine(this.#format, new Date().toISOString(), level, event, fields),
+    );
+  }
+}

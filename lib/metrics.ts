@@ -1,9 +1,16 @@
 /**
- * The Prometheus text exposition format (version 0.0.4), for a handful of
- * counters and gauges.
+ * Metrics as data: a family is a name, a type, a help line and how to read
+ * its samples from a snapshot of the server; {@linkcode renderMetrics} writes
+ * families in the Prometheus text exposition format (version 0.0.4).
  *
  * @module
  */
+
+/** A label set: label names to values. */
+export type Labels = Readonly<Record<string, string>>;
+
+/** One sample: its labels (possibly none) and its value. */
+export type Sample = readonly [Labels, number];
 
 /** One metric family: a name, its help text, its type and its samples. */
 export interface MetricFamily {
@@ -14,7 +21,122 @@ export interface MetricFamily {
   /** `counter` or `gauge`. */
   type: "counter" | "gauge";
   /** Samples: label sets (possibly empty) with their values. */
-  samples: ReadonlyArray<readonly [Record<string, string>, number]>;
+  samples: ReadonlyArray<Sample>;
+}
+
+/**
+ * How to build one family from a snapshot `S` of what the server counts: a
+ * single value, or labelled samples.
+ */
+export interface MetricDef<S> {
+  /** Metric name. */
+  name: string;
+  /** `counter` or `gauge`. */
+  type: "counter" | "gauge";
+  /** One line of help text. */
+  help: string;
+  /**
+   * The value (an unlabelled sample) or the samples, read from a snapshot.
+   *
+   * @param snapshot What the server counts now.
+   * @returns One value, or labelled samples.
+   */
+  read(snapshot: S): number | ReadonlyArray<Sample>;
+}
+
+/**
+ * Counts events by a tuple of label values, for labelled counters such as
+ * closes by code and side.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Tally } from "./metrics.ts";
+ * const closes = new Tally(["code", "by"]);
+ * closes.add("1000", "client");
+ * closes.add("1000", "client");
+ * assert.deepEqual(closes.samples(), [[{ code: "1000", by: "client" }, 2]]);
+ * ```
+ */
+export class Tally {
+  /** The label names, in the order {@linkcode Tally.add} takes values. */
+  readonly labels: readonly string[];
+  #counts = new Map<string, number>();
+
+  /**
+   * Creates an empty tally.
+   *
+   * @param labels The label names.
+   */
+  constructor(labels: readonly string[]) {
+    this.labels = labels;
+  }
+
+  /**
+   * Counts one event.
+   *
+   * @param values One value per label name, in order.
+   */
+  add(...values: string[]): void {
+    const key = values.join("\u0000");
+    this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
+  }
+
+  /**
+   * How many events carry these label values.
+   *
+   * @param values One value per label name, in order.
+   * @returns The count (0 when none).
+   */
+  get(...values: string[]): number {
+    return this.#counts.get(values.join("\u0000")) ?? 0;
+  }
+
+  /**
+   * The counts as samples, in the order their label values first came.
+   *
+   * @returns One sample per label-value tuple seen.
+   */
+  samples(): Sample[] {
+    return [...this.#counts].map(([key, n]) => {
+      const values = key.split("\u0000");
+      const labels: Record<string, string> = {};
+      this.labels.forEach((name, i) => labels[name] = values[i]);
+      return [labels, n] as const;
+    });
+  }
+}
+
+/**
+ * Builds families from their definitions and a snapshot.
+ *
+ * @param defs The definitions, in the order to render them.
+ * @param snapshot What the server counts now.
+ * @returns The families.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { collect, type MetricDef } from "./metrics.ts";
+ * const defs: MetricDef<{ peers: number }>[] = [
+ *   { name: "sigver_peers", type: "gauge", help: "Peers.", read: (s) => s.peers },
+ * ];
+ * assert.deepEqual(collect(defs, { peers: 3 })[0].samples, [[{}, 3]]);
+ * ```
+ */
+export function collect<S>(
+  defs: readonly MetricDef<S>[],
+  snapshot: S,
+): MetricFamily[] {
+  return defs.map(({ name, type, help, read }) => {
+    const value = read(snapshot);
+    return {
+      name,
+      type,
+      help,
+      samples: typeof value === "number" ? [[{}, value]] : value,
+    };
+  });
 }
 
 function _escape(value: string): string {

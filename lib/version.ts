@@ -1,2 +1,10 @@
-/** The package version, kept equal to `deno.json` (a test checks it). */
-export const VERSION = "0.1.0";
+/**
+ * The package version, read from `deno.json` so that it is written once.
+ *
+ * @module
+ */
+
+import denoConfig from "../deno.json" with { type: "json" };
+
+/** The package version, as `deno.json` says. */
+export const VERSION: string = denoConfig.version;

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { serve, type ServeOptions, type SigverServer } from "../handler.ts";
+import { serve, type ServeOptions, type SigverServer } from "../serve.ts";
 import type { HubStats } from "../lib/hub.ts";
 import { WAIT_TIMEOUT } from "../dev/test_peer.ts";
 

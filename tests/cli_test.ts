@@ -145,13 +145,6 @@ Deno.test("cli prints the version of deno.json and exits 0 when given -V or --ve
   }
 });
 
-Deno.test("lib/version.ts VERSION equals the version of deno.json", async () => {
-  const config = JSON.parse(
-    await Deno.readTextFile(new URL("deno.json", ROOT)),
-  );
-  assert.equal(VERSION, config.version);
-});
-
 Deno.test("cli prints one error line and exits 2 when a flag is unknown", async (t) => {
   for (const args of [["--nope"], ["-x"], ["extra"]]) {
     await t.step(args.join(" "), async () => {

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { httpUrl, startServer, waitFor } from "./_helpers.ts";
-import type { SigverServer } from "../handler.ts";
+import type { SigverServer } from "../serve.ts";
 import {
   CLOSE_CODES,
   ContentEvent,

@@ -8,11 +8,11 @@
 import assert from "node:assert/strict";
 import { httpUrl, startServer } from "./_helpers.ts";
 import { ASSETS_PATH, buildAssets } from "../demo/build.ts";
-import { CLIENT_JS, DEMO_APP_JS, DEMO_HTML } from "../lib/demo_assets.ts";
+import { CLIENT_JS, DEMO_APP_JS, DEMO_HTML } from "../demo/assets.gen.ts";
 import { SigverClient } from "../client.ts";
 import { Cli, cliArgs, ROOT } from "./_cli.ts";
 
-Deno.test("lib/demo_assets.ts is what deno task build:demo generates", async () => {
+Deno.test("demo/assets.gen.ts is what deno task build:demo generates", async () => {
   const committed = await Deno.readTextFile(new URL(ASSETS_PATH, ROOT));
   const fresh = await buildAssets();
   assert.ok(

@@ -1,5 +1,5 @@
 // A property test of lib/hub.ts: random sequences of open, connect, content,
-// heartbeat, bad frames, close, kick and tick over many peers and a few keys,
+// heartbeat, bad frames, forget, close and tick over many peers and a few keys,
 // checked after every step against a model written from PROTOCOL.md.
 //
 // The model predicts every frame each peer receives, every close code, the
@@ -308,8 +308,8 @@ class World {
     this.#drop(p, ERR_MESSAGE);
   }
 
-  kick(p: Model, code: number): void {
-    this.hub.kick(p.peer, code, "kicked by the test");
+  closeBy(p: Model, code: number): void {
+    this.hub.close(p.peer, code, "closed by the test");
     this.#drop(p, code);
   }
 
@@ -321,8 +321,8 @@ class World {
     p.broken = code;
   }
 
-  close(p: Model): void {
-    this.hub.close(p.peer);
+  forget(p: Model): void {
+    this.hub.forget(p.peer);
     this.#drop(p, undefined);
   }
 
@@ -576,11 +576,11 @@ function step(w: World, r: Rng): [string, () => void] {
     ];
   }
   if (x < 0.85) {
-    return [`${p.name} close`, () => w.close(p)];
+    return [`${p.name} close`, () => w.forget(p)];
   }
   if (x < 0.865) {
     const code = r.pick([ERR_MESSAGE, 4745, 1008]);
-    return [`${p.name} kick ${code}`, () => w.kick(p, code)];
+    return [`${p.name} closed by the server ${code}`, () => w.closeBy(p, code)];
   }
   if (x < 0.88) {
     const code = r.pick([ERR_URL, 1008]);
@@ -620,7 +620,7 @@ Deno.test("hub keeps its invariants and matches the model over random sequences"
     // Everyone leaves, in random order: nothing may be left behind.
     for (let live = w.live(); live.length > 0; live = w.live()) {
       const p = r.pick(live);
-      checked(`${p.name} close (end)`, () => w.close(p));
+      checked(`${p.name} close (end)`, () => w.forget(p));
     }
     assert.deepStrictEqual(w.hub.stats(), EMPTY_STATS);
     assert.equal(w.groups.size, 0);

@@ -129,7 +129,7 @@ class TestPeer {
   }
 
   close(): void {
-    this.hub.close(this.peer);
+    this.hub.forget(this.peer);
   }
 }
 
@@ -420,7 +420,7 @@ Deno.test("relay sends the same bytes with reuseFrames as without", () => {
         }),
       );
     }
-    h.close(j);
+    h.forget(j);
     return frames;
   };
   const plain = run(false);
@@ -711,12 +711,12 @@ Deno.test("receive closes the peer with 4743 when the frame does not decode or h
   }
 });
 
-Deno.test("kick closes the peer with the code given and forgets it", () => {
+Deno.test("close closes the peer with the code given and forgets it", () => {
   const h = hub();
   const m = member(h, 1);
   const j = joiner(h, 2);
   const s = j.id;
-  h.kick(j.peer, ERR_MESSAGE, "Cannot handle text frames");
+  h.close(j.peer, ERR_MESSAGE, "Cannot handle text frames");
   assert.deepStrictEqual(j.socket.closes, [{
     code: ERR_MESSAGE,
     reason: "Cannot handle text frames",
@@ -725,7 +725,7 @@ Deno.test("kick closes the peer with the code given and forgets it", () => {
   assert.equal(h.size, 1);
 });
 
-Deno.test("receive, kick, close and tick ignore a peer that is gone", () => {
+Deno.test("receive, close, forget and tick ignore a peer that is gone", () => {
   const h = hub({ slots: 1 });
   const m = member(h, 1);
   const j = joiner(h, 2);
@@ -733,7 +733,7 @@ Deno.test("receive, kick, close and tick ignore a peer that is gone", () => {
   m.take();
   const counters = { ...h.counters };
   j.close();
-  h.kick(j.peer, ERR_MESSAGE, "again");
+  h.close(j.peer, ERR_MESSAGE, "again");
   j.content([1]);
   j.receive({ type: "connect", connect: { id: 1, members: [1] } });
   h.tick();
@@ -812,7 +812,7 @@ Deno.test("stats is all zeros after many peers came and went", () => {
     } else if (x < 0.8) {
       p.close();
     } else if (x < 0.83) {
-      h.kick(p.peer, ERR_MESSAGE, "test");
+      h.close(p.peer, ERR_MESSAGE, "test");
     } else if (x < 0.9) {
       h.tick();
     } else {

@@ -5,7 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { createHandler, type SigverServer } from "../handler.ts";
+import { createHandler } from "../handler.ts";
+import { ManualClock } from "../clock.ts";
+import { drive } from "./_ticks.ts";
+import type { SigverServer } from "../serve.ts";
 import { encodeMessage } from "../lib/wire.ts";
 import {
   EMPTY_STATS,
@@ -305,14 +308,14 @@ Deno.test("maxBufferedAmount 0 lets output queue up for a member that does not r
 });
 
 Deno.test("upgradeTimeout closes an upgrade that had not opened in time with 1008", async () => {
-  let now = 0;
-  const handler = createHandler({ upgradeTimeout: 1000, now: () => now });
+  const clock = new ManualClock();
+  const handler = createHandler({ upgradeTimeout: 1000, clock });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     async (request, info) => {
       const response = handler.fetch(request, info);
       // Hold the response back while the clock passes the timeout.
-      now += 1001;
+      clock.advance(1100);
       await waitFor(
         () => handler.metrics().includes('reason="upgrade_timeout"} 1'),
         "the upgrade timeout",
@@ -558,15 +561,15 @@ Deno.test("log lines carry the peer id and key hash, never the key", async () =>
   }
   assert.match(
     closes.find((l) => l.includes("code=1009"))!,
-    /WARN close peer=\d+ key=[0-9a-f]{8} code=1009 reason="Cannot handle message: 65 bytes is over the 64 byte limit" by=server$/,
+    /INFO close peer=\d+ key=[0-9a-f]{8} code=1009 reason="Cannot handle message: 65 bytes is over the 64 byte limit" by=server$/,
   );
   assert.match(
     closes.find((l) => l.includes("code=1000"))!,
-    /INFO close peer=\d+ key=[0-9a-f]{8} code=1000 reason=bye by=client$/,
+    /DEBUG close peer=\d+ key=[0-9a-f]{8} code=1000 reason=bye by=client$/,
   );
   assert.match(
     lines.find((l) => / reject /.test(l))!,
-    /WARN reject reason=origin status=403 key=[0-9a-f]{8} addr=127\.0\.0\.1$/,
+    /INFO reject reason=origin status=403 key=[0-9a-f]{8} addr=127\.0\.0\.1$/,
   );
 });
 
@@ -577,6 +580,7 @@ Deno.test("log lines parse as JSON when the format is json", async () => {
     await using server = startServer({
       log: (line) => lines.push(line),
       logFormat: "json",
+      logLevel: "debug",
     });
     await using peer = await TestPeer.open(peerUrl(server, `/${key}`));
     peer.sendRaw("text");
@@ -595,7 +599,7 @@ Deno.test("log lines parse as JSON when the format is json", async () => {
   assert.match(open.key, /^[0-9a-f]{8}$/);
   assert.deepEqual(close, {
     time: close.time,
-    level: "warn",
+    level: "info",
     event: "close",
     peer: open.peer,
     key: open.key,
@@ -606,22 +610,29 @@ Deno.test("log lines parse as JSON when the format is json", async () => {
   assert.ok(!lines.join("\n").includes(key));
 });
 
-Deno.test("log level warn leaves out opens and client closes", async () => {
+Deno.test("log level info leaves out opens, client closes and heartbeat closes", async () => {
   const lines: string[] = [];
   {
+    const clock = new ManualClock();
     await using server = startServer({
       log: (line) => lines.push(line),
-      logLevel: "warn",
+      clock,
     });
+    await using silent = await TestPeer.open(peerUrl(server, "/quiet"));
+    await waitFor(() => server.handler.stats().peers === 1, "the open");
+    clock.advance(15_000);
+    assert.equal((await silent.waitClosed()).code, 4742);
     await using a = await TestPeer.open(peerUrl(server, "/room"));
     await using b = await TestPeer.open(peerUrl(server, "/room"));
     await a.close();
     b.sendRaw("text");
+    await drive(clock, () => b.isClosed, "the 4743 close");
     assert.equal((await b.waitClosed()).code, 4743);
     await settled(server);
   }
-  assert.equal(lines.length, 1);
-  assert.match(lines[0], / WARN close .*code=4743/);
+  const peerLines = lines.filter((l) => / (open|close) /.test(l));
+  assert.equal(peerLines.length, 1, lines.join("\n"));
+  assert.match(peerLines[0], / INFO close .*code=4743/);
 });
 
 Deno.test("metrics count peers, groups, bound joiners and messages", async () => {

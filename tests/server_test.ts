@@ -19,7 +19,7 @@ import {
   TestPeer,
   waitFor,
 } from "./_helpers.ts";
-import type { SigverServer } from "../handler.ts";
+import type { SigverServer } from "../serve.ts";
 
 const ERR_KEY = 4741;
 const ERR_HEARTBEAT = 4742;

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { CLIENT_JS, DEMO_APP_JS, DEMO_HTML } from "./demo_assets.ts";
+import { CLIENT_JS, DEMO_APP_JS, DEMO_HTML } from "./assets.gen.ts";
 
 /** One file of the demo. */
 export interface DemoFile {
@@ -50,7 +50,7 @@ const CSP = [
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { demoResponse } from "./demo.ts";
+ * import { demoResponse } from "./page.ts";
  * const response = demoResponse("/", false);
  * assert.match(response?.headers.get("content-type") ?? "", /^text\/html/);
  * ```
