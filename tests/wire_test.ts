@@ -10,12 +10,12 @@ import {
   createFileRegistry,
   fromBinary,
   toBinary,
-} from "@bufbuild/protobuf";
+} from "npm:@bufbuild/protobuf@2.17.0";
 import {
   FieldDescriptorProto_Label as Label,
   FieldDescriptorProto_Type as Type,
   FileDescriptorProtoSchema,
-} from "@bufbuild/protobuf/wkt";
+} from "npm:@bufbuild/protobuf@2.17.0/wkt";
 import {
   ContentEncoder,
   decodeMessage,

@@ -4,7 +4,7 @@
  * page errors.
  */
 
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
 import { Cli, cliArgs } from "../_cli.ts";
 
 /** Milliseconds any single wait in a page may take. */

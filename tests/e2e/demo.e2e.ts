@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, Page } from "npm:playwright-core@1.65.1";
 import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
 
 const ROOT = new URL("../../", import.meta.url);

@@ -9,10 +9,10 @@
  */
 
 import assert from "node:assert/strict";
-import NETFLUX from "netflux/dist/netflux.browser.es5.umd.js" with {
+import NETFLUX from "npm:netflux@4.3.1/dist/netflux.browser.es5.umd.js" with {
   type: "text",
 };
-import type { Page } from "playwright-core";
+import type { Page } from "npm:playwright-core@1.65.1";
 import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>netflux</title>
