@@ -1,0 +1,17 @@
+/**
+ * The npm packages that tests use, and only tests: playwright-core (drives
+ * Debian's Chromium), netflux (the real client, served to Chromium) and
+ * protobuf-es (the reference codec). They are pinned in `dev/deno.lock`,
+ * which the test tasks pass with `--lock`; the root `deno.lock` is the
+ * runtime's and names no package, so `deno task start` installs none.
+ *
+ * Deno drops from a lockfile the packages a run does not load, so every
+ * task that passes `--lock=dev/deno.lock` loads this module too: the lock
+ * then always covers all three.
+ *
+ * @module
+ */
+
+export type { Browser, Page } from "npm:playwright-core@1.65.1";
+export type { Message } from "npm:@bufbuild/protobuf@2.17.0";
+export type { WebGroup } from "npm:netflux@4.3.1";
