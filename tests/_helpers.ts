@@ -1,25 +1,37 @@
 /**
  * Shared helpers for tests that talk to a real sigver server over real
- * sockets: {@linkcode startServer} runs one on a free loopback port,
- * {@linkcode TestPeer} is a small protocol client around a Deno `WebSocket`
- * and {@linkcode waitFor} polls a condition (for server-side state that no
- * message reports). `TestPeer` and `RawSocket` (a WebSocket spoken by hand)
- * live in `dev/`, shared with the fuzzer, and are re-exported here.
+ * sockets: {@linkcode startServer} runs one on a free loopback port with a
+ * {@linkcode ManualClock}, {@linkcode TestPeer} is a small protocol client
+ * around a Deno `WebSocket`, and {@linkcode closedBy} drives the server's
+ * clock until the server has closed a socket. `TestPeer` and `RawSocket` (a
+ * WebSocket spoken by hand) live in `dev/`, shared with the fuzzer, and are
+ * re-exported here.
  *
  * ```ts ignore
- * await using server = startServer({ heartbeatInterval: 300 });
+ * await using server = startServer();
  * await using peer = await TestPeer.open(peerUrl(server, "/room"));
- * assert.equal(await peer.join(1), true);
+ * peer.sendRaw("text");
+ * assert.equal((await closedBy(server, peer)).code, 4743);
  * ```
  *
- * Every wait has a timeout that fails the test with a clear message; the
- * timeouts are generous because tests share a small, busy machine, and no
- * test asserts how long something took.
+ * Server time moves only when a test moves it: every timeout the server
+ * keeps (heartbeats, rate limits, upgrade timeouts, and a close, which waits
+ * until its socket has been quiet for a scheduler tick) runs off the clock's
+ * tick. A test either advances the clock by exactly the time it means
+ * (`server.clock.advance(15_000)`: three heartbeat periods) or drives it a
+ * tick at a time until something happened ({@linkcode closedBy},
+ * {@linkcode driven}). No test sleeps for a server timeout.
+ *
+ * Every wait for real I/O has a timeout that fails the test with a clear
+ * message; the timeouts are generous because tests share a small, busy
+ * machine, and no test asserts how long something took.
  *
  * @module
  */
 
 import { serve, type ServeOptions, type SigverServer } from "../serve.ts";
+import { type Clock, ManualClock } from "../clock.ts";
+import { DeadlineError } from "../deadline.ts";
 import type { HubStats } from "../lib/hub.ts";
 import { WAIT_TIMEOUT } from "../dev/test_peer.ts";
 
@@ -44,16 +56,39 @@ export const EMPTY_STATS: HubStats = {
 };
 
 /**
- * Runs a sigver server on `127.0.0.1` and a free port. Use it with
+ * Milliseconds between two scheduler ticks with the default heartbeat
+ * (5000 ms over 50 wheel slots): the step {@linkcode drive} moves by.
+ */
+export const TICK_MS = 100;
+
+/** A test server and the clock it runs on. */
+export type TestServer<C extends Clock = ManualClock> = SigverServer & {
+  /** The server's clock: a `ManualClock` unless the test passed another. */
+  readonly clock: C;
+};
+
+/** Anything whose time a test drives, such as a {@linkcode TestServer}. */
+export interface Driven {
+  /** The clock to drive. */
+  readonly clock: ManualClock;
+}
+
+/**
+ * Runs a sigver server on `127.0.0.1` and a free port, on a fresh
+ * {@linkcode ManualClock} unless `options.clock` gives another. Use it with
  * `await using`, so that it shuts down (closing every socket) at the end of
  * the test.
  *
  * @param options Server options; `hostname` and `port` default to loopback
  * and 0.
- * @returns The running server.
+ * @returns The running server, with its clock.
  */
-export function startServer(options: ServeOptions = {}): SigverServer {
-  return serve({ hostname: "127.0.0.1", port: 0, ...options });
+export function startServer<C extends Clock = ManualClock>(
+  options: ServeOptions & { clock?: C } = {},
+): TestServer<C> {
+  const clock = options.clock ?? (new ManualClock() as Clock as C);
+  const server = serve({ hostname: "127.0.0.1", port: 0, ...options, clock });
+  return Object.assign(server, { clock });
 }
 
 /**
@@ -79,23 +114,30 @@ export function httpUrl(server: SigverServer, path: string): string {
 }
 
 /**
- * Polls `condition` every 10 ms until it holds.
+ * Lets the event loop run once: a macrotask, not a microtask, so that
+ * socket events get their turn.
+ */
+export function turn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+/**
+ * Polls `condition` every 10 ms until it holds: for server-side state that
+ * no message or event reports.
  *
- * @param condition What to wait for.
+ * @param condition What to wait for; a promise is awaited (a probe).
  * @param what Said in the error when it times out.
  * @param timeout Milliseconds before giving up.
- * @throws {Error} When the condition does not hold in time.
+ * @throws {DeadlineError} When the condition does not hold in time.
  */
 export async function waitFor(
-  condition: () => boolean,
+  condition: () => boolean | Promise<boolean>,
   what = "a condition",
   timeout: number = WAIT_TIMEOUT,
 ): Promise<void> {
-  const deadline = performance.now() + timeout;
-  while (!condition()) {
-    if (performance.now() > deadline) {
-      throw new Error(`Timed out after ${timeout} ms waiting for ${what}`);
-    }
+  const end = performance.now() + timeout;
+  while (!await condition()) {
+    if (performance.now() > end) throw new DeadlineError(timeout, what);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
@@ -111,4 +153,143 @@ export function settled(server: SigverServer): Promise<void> {
     () => server.handler.connections === 0,
     "the server to release every socket",
   );
+}
+
+/**
+ * Waits until the server has opened `n` peers (its hub holds exactly `n`).
+ * A client's `open` event can come before the server's: advance the clock
+ * for a peer's heartbeats only once the server has it.
+ *
+ * @param server The server.
+ * @param n How many peers.
+ */
+export function peersOpen(server: SigverServer, n: number): Promise<void> {
+  return waitFor(
+    () => server.handler.hub.size === n,
+    `the server to hold ${n} open peer(s)`,
+  );
+}
+
+interface _Waiter {
+  condition: () => boolean;
+  what: string;
+  end: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** The waiters of each clock being driven: one drive loop per clock. */
+const _drives = new Map<ManualClock, Set<_Waiter>>();
+
+/**
+ * Advances `clock` one scheduler tick ({@linkcode TICK_MS}) at a time,
+ * letting socket I/O run after each tick, until `condition` holds. Drives
+ * of one clock share one loop, so that concurrent waits do not make its
+ * time run faster. Every tick runs the server's scheduler: a drive also
+ * sends heartbeats (one per peer every 50 ticks) and, after 150 ticks,
+ * closes a silent peer; tests about heartbeats advance the clock by exact
+ * amounts instead.
+ *
+ * @param clock The server's clock.
+ * @param condition What to wait for.
+ * @param what Said in the error when it times out.
+ * @throws {DeadlineError} When the condition does not hold within
+ * `WAIT_TIMEOUT` of real time.
+ */
+export function drive(
+  clock: ManualClock,
+  condition: () => boolean,
+  what = "a condition",
+): Promise<void> {
+  if (condition()) return Promise.resolve();
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  let waiters = _drives.get(clock);
+  const start = waiters === undefined;
+  waiters ??= new Set();
+  waiters.add({
+    condition,
+    what,
+    end: performance.now() + WAIT_TIMEOUT,
+    resolve,
+    reject,
+  });
+  if (start) {
+    _drives.set(clock, waiters);
+    void _driveLoop(clock, waiters);
+  }
+  return promise;
+}
+
+async function _driveLoop(
+  clock: ManualClock,
+  waiters: Set<_Waiter>,
+): Promise<void> {
+  try {
+    while (waiters.size > 0) {
+      clock.advance(TICK_MS);
+      await turn();
+      const now = performance.now();
+      for (const waiter of waiters) {
+        let done: boolean;
+        try {
+          done = waiter.condition();
+        } catch (error) {
+          waiters.delete(waiter);
+          waiter.reject(error);
+          continue;
+        }
+        if (done) {
+          waiters.delete(waiter);
+          waiter.resolve();
+        } else if (now > waiter.end) {
+          waiters.delete(waiter);
+          waiter.reject(new DeadlineError(WAIT_TIMEOUT, waiter.what));
+        }
+      }
+    }
+  } finally {
+    _drives.delete(clock);
+  }
+}
+
+/**
+ * Drives the server's clock (see {@linkcode drive}) until `promise`
+ * settles, and returns its value.
+ *
+ * @param server The server (or anything with its clock).
+ * @param promise What to wait for.
+ * @param what Said in the error when it times out.
+ * @returns The promise's value.
+ * @throws {DeadlineError} When it does not settle within `WAIT_TIMEOUT`.
+ */
+export async function driven<T>(
+  server: Driven,
+  promise: Promise<T>,
+  what = "a promise",
+): Promise<T> {
+  let done = false;
+  const mark = () => {
+    done = true;
+  };
+  promise.then(mark, mark);
+  await drive(server.clock, () => done, what);
+  return await promise;
+}
+
+/**
+ * Drives the server's clock until a socket closed, and returns how: for
+ * closes the server starts, which go out only on a scheduler tick once the
+ * socket is quiet.
+ *
+ * @param server The server (or anything with its clock).
+ * @param peer A `TestPeer`, `SigverClient`, or anything with `closed`.
+ * @returns What `peer.closed` resolves with.
+ * @throws {DeadlineError} When the socket does not close within
+ * `WAIT_TIMEOUT`.
+ */
+export function closedBy<T>(
+  server: Driven,
+  peer: { readonly closed: Promise<T> },
+): Promise<T> {
+  return driven(server, peer.closed, "the server to close the socket");
 }

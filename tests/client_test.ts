@@ -1,12 +1,22 @@
 /**
  * Tests of the client module (`client.ts`) against a real server in Deno:
  * membership, content both ways, lastData, gone notices, heartbeats, close
- * codes as typed events and errors, and the abort signal.
+ * codes as typed events and errors, and the abort signal. The server runs
+ * on a `ManualClock`: tests drive it for heartbeats and for the closes it
+ * starts.
  */
 
 import assert from "node:assert/strict";
-import { httpUrl, startServer, waitFor } from "./_helpers.ts";
+import {
+  closedBy,
+  httpUrl,
+  peersOpen,
+  startServer,
+  WAIT_TIMEOUT,
+  waitFor,
+} from "./_helpers.ts";
 import type { SigverServer } from "../serve.ts";
+import { deadline } from "../deadline.ts";
 import {
   CLOSE_CODES,
   ContentEvent,
@@ -32,16 +42,10 @@ function next<K extends "content" | "gone" | "close">(
   K extends "content" ? ContentEvent : K extends "gone" ? GoneEvent
   : SigverCloseEvent
 > {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`Cannot wait: no ${type} event in time`)),
-      10_000,
-    );
-    client.addEventListener(type, (event: Event) => {
-      clearTimeout(timer);
-      resolve(event as never);
-    }, { once: true });
-  });
+  const event = new Promise<Event>((resolve) =>
+    client.addEventListener(type, resolve, { once: true })
+  );
+  return deadline(event, WAIT_TIMEOUT, `a ${type} event`) as Promise<never>;
 }
 
 /** A member (group id 1) and a joiner (group id 2) bound to it. */
@@ -156,17 +160,22 @@ Deno.test("client surfaces gone when a joiner closes", async () => {
 });
 
 Deno.test("client answers heartbeats so the server keeps it open", async () => {
-  await using server = startServer({ heartbeatInterval: 50 });
+  await using server = startServer();
   await using client = await SigverClient.open(base(server), "room");
   let closed = false;
   client.addEventListener("close", () => closed = true);
+  await peersOpen(server, 1);
   const counters = server.handler.hub.counters;
   // Six periods: a silent peer is closed after three.
-  await waitFor(() => counters.outHeartbeat >= 6, "six heartbeats");
-  await waitFor(
-    () => counters.inHeartbeat >= 5,
-    "the client's heartbeat replies",
-  );
+  for (let i = 1; i <= 6; i++) {
+    server.clock.advance(5000);
+    assert.equal(counters.outHeartbeat, i);
+    await waitFor(
+      () => counters.inHeartbeat === i,
+      `the client's heartbeat reply ${i}`,
+    );
+  }
+  assert.equal(server.handler.stats().peers, 1);
   assert.equal(closed, false);
   assert.equal(client.open, true);
   assert.equal(await client.connect(1), true);
@@ -178,10 +187,12 @@ Deno.test("client reports a refused key as ERR_KEY, as an event and as an error"
     await t.step(`key of ${key.length} characters`, async () => {
       const client = await SigverClient.open(base(server), key);
       const closeEvent = next(client, "close");
-      const error = await client.connect(1).then(
+      const connecting = client.connect(1).then(
         () => assert.fail("connect resolved"),
         (e) => e,
       );
+      await closedBy(server, client);
+      const error = await connecting;
       assert.ok(error instanceof SigverCloseError);
       assert.equal(error.code, ERR_KEY);
       assert.equal(error.codeName, "ERR_KEY");
@@ -207,7 +218,7 @@ Deno.test("client reports ERR_BLOCKING_MEMBER when a joiner replaces it", async 
   await using _j = joiner;
   // Bound to the only member already, the joiner asks again: it replaces it.
   assert.equal(await joiner.connect(2, []), true);
-  const event = await member.closed;
+  const event = await closedBy(server, member);
   assert.equal(event.code, ERR_BLOCKING_MEMBER);
   assert.equal(event.codeName, "ERR_BLOCKING_MEMBER");
   await assert.rejects(

@@ -1,24 +1,28 @@
 /**
  * Every limit of `handler.ts` over real sockets: the clear answer (close code
  * and reason, or HTTP status and text), the metric that counts it, and a
- * well-behaved peer of the same server that does not notice.
+ * well-behaved peer of the same server that does not notice. Servers run on
+ * a `ManualClock`: tests drive it until the server's close went out.
  */
 
 import assert from "node:assert/strict";
 import { createHandler } from "../handler.ts";
 import { ManualClock } from "../clock.ts";
-import { drive } from "./_ticks.ts";
 import type { SigverServer } from "../serve.ts";
 import { encodeMessage } from "../lib/wire.ts";
 import {
+  closedBy,
+  driven,
   EMPTY_STATS,
   httpUrl,
   parseClose,
+  peersOpen,
   peerUrl,
   RawSocket,
   settled,
   startServer,
   TestPeer,
+  turn,
   waitFor,
 } from "./_helpers.ts";
 
@@ -105,7 +109,7 @@ Deno.test("maxMessageSize closes a peer with 1009 when a frame is larger", async
   await using big = await TestPeer.open(peerUrl(server, "/big"));
   assert.equal(await big.join(1), true);
   big.sendRaw(new Uint8Array(1025));
-  const closed = await big.waitClosed();
+  const closed = await closedBy(server, big);
   assert.equal(closed.code, 1009);
   assert.equal(
     closed.reason,
@@ -223,7 +227,7 @@ Deno.test("messageRate closes a flooding peer with 1008 while a normal peer keep
   await using flood = await TestPeer.open(peerUrl(server, "/flood"));
   // 200 messages at once: far over a burst of 20, whatever the timing.
   for (let i = 0; i < 200 && !flood.isClosed; i++) flood.sendHeartbeat();
-  const closed = await flood.waitClosed();
+  const closed = await closedBy(server, flood);
   assert.equal(closed.code, 1008);
   assert.equal(closed.reason, "Cannot relay: over 10 messages per second");
   await assertRelays(good);
@@ -253,7 +257,7 @@ Deno.test("maxBufferedAmount closes a member with 1008 when it stops reading", a
     joiner.sendContent({ data: chunk });
     if (i % 16 === 15) {
       await waitFor(() => joiner.socket.bufferedAmount < 1 << 20, "a send");
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      await turn(); // the server reads, and finds the member's buffer full
     }
   }
   // The joiner hears that its member is gone, and goes on by itself.
@@ -262,14 +266,17 @@ Deno.test("maxBufferedAmount closes a member with 1008 when it stops reading", a
   assert.equal(gone.data, "");
   assert.equal(await joiner.join(2), true);
   await assertRelays(good);
-  let close = null;
-  for (let frame; (frame = await member.readFrame()) !== null;) {
-    if (frame.opcode === 8) {
-      close = parseClose(frame.payload);
-      await member.sendFrame(8, frame.payload);
-      break;
+  // The close waits for a quiet socket behind everything buffered.
+  const readClose = async () => {
+    for (let frame; (frame = await member.readFrame()) !== null;) {
+      if (frame.opcode === 8) {
+        await member.sendFrame(8, frame.payload);
+        return parseClose(frame.payload);
+      }
     }
-  }
+    return null;
+  };
+  const close = await driven(server, readClose(), "the member's close");
   assert.deepEqual(close, {
     code: 1008,
     reason: "Cannot send: the peer reads too slowly",
@@ -496,8 +503,8 @@ Deno.test("shutdown closes every socket with 1001", async () => {
   const server = startServer();
   const p = await pair(server, "room");
   const idle = await TestPeer.open(peerUrl(server, "/other"));
-  const bad = new TestPeer(peerUrl(server, "/")); // closed 4741 at once
-  assert.equal((await bad.waitClosed()).code, 4741);
+  const bad = new TestPeer(peerUrl(server, "/")); // closed with 4741
+  assert.equal((await closedBy(server, bad)).code, 4741);
   await server.shutdown();
   for (const peer of [p.member, p.joiner, idle]) {
     const closed = await peer.waitClosed();
@@ -546,7 +553,7 @@ Deno.test("log lines carry the peer id and key hash, never the key", async () =>
     const p = await pair(server, key, origin);
     assert.equal((await refused(server, `/${key}`)).status, 403);
     p.joiner.sendRaw(new Uint8Array(65));
-    assert.equal((await p.joiner.waitClosed()).code, 1009);
+    assert.equal((await closedBy(server, p.joiner)).code, 1009);
     await p.member.close(1000, "bye");
     await settled(server);
   }
@@ -584,7 +591,7 @@ Deno.test("log lines parse as JSON when the format is json", async () => {
     });
     await using peer = await TestPeer.open(peerUrl(server, `/${key}`));
     peer.sendRaw("text");
-    assert.equal((await peer.waitClosed()).code, 4743);
+    assert.equal((await closedBy(server, peer)).code, 4743);
     await settled(server);
   }
   const records = lines.map((line) => JSON.parse(line));
@@ -613,21 +620,16 @@ Deno.test("log lines parse as JSON when the format is json", async () => {
 Deno.test("log level info leaves out opens, client closes and heartbeat closes", async () => {
   const lines: string[] = [];
   {
-    const clock = new ManualClock();
-    await using server = startServer({
-      log: (line) => lines.push(line),
-      clock,
-    });
+    await using server = startServer({ log: (line) => lines.push(line) });
     await using silent = await TestPeer.open(peerUrl(server, "/quiet"));
-    await waitFor(() => server.handler.stats().peers === 1, "the open");
-    clock.advance(15_000);
+    await peersOpen(server, 1);
+    server.clock.advance(15_000); // three heartbeat periods
     assert.equal((await silent.waitClosed()).code, 4742);
     await using a = await TestPeer.open(peerUrl(server, "/room"));
     await using b = await TestPeer.open(peerUrl(server, "/room"));
     await a.close();
     b.sendRaw("text");
-    await drive(clock, () => b.isClosed, "the 4743 close");
-    assert.equal((await b.waitClosed()).code, 4743);
+    assert.equal((await closedBy(server, b)).code, 4743);
     await settled(server);
   }
   const peerLines = lines.filter((l) => / (open|close) /.test(l));

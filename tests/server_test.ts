@@ -6,12 +6,19 @@
  * member receives. "Nothing arrives" is never checked by waiting: the test
  * waits until the server has counted the message as dropped, then sends a
  * marker on the same path and checks that the marker is the next message.
+ *
+ * The server runs on a `ManualClock`: a close it starts goes out on a
+ * scheduler tick, so tests drive the clock until the socket closed
+ * (`closedBy`), and heartbeat tests advance it by whole periods.
  */
 
 import assert from "node:assert/strict";
 import {
+  closedBy,
+  driven,
   httpUrl,
   parseClose,
+  peersOpen,
   peerUrl,
   RawSocket,
   settled,
@@ -27,8 +34,8 @@ const ERR_MESSAGE = 4743;
 const ERR_BLOCKING_MEMBER = 4744;
 const ERR_URL = 4745;
 
-/** A short heartbeat period for heartbeat tests (ms). */
-const BEAT = 300;
+/** The default heartbeat period (ms): a silent peer is closed after three. */
+const BEAT = 5000;
 
 /** Opens a peer on `path` of `server`. */
 function open(
@@ -85,7 +92,7 @@ Deno.test("server closes with 4741 after the socket opened when the key is empty
     await t.step(path, async () => {
       const peer = new TestPeer(peerUrl(server, path));
       await peer.opened; // an HTTP error would reject: the socket opened
-      const { code } = await peer.waitClosed();
+      const { code } = await closedBy(server, peer);
       assert.equal(code, ERR_KEY);
     });
   }
@@ -98,14 +105,14 @@ Deno.test("server closes with 4741 after the socket opened when the key is longe
   await t.step("513 characters", async () => {
     const peer = new TestPeer(peerUrl(server, "/" + "k".repeat(513)));
     await peer.opened;
-    assert.equal((await peer.waitClosed()).code, ERR_KEY);
+    assert.equal((await closedBy(server, peer)).code, ERR_KEY);
   });
   await t.step(
     "171 percent-encoded bytes, measured as they arrive",
     async () => {
       const peer = new TestPeer(peerUrl(server, "/" + "%41".repeat(171)));
       await peer.opened;
-      assert.equal((await peer.waitClosed()).code, ERR_KEY);
+      assert.equal((await closedBy(server, peer)).code, ERR_KEY);
     },
   );
   await t.step("512 characters is accepted", async () => {
@@ -121,7 +128,7 @@ Deno.test("server closes with 4743 when a peer sends a text frame", async () => 
   await using peer = await open(server);
   assert.equal(await peer.join(1), true);
   peer.sendRaw("hello");
-  const { code } = await peer.waitClosed();
+  const { code } = await closedBy(server, peer);
   assert.equal(code, ERR_MESSAGE);
   await settled(server);
   assertEmpty(server);
@@ -140,7 +147,7 @@ Deno.test("server closes with 4743 when a frame does not decode", async (t) => {
     await t.step(name, async () => {
       await using peer = await open(server);
       peer.sendRaw(new Uint8Array(bytes));
-      assert.equal((await peer.waitClosed()).code, ERR_MESSAGE);
+      assert.equal((await closedBy(server, peer)).code, ERR_MESSAGE);
     });
   }
   await settled(server);
@@ -158,7 +165,7 @@ Deno.test("server closes with 4743 when a message has no type", async (t) => {
     await t.step(name, async () => {
       await using peer = await open(server);
       peer.sendRaw(new Uint8Array(bytes));
-      assert.equal((await peer.waitClosed()).code, ERR_MESSAGE);
+      assert.equal((await closedBy(server, peer)).code, ERR_MESSAGE);
     });
   }
   await settled(server);
@@ -176,7 +183,7 @@ Deno.test("server closes with 4745 after the socket opened when the request URL 
     `http://127.0.0.1:${server.addr.port}?favored`,
   );
   assert.equal(raw.status, 101);
-  const frame = await raw.readFrame();
+  const frame = await driven(server, raw.readFrame(), "the close frame");
   assert.equal(frame?.opcode, 8);
   assert.equal(parseClose(frame!.payload).code, ERR_URL);
   await raw.sendFrame(8, frame!.payload.subarray(0, 2));
@@ -192,7 +199,7 @@ Deno.test("server closes with 4744 the only member when a joiner that tried it c
   const s = await bindTo(j, m, 2);
   // J tried M and M still is the only member: J replaces it.
   assert.equal(await j.join(2), true);
-  const { code } = await m.waitClosed();
+  const { code } = await closedBy(server, m);
   assert.equal(code, ERR_BLOCKING_MEMBER);
   // J was still listening to M, so it hears that M is gone.
   assert.deepEqual(await j.nextContent(), {
@@ -210,68 +217,105 @@ Deno.test("server closes with 4744 the only member when a joiner that tried it c
 // Heartbeat
 
 Deno.test("server sends exactly two heartbeats then closes with 4742 when a peer is silent", async () => {
-  await using server = startServer({ heartbeatInterval: BEAT });
+  await using server = startServer();
   await using peer = await open(server, "/room", true);
+  await peersOpen(server, 1);
+  server.clock.advance(2 * BEAT);
+  // Two periods missed: two heartbeats, and the peer is still in.
+  assert.equal(server.handler.hub.counters.outHeartbeat, 2);
+  assert.equal(server.handler.stats().peers, 1);
+  assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
+  assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
+  // The third closes it instead of sending a third heartbeat; a silent
+  // socket closes on that very tick, no more clock needed.
+  server.clock.advance(BEAT);
+  assert.equal(server.handler.stats().peers, 0, "closed on the third period");
   const { code } = await peer.waitClosed();
   assert.equal(code, ERR_HEARTBEAT);
   assert.equal(peer.heartbeats, 2);
-  assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
-  assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
   assert.equal(peer.pending, 0);
+  assert.equal(server.handler.hub.counters.outHeartbeat, 2);
   await settled(server);
   assertEmpty(server);
 });
 
 Deno.test("server keeps a peer open when it answers every heartbeat", async (t) => {
-  await using server = startServer({ heartbeatInterval: BEAT });
   for (const value of [true, false]) {
     await t.step(`answering ${value}`, async () => {
+      await using server = startServer();
       await using peer = await open(server, "/room", true);
-      // Five heartbeats: more than the three periods that close a silent
-      // peer, so each answer reset the count.
-      for (let i = 0; i < 5; i++) {
+      await peersOpen(server, 1);
+      const counters = server.handler.hub.counters;
+      // Five periods: more than the three that close a silent peer, so
+      // each answer reset the count.
+      for (let i = 1; i <= 5; i++) {
+        server.clock.advance(BEAT);
         assert.deepEqual(await peer.next(), {
           type: "heartbeat",
           heartbeat: true,
         });
         peer.sendHeartbeat(value);
+        await waitFor(
+          () => counters.inHeartbeat === i,
+          `the server to count answer ${i}`,
+        );
       }
+      assert.equal(peer.heartbeats, 5);
+      assert.equal(server.handler.stats().peers, 1);
       assert.equal(peer.isClosed, false);
     });
   }
 });
 
 Deno.test("server resets the missed count when a heartbeat arrives at the last moment", async () => {
-  await using server = startServer({ heartbeatInterval: BEAT });
+  await using server = startServer();
   await using peer = await open(server, "/room", true);
+  await peersOpen(server, 1);
+  // Two periods missed, and the third ends on the next tick.
+  server.clock.advance(3 * BEAT - 100);
   await peer.next();
   await peer.next();
-  // Two periods missed; this answer resets the count to 0.
+  // This answer resets the count to 0 just in time.
   peer.sendHeartbeat();
+  await waitFor(
+    () => server.handler.hub.counters.inHeartbeat === 1,
+    "the server to count the answer",
+  );
+  // The third period now counts one missed: a heartbeat, not a close.
+  server.clock.advance(100);
+  assert.equal(server.handler.stats().peers, 1);
+  assert.equal(server.handler.hub.counters.outHeartbeat, 3);
+  assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
+  // Silent again: closed two periods later, after one more heartbeat.
+  server.clock.advance(2 * BEAT);
+  assert.equal(server.handler.stats().peers, 0, "closed on the third period");
   const { code } = await peer.waitClosed();
   assert.equal(code, ERR_HEARTBEAT);
   assert.equal(peer.heartbeats, 4);
 });
 
 Deno.test("server does not reset the missed count when a peer sends other messages", async () => {
-  await using server = startServer({ heartbeatInterval: BEAT });
+  await using server = startServer();
   await using peer = await open(server, "/room", true);
-  const chatter = () => {
-    if (peer.socket.readyState !== WebSocket.OPEN) return;
+  await peersOpen(server, 1);
+  const counters = server.handler.hub.counters;
+  // Every message but a heartbeat, twice per period, for three periods.
+  for (let i = 1; i <= 6; i++) {
     peer.send({ type: "connect", connect: { id: 1, members: [] } });
     peer.sendContent({ data: "x" });
     peer.send({ type: "connected", connected: true });
-  };
-  chatter();
-  const timer = setInterval(chatter, BEAT / 3);
-  try {
-    const { code } = await peer.waitClosed();
-    assert.equal(code, ERR_HEARTBEAT);
-  } finally {
-    clearInterval(timer);
+    await waitFor(
+      () => counters.inConnected === i,
+      `the server to read chatter ${i}`,
+    );
+    server.clock.advance(BEAT / 2);
   }
+  assert.equal(server.handler.stats().peers, 0, "closed on the third period");
+  const { code } = await peer.waitClosed();
+  assert.equal(code, ERR_HEARTBEAT);
   assert.equal(peer.heartbeats, 2);
-  assert.ok(server.handler.hub.counters.inConnect > 1, "it did chatter");
+  assert.equal(counters.inConnect, 6, "it did chatter");
+  assert.equal(counters.inHeartbeat, 0);
 });
 
 // Membership
@@ -731,7 +775,7 @@ Deno.test("server keeps no state when many peers have joined, relayed and closed
     joiners[1].sendContent({ data: "last", lastData: true });
     assert.equal((await m.nextContent()).data, "last");
     joiners[2].sendRaw("text"); // closed by the server with 4743
-    assert.equal((await joiners[2].waitClosed()).code, ERR_MESSAGE);
+    assert.equal((await closedBy(server, joiners[2])).code, ERR_MESSAGE);
     // Half the rooms lose their member first, half their joiners first.
     const order = room % 2 === 0 ? [m, ...joiners] : [...joiners, m];
     for (const p of order) await p.close();
