@@ -16,6 +16,7 @@
 
 import { type Content, decodeMessage, encodeMessage } from "../lib/wire.ts";
 import type { Message } from "../lib/wire.ts";
+import { deadline } from "../deadline.ts";
 
 /** Milliseconds a wait may take before the test fails. */
 export const WAIT_TIMEOUT = 10_000;
@@ -78,7 +79,8 @@ export class TestPeer implements AsyncDisposable {
   #keepHeartbeats: boolean;
   #timeout: number;
   #queue: (Message | Error)[] = [];
-  #waiter: (() => void) | undefined;
+  /** Who waits for the queue or the close to change. */
+  #waiters: (() => void)[] = [];
   #closeInfo: CloseInfo | undefined;
 
   /**
@@ -133,7 +135,7 @@ export class TestPeer implements AsyncDisposable {
   ): Promise<TestPeer> {
     const peer = new TestPeer(url, options);
     try {
-      await _within(peer.opened, peer.#timeout, "the socket to open");
+      await deadline(peer.opened, peer.#timeout, "the socket to open");
     } catch (error) {
       await peer.close();
       throw error;
@@ -208,7 +210,9 @@ export class TestPeer implements AsyncDisposable {
   }
 
   /**
-   * The next message from the server (heartbeats skipped unless kept).
+   * The next message from the server (heartbeats skipped unless kept). One
+   * reader at a time: two concurrent calls may both see the same message
+   * arrive.
    *
    * @param timeout Milliseconds to wait.
    * @returns The message.
@@ -216,7 +220,20 @@ export class TestPeer implements AsyncDisposable {
    * closes first.
    */
   async next(timeout: number = this.#timeout): Promise<Message> {
-    const deadline = performance.now() + timeout;
+    if (this.#queue.length === 0) {
+      await deadline(this.#arrival(), timeout, "a message");
+    }
+    const item = this.#queue.shift()!;
+    if (item instanceof Error) throw item;
+    return item;
+  }
+
+  /**
+   * Resolves once the queue holds something; rejects once the socket closed
+   * with the queue empty. It takes nothing from the queue, so one left
+   * behind by a timed-out {@linkcode TestPeer.next} steals no message.
+   */
+  async #arrival(): Promise<void> {
     while (this.#queue.length === 0) {
       if (this.#closeInfo !== undefined) {
         const { code, reason } = this.#closeInfo;
@@ -224,16 +241,8 @@ export class TestPeer implements AsyncDisposable {
           `Expected a message, but the socket closed (${code} ${reason})`,
         );
       }
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        throw new Error(`Timed out after ${timeout} ms waiting for a message`);
-      }
-      const woken = new Promise<void>((resolve) => this.#waiter = resolve);
-      await _within(woken, left, "a message").catch(() => {});
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
-    const item = this.#queue.shift()!;
-    if (item instanceof Error) throw item;
-    return item;
   }
 
   /**
@@ -259,7 +268,7 @@ export class TestPeer implements AsyncDisposable {
    * @returns How it closed.
    */
   waitClosed(timeout: number = this.#timeout): Promise<CloseInfo> {
-    return _within(this.closed, timeout, "the socket to close");
+    return deadline(this.closed, timeout, "the socket to close");
   }
 
   /** Messages received and not read yet. */
@@ -282,7 +291,7 @@ export class TestPeer implements AsyncDisposable {
         // Already closing.
       }
     }
-    return _within(this.closed, WAIT_TIMEOUT, "the socket to close");
+    return deadline(this.closed, WAIT_TIMEOUT, "the socket to close");
   }
 
   /** Closes the socket and waits for its `close` event. */
@@ -312,32 +321,12 @@ export class TestPeer implements AsyncDisposable {
   }
 
   #wake(): void {
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    waiter?.();
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
   }
 }
 
 function _text(data: Uint8Array): string {
   return new TextDecoder().decode(data);
-}
-
-/** `promise`, or a rejection after `ms` milliseconds; leaves no timer. */
-async function _within<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
