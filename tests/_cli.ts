@@ -5,6 +5,7 @@
  */
 
 import { WAIT_TIMEOUT } from "./_helpers.ts";
+import { deadline, DeadlineError } from "../deadline.ts";
 
 /** The checkout's root. */
 export const ROOT = new URL("..", import.meta.url);
@@ -37,7 +38,10 @@ export class Cli implements AsyncDisposable {
   stdout = "";
   stderr = "";
   readonly #done: Promise<[void, void]>;
-  #wake: (() => void) | undefined;
+  /** Whether both streams have ended (no more output will come). */
+  #ended = false;
+  /** Who waits for more output. */
+  #waiters: (() => void)[] = [];
 
   constructor(args: string[]) {
     this.process = command(args).spawn();
@@ -47,36 +51,55 @@ export class Cli implements AsyncDisposable {
     ) => {
       for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
         this[into] += chunk;
-        const wake = this.#wake;
-        this.#wake = undefined;
-        wake?.();
+        this.#wake();
       }
     };
     this.#done = Promise.all([
       drain(this.process.stdout, "stdout"),
       drain(this.process.stderr, "stderr"),
     ]);
+    const end = () => {
+      this.#ended = true;
+      this.#wake();
+    };
+    this.#done.then(end, end);
   }
 
-  /** Waits for a stderr line matching `pattern` and returns the match. */
+  /**
+   * Waits for a stderr line matching `pattern` and returns the match.
+   *
+   * @throws {Error} When the process ends, or `WAIT_TIMEOUT` passes, first.
+   */
   async line(pattern: RegExp): Promise<RegExpMatchArray> {
-    const deadline = performance.now() + WAIT_TIMEOUT;
+    try {
+      return await deadline(this.#line(pattern), WAIT_TIMEOUT);
+    } catch (error) {
+      if (!(error instanceof DeadlineError)) throw error;
+      throw new Error(
+        `No stderr line matches ${pattern} after ${WAIT_TIMEOUT} ms:\n${this.stderr}`,
+      );
+    }
+  }
+
+  async #line(pattern: RegExp): Promise<RegExpMatchArray> {
     for (;;) {
       for (const line of this.stderr.split("\n")) {
         const match = line.match(pattern);
         if (match !== null) return match;
       }
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        throw new Error(`No stderr line matches ${pattern}:\n${this.stderr}`);
+      if (this.#ended) {
+        throw new Error(
+          `No stderr line matches ${pattern}, and the process ended:\n${this.stderr}`,
+        );
       }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        timer = setTimeout(resolve, Math.min(left, 100));
-      });
-      clearTimeout(timer);
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** Waits for the listen line and returns the port it gives. */

@@ -4,37 +4,38 @@
  */
 
 import assert from "node:assert/strict";
-import { TestPeer, WAIT_TIMEOUT } from "./_helpers.ts";
+import { TestPeer, WAIT_TIMEOUT, waitFor } from "./_helpers.ts";
 import { Cli, cliArgs, command, ROOT } from "./_cli.ts";
 import { VERSION } from "../lib/version.ts";
+import { deadline, DeadlineError } from "../deadline.ts";
 
 const CLOSE_GOING_AWAY = 1001;
 
 /**
  * Runs the CLI to completion. One that is still running after
- * `WAIT_TIMEOUT` (a server that should not have started) is killed and
- * reported with exit code -1.
+ * `WAIT_TIMEOUT` of real time (a server that should not have started) is
+ * killed and reported with exit code -1.
  */
 async function run(
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = command(args).spawn();
+  const output = child.output();
   let killed = false;
-  const timer = setTimeout(() => {
+  try {
+    await deadline(output, WAIT_TIMEOUT, "the CLI to exit");
+  } catch (error) {
+    if (!(error instanceof DeadlineError)) throw error;
     killed = true;
     child.kill("SIGKILL");
-  }, WAIT_TIMEOUT);
-  try {
-    const { code, stdout, stderr } = await child.output();
-    const text = new TextDecoder();
-    return {
-      code: killed ? -1 : code,
-      stdout: text.decode(stdout),
-      stderr: text.decode(stderr),
-    };
-  } finally {
-    clearTimeout(timer);
   }
+  const { code, stdout, stderr } = await output;
+  const text = new TextDecoder();
+  return {
+    code: killed ? -1 : code,
+    stdout: text.decode(stdout),
+    stderr: text.decode(stderr),
+  };
 }
 
 /** Asserts a usage error: exit 2, one `error:` line first on stderr. */
@@ -298,17 +299,17 @@ Deno.test("cli keeps serving when nobody reads its stderr", async () => {
   const child = command(["--host", "127.0.0.1", "--port", `${port}`]).spawn();
   try {
     const base = `127.0.0.1:${port}`;
-    // Up once a plain request gets through.
-    const deadline = performance.now() + WAIT_TIMEOUT;
-    for (;;) {
-      const up = await fetch(`http://${base}/healthz`).then(
-        (r) => r.body?.cancel().then(() => true),
-        () => false,
-      );
-      if (up) break;
-      assert.ok(performance.now() < deadline, "the server did not start");
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    // Up once a plain request gets through. A real wait: the child starts
+    // in real time (a CLI runs the system clock), and with its stderr
+    // unread no listen line can tell when, so poll.
+    await waitFor(
+      () =>
+        fetch(`http://${base}/healthz`).then(
+          (r) => r.body?.cancel().then(() => true) ?? true,
+          () => false,
+        ),
+      "the server to start",
+    );
     // 800 opens and closes log about 170 KB: far more than a pipe holds.
     for (let round = 0; round < 16; round++) {
       const peers = await Promise.all(
