@@ -151,12 +151,14 @@ export class DenoSocket {
   /**
    * Sends a waiting close once the socket is quiet or has waited long enough.
    *
+   * @param now Send it now, quiet or not (a shutdown).
    * @returns Whether the close still waits.
    */
-  flush(): boolean {
+  flush(now = false): boolean {
     if (!this.closing) return false;
     const tick = this.#context.tick;
-    const waited = tick - this.#since >= this.#context.closeWaitTicks;
+    const waited = now ||
+      tick - this.#since >= this.#context.closeWaitTicks;
     // Not open yet: the open event closes it (at once, once it waited).
     if (this.raw.readyState === _CONNECTING) return !waited;
     if (!waited && this.seen >= tick - 1) return true;

@@ -71,9 +71,11 @@ export class TokenBucket {
    */
   take(state: BucketState, now: number): boolean {
     if (this.perMs === 0) return true;
+    // Time never runs backwards for a bucket: a state stamped by another
+    // clock reading than `now` must not lose tokens.
     const tokens = Math.min(
       this.burst,
-      state.tokens + (now - state.last) * this.perMs,
+      state.tokens + Math.max(0, now - state.last) * this.perMs,
     );
     state.last = now;
     if (tokens < 1) {

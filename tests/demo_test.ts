@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { httpUrl, startServer } from "./_helpers.ts";
+import { closedBy, httpUrl, startServer } from "./_helpers.ts";
 import { ASSETS_PATH, buildAssets } from "../demo/build.ts";
 import { CLIENT_JS, DEMO_APP_JS, DEMO_HTML } from "../demo/assets.gen.ts";
 import { SigverClient } from "../client.ts";
@@ -70,7 +70,7 @@ Deno.test("server still treats the demo paths as group keys for WebSocket upgrad
   const base = `ws://127.0.0.1:${server.addr.port}`;
   // "/" is the empty key: refused after the socket opens.
   const empty = await SigverClient.open(base, "");
-  assert.equal((await empty.closed).code, 4741);
+  assert.equal((await closedBy(server, empty)).code, 4741);
   await using app = await SigverClient.open(base, "demo/app.js");
   assert.equal(await app.connect(1), true);
   await using other = await SigverClient.open(base, "demo/app.js");
