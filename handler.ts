@@ -15,6 +15,7 @@ import {
   CLOSE_GOING_AWAY,
   CLOSE_MESSAGE_TOO_BIG,
   CLOSE_POLICY_VIOLATION,
+  CLOSE_SERVICE_RESTART,
   ERR_BLOCKING_MEMBER,
   ERR_HEARTBEAT,
   ERR_KEY,
@@ -26,7 +27,8 @@ import type { PeerTransport } from "./lib/hub.ts";
 import { keyHash, type LogFields, Logger, type LogLevel } from "./lib/log.ts";
 import { collect, renderMetrics, Tally } from "./lib/metrics.ts";
 import { SERVER_METRICS } from "./lib/server_metrics.ts";
-import { checkKey, parsePeerUrl } from "./lib/url.ts";
+import { checkKey, parsePeerUrl, type PeerUrl } from "./lib/url.ts";
+import { splitTokenPath, TokenAuthority } from "./lib/token.ts";
 import { settleWithin } from "./deadline.ts";
 import { demoResponse } from "./demo/page.ts";
 import {
@@ -35,6 +37,14 @@ import {
   resolveHandlerOptions,
 } from "./options.ts";
 import { DenoSocket, type SocketContext, type SocketEvents } from "./socket.ts";
+import {
+  EdgeConn,
+  type EdgeHost,
+  openPipe,
+  type PendingPipe,
+} from "./cluster/edge.ts";
+import type { ClusterNode, Route } from "./cluster/node.ts";
+import type { PipeClaims } from "./lib/pipe_auth.ts";
 
 export type { HandlerOptions } from "./options.ts";
 
@@ -42,6 +52,10 @@ export type { HandlerOptions } from "./options.ts";
 const CLOSE_WAIT_MS = 1000;
 /** How long after the open a frame counts as due: clients send at once. */
 const CLOSE_OPEN_GRACE_MS = 500;
+/** How long a pipe to an owner may take to open before it is unreachable. */
+const PIPE_CONNECT_TIMEOUT_MS = 1500;
+/** Frames a pipe may queue while it opens. */
+const PIPE_MAX_QUEUED = 256;
 
 /** A mounted sigver: the request handler and what controls it. */
 export interface SigverHandler {
@@ -50,7 +64,10 @@ export interface SigverHandler {
    * path; a plain request gets an endpoint or a short text answer.
    * Bound: pass it as it is to `Deno.serve`.
    */
-  readonly fetch: (request: Request, info?: Deno.ServeHandlerInfo) => Response;
+  readonly fetch: (
+    request: Request,
+    info?: Deno.ServeHandlerInfo,
+  ) => Response | Promise<Response>;
   /** The group state. */
   readonly hub: Hub;
   /** Whether the handler is draining (refusing new peers). */
@@ -92,6 +109,15 @@ export interface SigverHandler {
   logEvent(level: LogLevel, event: string, fields?: LogFields): void;
 }
 
+const _NO_HEADERS = new Headers();
+
+/** The request target of a URL: its path and query, as they arrived. */
+function _target(url: string): string {
+  const scheme = url.indexOf("://");
+  const start = url.indexOf("/", scheme === -1 ? 0 : scheme + 3);
+  return start === -1 ? "/" : url.slice(start);
+}
+
 function _text(status: number, body: string, headers?: HeadersInit): Response {
   const h = new Headers(headers);
   h.set("content-type", "text/plain; charset=utf-8");
@@ -128,6 +154,10 @@ class _Conn implements PeerTransport, SocketEvents {
   /** When the upgrade was accepted (for the upgrade timeout). */
   readonly since: number;
   released = false;
+  /** Whether it holds a cluster lease on its key (released with it). */
+  leased = false;
+  /** Whether it came through a pipe from another node. */
+  piped = false;
 
   constructor(
     handler: _Handler,
@@ -144,7 +174,9 @@ class _Conn implements PeerTransport, SocketEvents {
     this.key = key;
     this.favored = favored;
     this.tokens = handler.bucket.burst;
-    this.last = this.since = now;
+    // The bucket runs on the tick's clock, the upgrade timeout on the real one.
+    this.last = handler.now;
+    this.since = now;
     this.socket = new DenoSocket(raw, this, handler.socketContext);
   }
 
@@ -175,7 +207,7 @@ class _Conn implements PeerTransport, SocketEvents {
   }
 }
 
-class _Handler implements SigverHandler {
+class _Handler implements SigverHandler, EdgeHost {
   readonly hub: Hub;
   readonly bucket: TokenBucket;
   readonly socketContext: SocketContext;
@@ -187,9 +219,12 @@ class _Handler implements SigverHandler {
   /** The clock's time at the last tick: the rate limit's coarse clock. */
   #now: number;
   #timer: Disposable | undefined;
-  readonly #conns = new Set<_Conn>();
+  readonly #conns = new Set<_Conn | EdgeConn>();
   /** Upgrades accepted whose socket has not opened yet. */
-  readonly #pending = new Set<_Conn>();
+  readonly #pending = new Set<_Conn | EdgeConn>();
+  readonly #cluster: ClusterNode | undefined;
+  /** Checks access tokens when `authSecrets` are set. */
+  readonly #tokens: TokenAuthority | undefined;
   /** Sockets whose close waits for quiet: flushed on every tick. */
   readonly #closing = new Set<DenoSocket>();
   readonly #perAddress = new Map<string, number>();
@@ -218,6 +253,13 @@ class _Handler implements SigverHandler {
     };
     this.#log = new Logger(options.log, options.logLevel, options.logFormat);
     this.#readiness = options.readiness;
+    this.#cluster = options.clusterNode;
+    this.#tokens = options.authSecrets?.length
+      ? new TokenAuthority(options.authSecrets)
+      : undefined;
+    if (this.#cluster !== undefined) {
+      this.#cluster.onLost = (key) => this.#closeKey(key);
+    }
     this.#moreMetrics = options.moreMetrics;
     this.#now = config.clock.now();
   }
@@ -230,10 +272,18 @@ class _Handler implements SigverHandler {
     return this.#conns.size;
   }
 
+  get maxMessageSize(): number {
+    return this.#config.maxMessageSize;
+  }
+
+  get now(): number {
+    return this.#now;
+  }
+
   readonly fetch = (
     request: Request,
     info?: Deno.ServeHandlerInfo,
-  ): Response => {
+  ): Response | Promise<Response> => {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       return this.#upgrade(request, info);
     }
@@ -258,9 +308,13 @@ class _Handler implements SigverHandler {
     // Close at once, not when quiet: under sustained load waiting does not
     // find quiet, and closing every socket in one go stops the relaying.
     this.#closingAll = true;
+    for (const socket of this.#closing) {
+      if (!socket.flush(true)) this.#closing.delete(socket);
+    }
     for (const conn of [...this.#conns]) {
-      if (conn.peer?.live) this.hub.close(conn.peer, code, reason);
-      else conn.close(code, reason);
+      if (conn instanceof _Conn && conn.peer?.live) {
+        this.hub.close(conn.peer, code, reason);
+      } else conn.close(code, reason);
     }
     this.#closingAll = false;
     if (this.#conns.size > 0) {
@@ -290,8 +344,9 @@ class _Handler implements SigverHandler {
       closes: this.#closes,
       rejections: this.rejections,
     });
-    const more = this.#moreMetrics?.();
-    return renderMetrics(more === undefined ? families : families.concat(more));
+    const more = this.#moreMetrics?.() ?? [];
+    const cluster = this.#cluster?.metrics() ?? [];
+    return renderMetrics(families.concat(cluster, more));
   }
 
   /**
@@ -299,7 +354,7 @@ class _Handler implements SigverHandler {
    * socket was already closing.
    */
   closeConn(
-    conn: _Conn,
+    conn: _Conn | EdgeConn,
     code: number,
     reason: string,
     immediately: boolean,
@@ -311,6 +366,20 @@ class _Handler implements SigverHandler {
       this.#closing.add(socket);
       this.#startTicking();
     }
+  }
+
+  closeEdge(conn: EdgeConn, code: number, reason: string): void {
+    this.closeConn(conn, code, reason, false);
+  }
+
+  edgeOpened(conn: EdgeConn): void {
+    this.#pending.delete(conn);
+  }
+
+  edgeClosed(conn: EdgeConn, code: number, reason: string): void {
+    this.#recordClose(conn, code, reason, "client");
+    this.#closing.delete(conn.socket);
+    this.#release(conn);
   }
 
   opened(conn: _Conn): void {
@@ -383,7 +452,7 @@ class _Handler implements SigverHandler {
   }
 
   #recordClose(
-    conn: _Conn,
+    conn: _Conn | EdgeConn,
     code: number,
     reason: string,
     by: "server" | "client",
@@ -392,7 +461,7 @@ class _Handler implements SigverHandler {
     const level = _closeLevel(code, by);
     if (this.#log.enabled(level)) {
       this.#log.write(level, "close", {
-        peer: conn.peer?.id,
+        peer: conn instanceof _Conn ? conn.peer?.id : undefined,
         key: conn.key === undefined ? undefined : keyHash(conn.key),
         code,
         reason: reason || undefined,
@@ -411,8 +480,13 @@ class _Handler implements SigverHandler {
     }
     const parsed = parsePeerUrl(request.url);
     const path = parsed === undefined ? "" : "/" + parsed.key;
-    const { health, ready, metrics } = this.#config.paths;
+    const { health, ready, metrics, cluster } = this.#config.paths;
     if (path === health) return _text(200, "ok");
+    if (path === cluster && this.#cluster !== undefined) {
+      return Response.json(this.#cluster.view(), {
+        headers: { "cache-control": "no-store" },
+      });
+    }
     if (path === ready) {
       const why = this.#draining ? "draining" : this.#readiness?.();
       return why === undefined ? _text(200, "ready") : _text(503, why);
@@ -436,10 +510,22 @@ class _Handler implements SigverHandler {
     );
   }
 
-  #refuse(refusal: Refusal, address: string, request: Request): Response {
+  /**
+   * Answers a refused upgrade, and counts and logs it. The log carries the
+   * key's hash: `key` when known (never a path with a token in it), else the
+   * path when no token can be in it.
+   */
+  #refuse(
+    refusal: Refusal,
+    address: string,
+    request: Request,
+    key: string | undefined,
+  ): Response {
     this.rejections.add(refusal.reason);
     if (this.#log.enabled("info")) {
-      const key = parsePeerUrl(request.url)?.key;
+      key ??= this.#tokens === undefined
+        ? parsePeerUrl(request.url)?.key
+        : undefined;
       this.#log.write("info", "reject", {
         reason: refusal.reason,
         status: refusal.status,
@@ -450,27 +536,222 @@ class _Handler implements SigverHandler {
     return _text(refusal.status, refusal.message);
   }
 
-  #upgrade(request: Request, info?: Deno.ServeHandlerInfo): Response {
-    const config = this.#config;
-    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
-    const { address, local } = clientAddress(
-      remote,
-      request.headers,
-      config.trustProxy,
-    );
-    const counted = !local && config.admission.maxPeersPerAddress > 0;
-    const refusal = admit({
+  /** The client's address, and whether it counts against its limit. */
+  #who(
+    remote: string | undefined,
+    headers: Headers,
+    trustProxy: boolean,
+  ): { address: string; counted: boolean } {
+    const { address, local } = clientAddress(remote, headers, trustProxy);
+    return {
+      address,
+      counted: !local && this.#config.admission.maxPeersPerAddress > 0,
+    };
+  }
+
+  #admit(
+    origin: string | null,
+    address: string,
+    counted: boolean,
+  ): Refusal | undefined {
+    return admit({
       draining: this.#draining,
-      origin: request.headers.get("origin"),
+      origin,
       counted,
       peers: this.#conns.size,
       fromAddress: counted ? this.#perAddress.get(address) ?? 0 : 0,
-    }, config.admission);
-    if (refusal !== undefined) return this.#refuse(refusal, address, request);
+    }, this.#config.admission);
+  }
+
+  #upgrade(
+    request: Request,
+    info?: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> {
+    const peer = parsePeerUrl(request.url);
+    if (this.#cluster !== undefined || this.#tokens !== undefined) {
+      return this.#gatedUpgrade(request, info, peer);
+    }
+    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
+    const { address, counted } = this.#who(
+      remote,
+      request.headers,
+      this.#config.trustProxy,
+    );
+    const refusal = this.#admit(
+      request.headers.get("origin"),
+      address,
+      counted,
+    );
+    if (refusal !== undefined) {
+      return this.#refuse(refusal, address, request, peer?.key);
+    }
+    return this.#acceptLocal(request, address, counted, peer, undefined);
+  }
+
+  /**
+   * An upgrade that needs awaiting: an access token to check, or a cluster
+   * node's routing. A pipe from another node is checked and served here (it
+   * needs no token: the edge checked it); a client is checked, then served
+   * here when this node owns (or can claim) its group, or piped to the owner.
+   */
+  async #gatedUpgrade(
+    request: Request,
+    info: Deno.ServeHandlerInfo | undefined,
+    url: PeerUrl | undefined,
+  ): Promise<Response> {
+    const cluster = this.#cluster;
+    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
+    let claims: PipeClaims | undefined;
+    if (cluster !== undefined) {
+      const check = await cluster.auth.check(
+        _target(request.url),
+        request.headers,
+        Date.now(),
+      );
+      if (check.kind === "refused") {
+        return this.#refuse(
+          {
+            status: 403,
+            reason: "pipe_signature",
+            message: `Forbidden: ${check.reason}`,
+          },
+          remote ?? "unknown",
+          request,
+          undefined,
+        );
+      }
+      if (check.kind === "pipe") claims = check.claims;
+    }
+    // A pipe carries its client's address and Origin for this node's limits.
+    const { address, counted } = claims === undefined
+      ? this.#who(remote, request.headers, this.#config.trustProxy)
+      : this.#who(claims.client, _NO_HEADERS, false);
+    const origin = claims === undefined
+      ? request.headers.get("origin")
+      : claims.origin;
+    const refusal = this.#admit(origin, address, counted);
+    if (refusal !== undefined) {
+      return this.#refuse(refusal, address, request, undefined);
+    }
+    let peer = url;
+    if (
+      this.#tokens !== undefined && claims === undefined && peer !== undefined
+    ) {
+      const access = splitTokenPath(peer.key);
+      const check = await this.#tokens.check({ ...access, now: Date.now() });
+      if (!check.ok) {
+        return this.#refuse(
+          {
+            status: check.status,
+            reason: check.reason,
+            message: check.text,
+          },
+          address,
+          request,
+          undefined,
+        );
+      }
+      peer = { key: access.key, favored: peer.favored };
+    }
+    if (
+      cluster === undefined || peer === undefined ||
+      checkKey(peer.key) !== undefined
+    ) {
+      // No cluster, or a bad URL or key (closed with 4745 or 4741 after the
+      // open): no group, no lease.
+      return this.#acceptLocal(request, address, counted, peer, undefined);
+    }
+    const key = peer.key;
+    if (claims !== undefined) {
+      if (!await cluster.accept(key)) {
+        return this.#refuse(
+          {
+            status: 409,
+            reason: "pipe_owner",
+            message: "Conflict: this node does not own the group",
+          },
+          address,
+          request,
+          key,
+        );
+      }
+      return this.#acceptLocal(request, address, counted, peer, {
+        cluster,
+        piped: true,
+      });
+    }
+    const pipeTarget = peer.favored ? `/${key}?favored` : `/${key}`;
+    let route: Route = await cluster.route(key);
+    for (let attempt = 0; !route.local && attempt < 3; attempt++) {
+      const headers = await cluster.auth.sign(pipeTarget, {
+        node: cluster.id,
+        client: address,
+        origin,
+      }, Date.now());
+      const opened = await openPipe(route.url + pipeTarget, headers, {
+        connectTimeout: PIPE_CONNECT_TIMEOUT_MS,
+        maxBufferedAmount: this.#config.maxBufferedAmount,
+        maxQueued: PIPE_MAX_QUEUED,
+      });
+      if ("pipe" in opened) {
+        return this.#acceptEdge(request, address, counted, key, route, opened);
+      }
+      const end = opened.end;
+      if (end.kind === "unreachable") {
+        route = await cluster.unreachable(key, route.node);
+      } else if (end.kind === "refused" && end.status === 409) {
+        route = await cluster.refused(key, route.node);
+      } else {
+        const status = end.kind === "refused" ? end.status : 503;
+        return this.#refuse(
+          {
+            status,
+            reason: "owner_refused",
+            message: status === 503
+              ? "Service Unavailable: the server node of this group is full or shutting down"
+              : `Cannot join: the server node of this group answered ${status}`,
+          },
+          address,
+          request,
+          key,
+        );
+      }
+    }
+    if (!route.local) {
+      return this.#refuse(
+        {
+          status: 503,
+          reason: "owner_unreachable",
+          message:
+            "Service Unavailable: the server node of this group cannot be reached",
+        },
+        address,
+        request,
+        key,
+      );
+    }
+    return this.#acceptLocal(request, address, counted, peer, {
+      cluster,
+      piped: false,
+    });
+  }
+
+  /**
+   * Upgrades a peer whose group lives here; with a lease, when this node
+   * owns the group in a cluster.
+   */
+  #acceptLocal(
+    request: Request,
+    address: string,
+    counted: boolean,
+    peer: PeerUrl | undefined,
+    lease: { cluster: ClusterNode; piped: boolean } | undefined,
+  ): Response {
     let upgraded: { socket: WebSocket; response: Response };
     try {
       upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
     } catch (error) {
+      if (lease !== undefined) lease.cluster.release(peer!.key);
       const why = error instanceof Error ? error.message : String(error);
       return this.#refuse(
         {
@@ -480,33 +761,105 @@ class _Handler implements SigverHandler {
         },
         address,
         request,
+        peer?.key,
       );
     }
-    const parsed = parsePeerUrl(request.url);
     const conn = new _Conn(
       this,
       upgraded.socket,
       address,
       counted,
-      parsed?.key,
-      parsed?.favored ?? false,
-      config.clock.now(),
+      peer?.key,
+      peer?.favored ?? false,
+      this.#config.clock.now(),
     );
-    this.#connectionsTotal++;
-    this.#conns.add(conn);
-    this.#pending.add(conn);
-    if (counted) {
-      this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1);
+    if (lease !== undefined) {
+      conn.leased = true;
+      if (lease.piped) {
+        conn.piped = true;
+        lease.cluster.pipedIn(1);
+      }
     }
-    this.#startTicking();
+    this.#hold(conn);
     return upgraded.response;
   }
 
-  #release(conn: _Conn): void {
+  /** Upgrades a peer whose group lives on another node, over an open pipe. */
+  #acceptEdge(
+    request: Request,
+    address: string,
+    counted: boolean,
+    key: string,
+    route: Route & { local: false },
+    opened: { pipe: PendingPipe },
+  ): Response {
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+    } catch (error) {
+      opened.pipe.pipe?.close(1000, "The peer's upgrade failed");
+      const why = error instanceof Error ? error.message : String(error);
+      return this.#refuse(
+        {
+          status: 400,
+          reason: "handshake",
+          message: `Bad Request: ${why}`,
+        },
+        address,
+        request,
+        key,
+      );
+    }
+    const conn = new EdgeConn(this, upgraded.socket, opened.pipe, {
+      address,
+      counted,
+      key,
+      owner: route.node,
+      now: this.#config.clock.now(),
+    });
+    this.#cluster!.pipeOpened(key, route);
+    this.#hold(conn);
+    return upgraded.response;
+  }
+
+  /** Counts a new connection in. */
+  #hold(conn: _Conn | EdgeConn): void {
+    this.#connectionsTotal++;
+    this.#conns.add(conn);
+    this.#pending.add(conn);
+    if (conn.counted) {
+      this.#perAddress.set(
+        conn.address,
+        (this.#perAddress.get(conn.address) ?? 0) + 1,
+      );
+    }
+    this.#startTicking();
+  }
+
+  /** Closes every local peer of a group whose lease another node took. */
+  #closeKey(key: string): void {
+    for (const conn of [...this.#conns]) {
+      if (!(conn instanceof _Conn) || conn.key !== key) continue;
+      conn.leased = false;
+      const reason =
+        "Cannot relay: this group moved to another server node; reconnect";
+      if (conn.peer?.live) {
+        this.hub.close(conn.peer, CLOSE_SERVICE_RESTART, reason);
+      } else conn.close(CLOSE_SERVICE_RESTART, reason);
+    }
+  }
+
+  #release(conn: _Conn | EdgeConn): void {
     if (conn.released) return;
     conn.released = true;
     this.#conns.delete(conn);
     this.#pending.delete(conn);
+    if (conn instanceof EdgeConn) {
+      this.#cluster?.pipeClosed(conn.key, conn.owner);
+    } else if (conn.leased) {
+      if (conn.piped) this.#cluster?.pipedIn(-1);
+      this.#cluster?.release(conn.key!);
+    }
     if (conn.counted) {
       const n = (this.#perAddress.get(conn.address) ?? 1) - 1;
       if (n === 0) this.#perAddress.delete(conn.address);
@@ -545,12 +898,19 @@ class _Handler implements SigverHandler {
         addr: conn.address,
       });
       // Deno ignores close() before open: the socket closes once it opens.
-      this.closeConn(
-        conn,
-        CLOSE_POLICY_VIOLATION,
-        "Cannot open: the upgrade timed out",
-        true,
-      );
+      if (conn instanceof EdgeConn) {
+        conn.close(
+          CLOSE_POLICY_VIOLATION,
+          "Cannot open: the upgrade timed out",
+        );
+      } else {
+        this.closeConn(
+          conn,
+          CLOSE_POLICY_VIOLATION,
+          "Cannot open: the upgrade timed out",
+          true,
+        );
+      }
       this.#release(conn);
     }
     if (this.#conns.size === 0 && this.#closing.size === 0) this.#stopTicking();

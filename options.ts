@@ -9,6 +9,7 @@ import { type Clock, systemClock } from "./clock.ts";
 import type { AdmissionPolicy } from "./lib/admission.ts";
 import type { LogFormat, LogLevel } from "./lib/log.ts";
 import type { MetricFamily } from "./lib/metrics.ts";
+import type { ClusterNode } from "./cluster/node.ts";
 import { defaultMaxPeers } from "./system.ts";
 
 /** Options of `createHandler`. */
@@ -134,6 +135,26 @@ export interface HandlerOptions {
   readiness?: () => string | undefined;
   /** More metric families to append to the endpoint's, read on each scrape. */
   moreMetrics?: () => MetricFamily[];
+  /**
+   * The cluster node this handler serves as (`serve` creates it from its
+   * `cluster` option): peers whose group another node owns are piped there.
+   * Without it, nothing of the cluster runs.
+   */
+  clusterNode?: ClusterNode;
+  /**
+   * Secrets of access tokens: when set, every upgrade must come on
+   * `/t/<token>/<key>` with a token signed by one of them (401 without a
+   * valid one, 403 when it is forged, expired or for other keys). Several
+   * allow rotation: any of them validates; mint with the first.
+   * @default {[]}
+   */
+  authSecrets?: readonly string[];
+  /**
+   * Path of the endpoint that shows this node's view of the cluster (JSON),
+   * or `false`; served only in a cluster.
+   * @default {"/cluster"}
+   */
+  clusterPath?: string | false;
 }
 
 /** The options with their defaults filled in and checked. */
@@ -161,6 +182,7 @@ export interface HandlerConfig {
     health: string | false;
     ready: string | false;
     metrics: string | false;
+    cluster: string | false;
   };
   /** Whether the demo is served. */
   demo: boolean;
@@ -258,6 +280,7 @@ export function resolveHandlerOptions(options: HandlerOptions): HandlerConfig {
       health: options.healthPath ?? "/healthz",
       ready: options.readyPath ?? "/readyz",
       metrics: options.metricsPath ?? "/metrics",
+      cluster: options.clusterPath ?? "/cluster",
     },
     demo: options.demo ?? true,
     clock: options.clock ?? systemClock,

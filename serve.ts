@@ -17,7 +17,9 @@ import { createHandler, type SigverHandler } from "./handler.ts";
 import type { HandlerOptions } from "./options.ts";
 import { checkNumber } from "./options.ts";
 import { CLOSE_GOING_AWAY } from "./lib/codes.ts";
+import { Logger } from "./lib/log.ts";
 import { settleWithin } from "./deadline.ts";
+import { ClusterNode, type ClusterOptions } from "./cluster/node.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends HandlerOptions {
@@ -46,6 +48,12 @@ export interface ServeOptions extends HandlerOptions {
   drainTimeout?: number;
   /** Called once the server listens (not again when it listens anew). */
   onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * Run as a node of a cluster on Redis: peers of one key meet on the node
+   * that owns the key, wherever they connect. Without it, no cluster code
+   * runs.
+   */
+  cluster?: ClusterOptions;
 }
 
 /** A running sigver server. */
@@ -107,8 +115,14 @@ export function serve(options: ServeOptions = {}): SigverServer {
     }
     : {};
   const listener = new _Listener();
+  const cluster = options.cluster === undefined ? undefined : new ClusterNode({
+    ...options.cluster,
+    log: options.cluster.log ??
+      new Logger(options.log, options.logLevel, options.logFormat),
+  });
   const handler = createHandler({
     ...options,
+    clusterNode: cluster,
     readiness: () =>
       listener.accepting
         ? options.readiness?.()
@@ -141,6 +155,7 @@ export function serve(options: ServeOptions = {}): SigverServer {
     port = (server.addr as Deno.NetAddr).port;
     return server;
   }, handler);
+  const started = cluster?.start();
   options.onListen?.(addr);
   const stopped = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
@@ -158,6 +173,8 @@ export function serve(options: ServeOptions = {}): SigverServer {
       await listener.stop(
         Math.max(0, drainTimeout - (performance.now() - start)),
       );
+      await started;
+      await cluster?.close();
       stopped.resolve();
     })();
   options.signal?.addEventListener("abort", () => void shutdown(), {

@@ -60,6 +60,14 @@ Operations:
       --drain-timeout <s>        seconds a shutdown waits for sockets to close (default 10)
       --heartbeat-interval <s>   seconds between heartbeats (default 5)
 
+Cluster (peers of one key meet on the node that owns it, wherever they connect):
+      --redis <url>              redis://host:port[/db]: run as a cluster node
+      --cluster-url <url>        ws://address:port where other nodes reach this one
+      --cluster-secret <secret>  secret that signs node-to-node pipes
+                                 (or the SIGVER_CLUSTER_SECRET environment variable)
+      --cluster-prefix <prefix>  prefix of the cluster's Redis keys (default sigver:)
+      --cluster-path <path>      this node's view as JSON, "off" to disable (default /cluster)
+
 Peers connect to ws[s]://HOST:PORT/<key>; peers with the same key form a group.
 `;
 
@@ -216,6 +224,11 @@ function _parseFlags(args: string[]) {
       "log-format": { type: "string" },
       "drain-timeout": { type: "string" },
       "heartbeat-interval": { type: "string" },
+      redis: { type: "string" },
+      "cluster-url": { type: "string" },
+      "cluster-secret": { type: "string" },
+      "cluster-prefix": { type: "string" },
+      "cluster-path": { type: "string" },
     },
   }).values;
 }
@@ -275,6 +288,7 @@ function _parse(args: string[]):
     throw new _UsageError("invalid value for --heartbeat-interval: '0'");
   }
   const upgrade = seconds("upgrade-timeout");
+  const cluster = _cluster(values);
   const maxSize = _number("max-message-size", values["max-message-size"]);
   return {
     kind: "serve",
@@ -303,7 +317,53 @@ function _parse(args: string[]):
       logFormat: format as LogFormat | undefined,
       drainTimeout: seconds("drain-timeout"),
       heartbeatInterval: heartbeat,
+      cluster,
+      clusterPath: _path("cluster-path", values["cluster-path"]),
     },
+  };
+}
+
+/** The cluster flags: all of them with --redis, none of them without. */
+function _cluster(
+  values: ReturnType<typeof _parseFlags>,
+): ServeOptions["cluster"] {
+  const redis = values.redis;
+  const url = values["cluster-url"];
+  if (redis === undefined) {
+    for (const flag of ["cluster-url", "cluster-secret", "cluster-prefix"]) {
+      if (values[flag as "cluster-url"] !== undefined) {
+        throw new _UsageError(`--${flag} needs --redis`);
+      }
+    }
+    return undefined;
+  }
+  if (!/^rediss?:\/\//.test(redis)) {
+    throw new _UsageError(
+      `invalid value for --redis: '${redis}' (redis://host:port[/db])`,
+    );
+  }
+  if (url === undefined) {
+    throw new _UsageError(
+      "--redis needs --cluster-url: how other nodes reach this one (ws://address:port)",
+    );
+  }
+  if (!/^wss?:\/\/[^/]+$/.test(url)) {
+    throw new _UsageError(
+      `invalid value for --cluster-url: '${url}' (ws://address:port, no path)`,
+    );
+  }
+  const secret = values["cluster-secret"] ??
+    Deno.env.get("SIGVER_CLUSTER_SECRET");
+  if (secret === undefined || secret === "") {
+    throw new _UsageError(
+      "--redis needs --cluster-secret (or SIGVER_CLUSTER_SECRET)",
+    );
+  }
+  return {
+    redis,
+    url,
+    secret,
+    prefix: values["cluster-prefix"],
   };
 }
 

@@ -82,7 +82,14 @@ export interface TokenAccess {
 }
 
 /** What {@linkcode TokenAuthority.check} checks: a token, a key and a time. */
-export interface TokenRequest extends TokenAccess {
+export interface TokenRequest {
+  /** The token, or `undefined` when the request carries none. */
+  token: string | undefined;
+  /**
+   * The group key the token must grant, or `undefined` when the request is
+   * not for a group (`/ice-servers`): the prefix is then not checked.
+   */
+  key?: string;
   /**
    * The wall-clock time, in unix milliseconds (`Date.now()`). Not a
    * monotonic reading such as `performance.now()`.
@@ -398,7 +405,9 @@ export class TokenAuthority {
     if (now > (Number(expiry) + TOKEN_CLOCK_SKEW) * 1000) {
       return _REFUSALS.token_expired;
     }
-    if (!key.startsWith(prefix)) return _REFUSALS.token_scope;
+    if (key !== undefined && !key.startsWith(prefix)) {
+      return _REFUSALS.token_scope;
+    }
     return _OK;
   }
 }

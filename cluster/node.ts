@@ -1,0 +1,511 @@
+/**
+ * One node of a sigver cluster: it decides where each arriving peer's group
+ * lives, keeps the leases of the groups it owns, and says how it is doing.
+ *
+ * - A key whose group this node holds is served here, with no Redis round
+ *   trip. Otherwise one script in Redis claims the lease (a free key, or one
+ *   whose owner died) or names the owner, and the handler pipes the peer to
+ *   it. A pipe that cannot reach its owner takes the lease over.
+ * - Leases are counted by the connections that use them (open peers, and
+ *   upgrades on their way) and released, compare-and-delete, when the last
+ *   one goes. Every `leaseTtl / 3` they are renewed in one pipelined round
+ *   trip; one that another node holds now is lost, and the handler closes
+ *   that group's local peers with 1012 so that they reconnect to the owner.
+ * - When Redis is unreachable the node keeps serving: pipes already open
+ *   keep relaying, a key piped to a known owner keeps going there, and a new
+ *   key is owned here (a warning says a group may split meanwhile). The
+ *   leases are asserted again when Redis returns.
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "../clock.ts";
+import { settleWithin } from "../deadline.ts";
+import type { Logger } from "../lib/log.ts";
+import type { MetricFamily } from "../lib/metrics.ts";
+import { PipeAuthority } from "../lib/pipe_auth.ts";
+import { LeaseStore, type Owner } from "./leases.ts";
+import { RedisClient } from "./redis.ts";
+
+/** Where a peer's group lives. */
+export type Route =
+  | { readonly local: true }
+  | { readonly local: false; readonly node: string; readonly url: string };
+
+/** Options of {@linkcode ClusterNode}. */
+export interface ClusterOptions {
+  /** `redis://[:password@]host:port[/db]`. */
+  redis: string;
+  /** How other nodes reach this one: `ws://address:port` (or `wss://`). */
+  url: string;
+  /** The secret every node signs and checks pipes with. */
+  secret: string;
+  /**
+   * Prefix of every Redis key of this cluster.
+   * @default {"sigver:"}
+   */
+  prefix?: string;
+  /**
+   * Milliseconds a lease lives without renewal.
+   * @default {10000}
+   */
+  leaseTtl?: number;
+  /**
+   * Milliseconds a node's liveness key lives without refresh: how long a
+   * dead owner still counts as alive for peers that do not try to reach it.
+   * @default {5000}
+   */
+  nodeTtl?: number;
+  /**
+   * Milliseconds a Redis command may take.
+   * @default {1000}
+   */
+  redisTimeout?: number;
+  /** Where log records go. */
+  log?: Logger;
+  /**
+   * The clock of the renewal and liveness loops.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+}
+
+/** What `/cluster` shows of this node. */
+export interface ClusterView {
+  /** This node's id. */
+  node: string;
+  /** Its cluster URL. */
+  url: string;
+  /** Whether Redis answers. */
+  redis: "up" | "down";
+  /** Groups this node owns (with at least one local peer). */
+  ownedGroups: number;
+  /** Peers piped from other nodes to this one. */
+  pipedIn: number;
+  /** Peers piped from this node to their owners. */
+  pipedOut: number;
+  /** Owners this node pipes peers to, by node id: peers piped. */
+  remotes: Record<string, number>;
+}
+
+function _randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A remote owner this node pipes some peers of a key to. */
+interface _Remote {
+  node: string;
+  url: string;
+  /** Open pipes of this key to that owner. */
+  pipes: number;
+}
+
+/**
+ * A cluster node. Create it, {@linkcode ClusterNode.start} it, and give it
+ * to the handler (`HandlerOptions.cluster`).
+ *
+ * @example
+ * ```ts ignore
+ * const cluster = new ClusterNode({
+ *   redis: "redis://127.0.0.1:6379",
+ *   url: "ws://10.0.0.1:8000",
+ *   secret: Deno.env.get("SIGVER_CLUSTER_SECRET")!,
+ * });
+ * await cluster.start();
+ * ```
+ */
+export class ClusterNode {
+  /** This node's id: random, new at every start. */
+  readonly id: string = _randomId();
+  /** Signs and checks pipes. */
+  readonly auth: PipeAuthority;
+  /** Called with a key whose lease another node now holds. */
+  onLost: (key: string) => void = () => {};
+  readonly #options: Required<Omit<ClusterOptions, "log">>;
+  readonly #log: Logger | undefined;
+  readonly #redis: RedisClient;
+  readonly #store: LeaseStore;
+  /** Keys this node owns: connections using each lease. */
+  readonly #owned = new Map<string, number>();
+  /** Releases in flight: a key is not claimed again until they end. */
+  readonly #releasing = new Map<string, Promise<void>>();
+  /** Keys piped elsewhere, with their owner. */
+  readonly #remote = new Map<string, _Remote>();
+  #pipedIn = 0;
+  #pipedOut = 0;
+  #redisUp: boolean | undefined = undefined;
+  #takeovers = 0;
+  #lost = 0;
+  #localWhileDown = 0;
+  #loops: Disposable[] = [];
+  #closed = false;
+  /** Settles once the first announcement got an answer or failed. */
+  #started: Promise<void> | undefined;
+  readonly #firstState = Promise.withResolvers<void>();
+
+  /**
+   * Creates the node; it talks to Redis once started.
+   *
+   * @param options Redis, this node's URL, the secret, prefix and TTLs.
+   */
+  constructor(options: ClusterOptions) {
+    this.#options = {
+      redis: options.redis,
+      url: options.url,
+      secret: options.secret,
+      prefix: options.prefix ?? "sigver:",
+      leaseTtl: options.leaseTtl ?? 10_000,
+      nodeTtl: options.nodeTtl ?? 5_000,
+      redisTimeout: options.redisTimeout ?? 1_000,
+      clock: options.clock ?? systemClock,
+    };
+    this.#log = options.log;
+    this.auth = new PipeAuthority(options.secret);
+    this.#redis = new RedisClient(options.redis, {
+      connectTimeout: this.#options.redisTimeout,
+      commandTimeout: this.#options.redisTimeout,
+      backoffMax: 2_000,
+      onState: (up, error) => this.#redisState(up, error?.message),
+    });
+    this.#store = new LeaseStore(this.#redis, {
+      prefix: this.#options.prefix,
+      node: this.id,
+      leaseTtl: this.#options.leaseTtl,
+      nodeTtl: this.#options.nodeTtl,
+    });
+  }
+
+  /** This node's cluster URL. */
+  get url(): string {
+    return this.#options.url;
+  }
+
+  /**
+   * Announces the node and starts its liveness and renewal loops. A Redis
+   * that does not answer yet is not an error: the node serves meanwhile.
+   */
+  start(): Promise<void> {
+    const { clock, nodeTtl, leaseTtl } = this.#options;
+    this.#loops.push(
+      clock.every(Math.max(100, nodeTtl / 3), () => void this.#announce()),
+      clock.every(Math.max(100, leaseTtl / 3), () => void this.#renew()),
+    );
+    // The client connects at once and reports its first attempt's outcome.
+    return this.#started ??= settleWithin(
+      this.#firstState.promise,
+      this.#options.redisTimeout * 2,
+    ).then(() => this.#announce());
+  }
+
+  /**
+   * Where a peer of `key` must go. Takes a lease for this node when it
+   * routes the peer here: pair it with {@linkcode ClusterNode.release}.
+   *
+   * @param key The group key.
+   * @returns Local, or the owner to pipe to.
+   */
+  async route(key: string): Promise<Route> {
+    // Before Redis first answered (or failed), every key would look free.
+    if (this.#started !== undefined) await this.#started;
+    const count = this.#owned.get(key);
+    if (count !== undefined) {
+      this.#owned.set(key, count + 1);
+      return { local: true };
+    }
+    const remote = this.#remote.get(key);
+    if (remote !== undefined && (remote.pipes > 0 || !this.#redisUp)) {
+      return { local: false, node: remote.node, url: remote.url };
+    }
+    await this.#releasing.get(key);
+    return this.#claimed(key, await this.#ask(() => this.#store.resolve(key)));
+  }
+
+  /**
+   * Routes a peer whose pipe could not reach `owner`: takes the lease over
+   * from it, unless another live node holds it now.
+   *
+   * @param key The group key.
+   * @param owner The node that could not be reached.
+   * @returns Local, or the owner to pipe to.
+   */
+  async unreachable(key: string, owner: string): Promise<Route> {
+    const remote = this.#remote.get(key);
+    if (remote?.node === owner) this.#remote.delete(key);
+    const route = this.#claimed(
+      key,
+      await this.#ask(() => this.#store.takeOver(key, owner)),
+    );
+    if (route.local) {
+      this.#takeovers++;
+      this.#log?.write("warn", "cluster", {
+        event: "takeover",
+        from: owner,
+      });
+    }
+    return route;
+  }
+
+  /**
+   * Routes a peer whose pipe `owner` refused because it no longer owns the
+   * group: forgets what this node believed and asks Redis again.
+   *
+   * @param key The group key.
+   * @param owner The node that refused.
+   * @returns Local, or the owner to pipe to.
+   */
+  async refused(key: string, owner: string): Promise<Route> {
+    const remote = this.#remote.get(key);
+    if (remote?.node === owner) this.#remote.delete(key);
+    return this.#claimed(key, await this.#ask(() => this.#store.resolve(key)));
+  }
+
+  /**
+   * Claims a key for a pipe that arrives from another node: the pipe's edge
+   * found this node in Redis. The lease is kept, or claimed when it is free;
+   * when another node holds it, the pipe must be refused.
+   *
+   * @param key The group key.
+   * @returns Whether this node owns the key (with the lease taken).
+   */
+  async accept(key: string): Promise<boolean> {
+    const route = await this.route(key);
+    return route.local;
+  }
+
+  /**
+   * Gives back a lease taken by {@linkcode ClusterNode.route}; the last one
+   * out releases it in Redis.
+   *
+   * @param key The group key.
+   */
+  release(key: string): void {
+    const count = this.#owned.get(key);
+    if (count === undefined) return;
+    if (count > 1) {
+      this.#owned.set(key, count - 1);
+      return;
+    }
+    this.#owned.delete(key);
+    if (!this.#redisUp) return;
+    const done = this.#store.release(key).catch(() => {
+      // Redis went away: the lease expires by itself.
+    }).finally(() => {
+      if (this.#releasing.get(key) === done) this.#releasing.delete(key);
+    });
+    this.#releasing.set(key, done);
+  }
+
+  /**
+   * Counts a pipe this node opened to `owner` for `key` (until
+   * {@linkcode ClusterNode.pipeClosed}).
+   *
+   * @param key The group key.
+   * @param route The owner.
+   */
+  pipeOpened(key: string, route: Route & { local: false }): void {
+    this.#pipedOut++;
+    const remote = this.#remote.get(key);
+    if (remote !== undefined && remote.node === route.node) remote.pipes++;
+    else this.#remote.set(key, { node: route.node, url: route.url, pipes: 1 });
+  }
+
+  /**
+   * Counts a pipe this node opened that has ended.
+   *
+   * @param key The group key.
+   * @param node The owner it went to.
+   */
+  pipeClosed(key: string, node: string): void {
+    this.#pipedOut--;
+    const remote = this.#remote.get(key);
+    if (remote === undefined || remote.node !== node) return;
+    if (--remote.pipes <= 0) this.#remote.delete(key);
+  }
+
+  /**
+   * Counts pipes from other nodes to this one.
+   *
+   * @param delta +1 when one opens, -1 when it closes.
+   */
+  pipedIn(delta: number): void {
+    this.#pipedIn += delta;
+  }
+
+  /**
+   * This node's view, for `/cluster`.
+   *
+   * @returns The view.
+   */
+  view(): ClusterView {
+    const remotes: Record<string, number> = {};
+    for (const r of this.#remote.values()) {
+      remotes[r.node] = (remotes[r.node] ?? 0) + r.pipes;
+    }
+    return {
+      node: this.id,
+      url: this.#options.url,
+      redis: this.#redisUp === true ? "up" : "down",
+      ownedGroups: this.#owned.size,
+      pipedIn: this.#pipedIn,
+      pipedOut: this.#pipedOut,
+      remotes,
+    };
+  }
+
+  /**
+   * The cluster's metric families.
+   *
+   * @returns The families.
+   */
+  metrics(): MetricFamily[] {
+    const redis = this.#redis.stats();
+    const one = (
+      name: string,
+      type: "counter" | "gauge",
+      help: string,
+      value: number,
+    ): MetricFamily => ({ name, type, help, samples: [[{}, value]] });
+    return [
+      one(
+        "sigver_cluster_redis_up",
+        "gauge",
+        "1 while Redis answers.",
+        this.#redisUp ? 1 : 0,
+      ),
+      one(
+        "sigver_cluster_owned_groups",
+        "gauge",
+        "Groups this node owns.",
+        this.#owned.size,
+      ),
+      {
+        name: "sigver_cluster_piped_peers",
+        type: "gauge",
+        help: "Peers piped between nodes: in from edges, out to owners.",
+        samples: [
+          [{ direction: "in" }, this.#pipedIn],
+          [{ direction: "out" }, this.#pipedOut],
+        ],
+      },
+      one(
+        "sigver_cluster_redis_round_trips_total",
+        "counter",
+        "Redis round trips (a pipeline is one).",
+        redis.roundTrips,
+      ),
+      one(
+        "sigver_cluster_redis_errors_total",
+        "counter",
+        "Redis failures: lost connections, timeouts and error replies.",
+        redis.errors + redis.timeouts + redis.errorReplies,
+      ),
+      one(
+        "sigver_cluster_lease_renewals_total",
+        "counter",
+        "Lease renewals sent (one per group and renewal).",
+        this.#store.renewals,
+      ),
+      one(
+        "sigver_cluster_takeovers_total",
+        "counter",
+        "Leases taken over from owners that could not be reached.",
+        this.#takeovers,
+      ),
+      one(
+        "sigver_cluster_lost_leases_total",
+        "counter",
+        "Leases found held by another node (their local peers closed).",
+        this.#lost,
+      ),
+      one(
+        "sigver_cluster_local_while_down_total",
+        "counter",
+        "Keys owned here without Redis (a group may have split).",
+        this.#localWhileDown,
+      ),
+    ];
+  }
+
+  /** Stops the loops, removes this node's liveness key, closes Redis. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const loop of this.#loops) loop[Symbol.dispose]();
+    this.#loops = [];
+    if (this.#redisUp) {
+      const leases = [...this.#owned.keys()];
+      await Promise.allSettled([
+        this.#store.retire(),
+        ...leases.map((key) => this.#store.release(key)),
+      ]);
+    }
+    await this.#redis.close();
+  }
+
+  /** Records the outcome of a resolve: a lease for a local route. */
+  #claimed(key: string, owner: Owner | undefined): Route {
+    if (owner === undefined) {
+      // Redis is unreachable: serve here; renewal asserts the lease later.
+      this.#localWhileDown++;
+      this.#owned.set(key, (this.#owned.get(key) ?? 0) + 1);
+      return { local: true };
+    }
+    if (owner.self) {
+      this.#owned.set(key, (this.#owned.get(key) ?? 0) + 1);
+      return { local: true };
+    }
+    return { local: false, node: owner.node, url: owner.url };
+  }
+
+  /** Runs a Redis operation; `undefined` when Redis cannot answer. */
+  async #ask<T>(operation: () => Promise<T>): Promise<T | undefined> {
+    if (!this.#redis.connected) return undefined;
+    try {
+      return await operation();
+    } catch (error) {
+      this.#log?.write("warn", "cluster", {
+        event: "redis",
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return undefined;
+    }
+  }
+
+  async #announce(): Promise<void> {
+    if (this.#closed) return;
+    await this.#ask(() => this.#store.announce(this.#options.url));
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#closed || this.#owned.size === 0) return;
+    const lost = await this.#ask(() =>
+      this.#store.renew([...this.#owned.keys()])
+    );
+    for (const key of lost ?? []) {
+      if (!this.#owned.has(key)) continue;
+      this.#owned.delete(key);
+      this.#lost++;
+      this.#log?.write("warn", "cluster", { event: "lost", groups: 1 });
+      this.onLost(key);
+    }
+  }
+
+  #redisState(up: boolean, error?: string): void {
+    this.#firstState.resolve();
+    if (this.#redisUp === up) return;
+    this.#redisUp = up;
+    if (up) {
+      this.#log?.write("info", "cluster", { event: "redis up", node: this.id });
+      // Back: say where this node is, and assert its leases at once.
+      void this.#announce().then(() => this.#renew());
+    } else {
+      this.#log?.write("warn", "cluster", {
+        event: "redis down",
+        error,
+        effect:
+          "new groups are owned locally until Redis returns; a group may split meanwhile",
+      });
+    }
+  }
+}
