@@ -237,6 +237,22 @@ Deno.test("messageRate closes a flooding peer with 1008 while a normal peer keep
   await closeAll(good.member, good.joiner);
 });
 
+Deno.test("messageRate lets the first frames through on a server that sat idle", async () => {
+  // Refills are measured on the tick's clock, which stands still while no
+  // peer is connected: a bucket stamped by another clock reading once lost
+  // its tokens to the idle time and closed the first frame with 1008.
+  await using server = startServer();
+  server.clock.advance(60_000);
+  const p = await pair(server, "room");
+  await assertRelays(p);
+  const m = await scrape(server);
+  assert.equal(
+    m.get('sigver_rejections_total{reason="message_rate"}'),
+    undefined,
+  );
+  await closeAll(p.member, p.joiner);
+});
+
 Deno.test("maxBufferedAmount closes a member with 1008 when it stops reading", async () => {
   await using server = startServer({
     maxBufferedAmount: 64 * 1024,
