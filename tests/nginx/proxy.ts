@@ -224,6 +224,9 @@ Deno.test("nginx configured as documented proxies wss to sigver and reports each
       ..._execStart(doc, ports.sigver, version),
       "--max-peers-per-address",
       "2",
+      // Peers' opens are debug lines: the test reads the addresses in them.
+      "--log-level",
+      "debug",
     ], { cwd: dir, env: { NO_COLOR: "1" } });
     await server.waitFor(/INFO listen url=/, WAIT, "sigver to listen");
 
@@ -315,12 +318,12 @@ http {
         );
 
         await server!.waitFor(
-          /WARN reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n[^]*WARN reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n/,
+          /INFO reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n[^]*INFO reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n/,
           WAIT,
           "two refusals of 127.0.0.2",
         );
         await server!.waitFor(
-          /INFO open .*addr=127\.0\.0\.3/,
+          /DEBUG open .*addr=127\.0\.0\.3/,
           WAIT,
           "127.0.0.3",
         );
