@@ -10,8 +10,12 @@
  * @module
  */
 
-/** Lifetime of TURN credentials when none is given, in seconds (one day). */
-export const DEFAULT_TURN_TTL = 86_400;
+/**
+ * Lifetime of TURN credentials when none is given, in seconds (one hour):
+ * a credential leaked from a page stays usable for that long, and a peer
+ * asks for fresh ones whenever it opens a new peer connection.
+ */
+export const DEFAULT_TURN_TTL = 3600;
 
 /** Options of {@linkcode turnCredentials}. */
 export interface TurnCredentialsOptions {
@@ -25,7 +29,7 @@ export interface TurnCredentialsOptions {
   /**
    * Lifetime in seconds: a positive whole number.
    *
-   * @default {86400}
+   * @default {3600}
    */
   ttl?: number;
   /**
@@ -77,6 +81,8 @@ export interface IceServersResponse {
 
 const _ENCODER = new TextEncoder();
 const _MAX_ID_LENGTH = 256;
+const _TURN_SCHEME = /^turns?:/i;
+const _STUN_SCHEME = /^stuns?:/i;
 
 function _base64(bytes: Uint8Array): string {
   let binary = "";
@@ -97,6 +103,34 @@ function _checkUrls(
     }
   }
   return [...urls];
+}
+
+/**
+ * Checks the URLs of {@linkcode iceServersBody} ahead of time, so that a
+ * server refuses a bad configuration when it starts rather than on the first
+ * request.
+ *
+ * @param turnUrls TURN server URLs (`turn:` or `turns:`), at least one.
+ * @param stunUrls STUN server URLs (`stun:` or `stuns:`).
+ * @throws {TypeError} When there is no TURN URL or a URL has the wrong scheme.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkIceUrls } from "./turn.ts";
+ * checkIceUrls(["turn:turn.example.com:3478"], ["stun:stun.example.com"]);
+ * assert.throws(() => checkIceUrls(["stun:turn.example.com"]), TypeError);
+ * ```
+ */
+export function checkIceUrls(
+  turnUrls: readonly string[],
+  stunUrls: readonly string[] = [],
+): void {
+  if (turnUrls.length === 0) {
+    throw new TypeError("Cannot build the ICE servers: no TURN URL given");
+  }
+  _checkUrls(turnUrls, _TURN_SCHEME, "turn");
+  _checkUrls(stunUrls, _STUN_SCHEME, "stun");
 }
 
 /**
@@ -195,11 +229,9 @@ export async function iceServersBody(
   options: IceServersOptions,
 ): Promise<string> {
   const { turnUrls, stunUrls = [], ttl = DEFAULT_TURN_TTL } = options;
-  if (turnUrls.length === 0) {
-    throw new TypeError("Cannot build the ICE servers: no TURN URL given");
-  }
-  const turn = _checkUrls(turnUrls, /^turns?:/i, "turn");
-  const stun = _checkUrls(stunUrls, /^stuns?:/i, "stun");
+  checkIceUrls(turnUrls, stunUrls);
+  const turn = [...turnUrls];
+  const stun = [...stunUrls];
   const { username, credential } = await turnCredentials(secret, {
     id: options.id,
     ttl,

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import {
+  checkIceUrls,
   DEFAULT_TURN_TTL,
   iceServersBody,
   type IceServersOptions,
@@ -42,10 +43,10 @@ Deno.test("turnCredentials signs <expiry>:<id> with HMAC-SHA1 as coturn does", a
   }
 });
 
-Deno.test("turnCredentials counts a day from now in seconds by default", async () => {
+Deno.test("turnCredentials counts an hour from now in seconds by default", async () => {
   const at = await turnCredentials(SECRET, { id: "p", now: NOW });
-  assert.equal(DEFAULT_TURN_TTL, 86_400);
-  assert.equal(at.username, `${NOW_S + 86_400}:p`);
+  assert.equal(DEFAULT_TURN_TTL, 3600);
+  assert.equal(at.username, `${NOW_S + 3600}:p`);
   // Milliseconds are dropped, not rounded: .999 s still counts as .000.
   const late = await turnCredentials(SECRET, { id: "p", ttl: 10, now: 1999 });
   assert.equal(late.username, "11:p");
@@ -54,7 +55,7 @@ Deno.test("turnCredentials counts a day from now in seconds by default", async (
   const after = Math.floor(Date.now() / 1000);
   const expiry = Number(live.username.split(":")[0]);
   assert.ok(
-    before + 86_400 <= expiry && expiry <= after + 86_400,
+    before + 3600 <= expiry && expiry <= after + 3600,
     live.username,
   );
   assert.equal(live.credential, refCredential(SECRET, live.username));
@@ -99,7 +100,7 @@ Deno.test("iceServersBody leaves the STUN entry out when there is no STUN URL", 
       assert.equal(
         body,
         `{"iceServers":[{"urls":["turn:t.example:3478"],"username":"${username}",` +
-          `"credential":"${refCredential(SECRET, username)}"}],"ttl":86400}`,
+          `"credential":"${refCredential(SECRET, username)}"}],"ttl":3600}`,
       );
     });
   }
@@ -171,8 +172,14 @@ Deno.test("iceServersBody throws TypeError when the URLs are wrong", async (t) =
         name: "TypeError",
         message: /^Cannot build the ICE servers: /,
       });
+      // The same check, ahead of time: a server refuses it when it starts.
+      assert.throws(() => checkIceUrls(options.turnUrls, options.stunUrls), {
+        name: "TypeError",
+        message: /^Cannot build the ICE servers: /,
+      });
     });
   }
+  checkIceUrls(["TURNS:a"], ["STUN:b"]);
   const upper = JSON.parse(
     await iceServersBody(SECRET, {
       ...base,
