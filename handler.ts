@@ -31,6 +31,7 @@ import { checkKey, parsePeerUrl, type PeerUrl } from "./lib/url.ts";
 import { splitTokenPath, TokenAuthority } from "./lib/token.ts";
 import { settleWithin } from "./deadline.ts";
 import { demoResponse } from "./demo/page.ts";
+import { IceServersEndpoint } from "./ice.ts";
 import {
   type HandlerConfig,
   type HandlerOptions,
@@ -225,6 +226,8 @@ class _Handler implements SigverHandler, EdgeHost {
   readonly #cluster: ClusterNode | undefined;
   /** Checks access tokens when `authSecrets` are set. */
   readonly #tokens: TokenAuthority | undefined;
+  /** Answers the ICE servers path, unless it is off. */
+  readonly #ice: IceServersEndpoint | undefined;
   /** Sockets whose close waits for quiet: flushed on every tick. */
   readonly #closing = new Set<DenoSocket>();
   readonly #perAddress = new Map<string, number>();
@@ -257,6 +260,13 @@ class _Handler implements SigverHandler, EdgeHost {
     this.#tokens = options.authSecrets?.length
       ? new TokenAuthority(options.authSecrets)
       : undefined;
+    this.#ice = config.paths.ice === false
+      ? undefined
+      : new IceServersEndpoint({
+        turn: options.turn,
+        tokens: this.#tokens,
+        allowOrigins: config.admission.allowOrigins,
+      });
     if (this.#cluster !== undefined) {
       this.#cluster.onLost = (key) => this.#closeKey(key);
     }
@@ -287,7 +297,7 @@ class _Handler implements SigverHandler, EdgeHost {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       return this.#upgrade(request, info);
     }
-    return this.#plain(request);
+    return this.#plain(request, info);
   };
 
   logEvent(level: LogLevel, event: string, fields?: LogFields): void {
@@ -470,7 +480,27 @@ class _Handler implements SigverHandler, EdgeHost {
     }
   }
 
-  #plain(request: Request): Response {
+  #plain(
+    request: Request,
+    info?: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> {
+    const parsed = parsePeerUrl(request.url);
+    const path = parsed === undefined ? "" : "/" + parsed.key;
+    const { health, ready, metrics, cluster, ice } = this.#config.paths;
+    // The one path with more methods than GET and HEAD: CORS preflights.
+    if (path === ice && this.#ice !== undefined) {
+      return this.#ice.handle(request, (refusal) => {
+        this.rejections.add(refusal.reason);
+        const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
+        this.#log.write("info", "reject", {
+          reason: refusal.reason,
+          status: refusal.status,
+          path: ice,
+          addr: this.#who(remote, request.headers, this.#config.trustProxy)
+            .address,
+        });
+      });
+    }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return _text(
         405,
@@ -478,9 +508,6 @@ class _Handler implements SigverHandler, EdgeHost {
         { allow: "GET, HEAD" },
       );
     }
-    const parsed = parsePeerUrl(request.url);
-    const path = parsed === undefined ? "" : "/" + parsed.key;
-    const { health, ready, metrics, cluster } = this.#config.paths;
     if (path === health) return _text(200, "ok");
     if (path === cluster && this.#cluster !== undefined) {
       return Response.json(this.#cluster.view(), {
@@ -500,7 +527,9 @@ class _Handler implements SigverHandler, EdgeHost {
       });
     }
     if (this.#config.demo) {
-      const demo = demoResponse(path, request.method === "HEAD");
+      const demo = demoResponse(path, request.method === "HEAD", {
+        iceServersPath: this.#ice?.enabled ? ice || undefined : undefined,
+      });
       if (demo !== undefined) return demo;
     }
     return _text(
@@ -938,11 +967,12 @@ class _Handler implements SigverHandler, EdgeHost {
  * import assert from "node:assert/strict";
  * import { createHandler } from "@coast/sigver";
  * const sigver = createHandler({ readyPath: "/ready" });
- * const health = sigver.fetch(new Request("http://localhost/healthz"));
- * assert.equal(await health.text(), "ok\n");
+ * const answer = async (path: string) =>
+ *   await sigver.fetch(new Request(`http://localhost${path}`));
+ * assert.equal(await (await answer("/healthz")).text(), "ok\n");
  * sigver.drain();
- * assert.equal(sigver.fetch(new Request("http://localhost/ready")).status, 503);
- * assert.equal(sigver.fetch(new Request("http://localhost/room")).status, 426);
+ * assert.equal((await answer("/ready")).status, 503);
+ * assert.equal((await answer("/room")).status, 426);
  * ```
  */
 export function createHandler(options: HandlerOptions = {}): SigverHandler {

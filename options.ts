@@ -10,6 +10,7 @@ import type { AdmissionPolicy } from "./lib/admission.ts";
 import type { LogFormat, LogLevel } from "./lib/log.ts";
 import type { MetricFamily } from "./lib/metrics.ts";
 import type { ClusterNode } from "./cluster/node.ts";
+import type { TurnOptions } from "./ice.ts";
 import { defaultMaxPeers } from "./system.ts";
 
 /** Options of `createHandler`. */
@@ -150,6 +151,19 @@ export interface HandlerOptions {
    */
   authSecrets?: readonly string[];
   /**
+   * TURN servers whose short-lived credentials the ICE servers endpoint
+   * (`iceServersPath`) hands out, in coturn's `use-auth-secret` scheme.
+   * Without it the endpoint answers 404.
+   */
+  turn?: TurnOptions;
+  /**
+   * Path of the ICE servers endpoint, or `false`: `GET` gets TURN
+   * credentials (with a token in `Authorization: Bearer` or `?token=` when
+   * `authSecrets` are set), with CORS headers that follow `allowOrigins`.
+   * @default {"/ice-servers"}
+   */
+  iceServersPath?: string | false;
+  /**
    * Path of the endpoint that shows this node's view of the cluster (JSON),
    * or `false`; served only in a cluster.
    * @default {"/cluster"}
@@ -183,6 +197,7 @@ export interface HandlerConfig {
     ready: string | false;
     metrics: string | false;
     cluster: string | false;
+    ice: string | false;
   };
   /** Whether the demo is served. */
   demo: boolean;
@@ -281,6 +296,7 @@ export function resolveHandlerOptions(options: HandlerOptions): HandlerConfig {
       ready: options.readyPath ?? "/readyz",
       metrics: options.metricsPath ?? "/metrics",
       cluster: options.clusterPath ?? "/cluster",
+      ice: options.iceServersPath ?? "/ice-servers",
     },
     demo: options.demo ?? true,
     clock: options.clock ?? systemClock,

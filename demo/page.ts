@@ -40,11 +40,29 @@ const CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
+const _ICE_META = '<meta name="sigver-ice-servers" content="">';
+
+/** Options of {@linkcode demoResponse}. */
+export interface DemoOptions {
+  /**
+   * Path of the server's ICE servers endpoint when it hands out TURN
+   * credentials: the page then gets them there. Without it the page asks
+   * for none.
+   */
+  iceServersPath?: string;
+}
+
+function _attribute(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll('"', "&quot;")
+    .replaceAll("<", "&lt;");
+}
+
 /**
  * Answers a request for one of the demo's files.
  *
  * @param path The request path, such as `/` or `/demo/app.js`.
  * @param head Whether the request is a HEAD (headers only).
+ * @param options Where the server hands out ICE servers, if it does.
  * @returns The response, or `undefined` when `path` is not a demo file.
  *
  * @example
@@ -58,9 +76,19 @@ const CSP = [
 export function demoResponse(
   path: string,
   head: boolean,
+  options: DemoOptions = {},
 ): Response | undefined {
   const file = DEMO_FILES.get(path);
   if (file === undefined) return undefined;
+  let body = file.body;
+  if (path === "/" && options.iceServersPath !== undefined) {
+    body = body.replace(
+      _ICE_META,
+      `<meta name="sigver-ice-servers" content="${
+        _attribute(options.iceServersPath)
+      }">`,
+    );
+  }
   const headers = new Headers({
     "content-type": file.type,
     "cache-control": "no-cache",
@@ -68,5 +96,5 @@ export function demoResponse(
     "referrer-policy": "no-referrer",
   });
   if (path === "/") headers.set("content-security-policy", CSP);
-  return new Response(head ? null : file.body, { headers });
+  return new Response(head ? null : body, { headers });
 }
