@@ -14,13 +14,25 @@
 //
 // Plain JavaScript on purpose: the browser runs this file as it is.
 
-import { describeCloseCode, SigverClient } from "./client.js";
+import { describeCloseCode, fetchIceServers, SigverClient } from "./client.js";
 
 const JOIN_TIMEOUT = 15_000;
+// TURN credentials expire (an hour by default): fetch fresh ones this often.
+const ICE_REFRESH = 60_000;
 
 const params = new URLSearchParams(location.search);
+// ?ice=stun:... adds an ICE server by hand (repeatable).
+const manualIce = params.getAll("ice").map((urls) => ({ urls }));
+// Where the server hands out TURN credentials, if it does: it says so in the
+// page, so that a server without them gets no request that fails.
+const icePath =
+  document.querySelector('meta[name="sigver-ice-servers"]')?.content ?? "";
+// ?token=... is an access token, for a server started with --auth-secret.
+const token = params.get("token") ?? undefined;
 const rtcConfig = {
-  iceServers: params.getAll("ice").map((urls) => ({ urls })),
+  iceServers: manualIce,
+  // ?relay: connect through TURN only, to try the server's TURN credentials.
+  iceTransportPolicy: params.has("relay") ? "relay" : "all",
 };
 // The signaling server is the one that served this page.
 const server = new URL(".", location.href);
@@ -220,6 +232,15 @@ function newPeer(role, signalingId) {
     signal(peer, { type: "candidate", candidate: event.candidate.toJSON() });
     render();
   };
+  // A STUN or TURN server that refuses (401: wrong credentials) or does not
+  // answer (701) says so here, not in the connection state.
+  pc.onicecandidateerror = (event) => {
+    log(
+      `${
+        label(peer.groupId)
+      }: ICE server ${event.url}: ${event.errorCode} ${event.errorText}`,
+    );
+  };
   pc.onsignalingstatechange = render;
   pc.oniceconnectionstatechange = () => {
     log(`${label(peer.groupId)}: ICE ${pc.iceConnectionState}`);
@@ -282,6 +303,36 @@ function flood(message, except) {
       peer.channel.send(text);
     }
   }
+}
+
+// ---- ICE servers --------------------------------------------------------
+
+let iceTimer;
+
+/**
+ * Gets TURN credentials from the server's /ice-servers when it hands some
+ * out; without them peers connect as before (same machine or LAN, or the
+ * ?ice= servers). Returns whether the server hands some out.
+ */
+async function loadIceServers(first) {
+  if (icePath === "") return false;
+  let offered;
+  try {
+    offered = await fetchIceServers(server, { token, path: icePath });
+  } catch (error) {
+    if (first) log(`no ICE servers from the server: ${error.message}`);
+    return false;
+  }
+  if (offered === undefined) {
+    if (first) log("the server hands out no ICE servers (no TURN configured)");
+    return false;
+  }
+  rtcConfig.iceServers = [...offered, ...manualIce];
+  if (first) {
+    const urls = offered.flatMap((entry) => entry.urls);
+    log(`ICE servers from the server: ${urls.join(", ")}`);
+  }
+  return true;
 }
 
 // ---- Signaling ----------------------------------------------------------
@@ -472,10 +523,13 @@ async function join(room) {
   history.replaceState(null, "", url);
   step("socket", "wait", "connecting…");
   $("banner").hidden = true;
+  if (iceTimer === undefined && await loadIceServers(true)) {
+    iceTimer = setInterval(() => void loadIceServers(false), ICE_REFRESH);
+  }
   log(`opening the signaling socket of room “${short(room)}”`);
   let client;
   try {
-    client = await SigverClient.open(server, room);
+    client = await SigverClient.open(server, room, { token });
   } catch (error) {
     const code = error.code ?? 1006;
     const { name, meaning } = describeCloseCode(code);
@@ -492,8 +546,10 @@ async function join(room) {
   client.addEventListener("close", onClose);
   client.addEventListener("content", (event) => void onContent(event));
   client.addEventListener("gone", onGone);
-  step("socket", "ok", `open · ${short(client.url, 72)}`);
-  log(`socket open: ${short(client.url, 120)}`);
+  // The token is a credential: keep it off the screen.
+  const shown = client.url.replace(/\/t\/[^/]+\//, "/t/…/");
+  step("socket", "ok", `open · ${short(shown, 72)}`);
+  log(`socket open: ${short(shown, 120)}`);
   $("leave").hidden = false;
   const link = new URL(location.href);
   $("who").replaceChildren(
