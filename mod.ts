@@ -23,6 +23,27 @@
  * Deno.serve(sigver.fetch);
  * ```
  *
+ * @example Mint access tokens in your app's backend
+ * A server started with `--auth-secret` (or `authSecrets`) lets a peer in
+ * only on `/t/<token>/<key>`. The backend, which knows who the user is and
+ * which rooms they may enter, mints the token with the same secret; the
+ * page hands it to Netflux as
+ * `signalingServer: "wss://host/t/" + token`.
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mintToken, TokenAuthority } from "@coast/sigver";
+ * const secret = "the server's --auth-secret";
+ * // Rooms under "team-42/" for ten minutes.
+ * const token = await mintToken(secret, { prefix: "team-42/", ttl: 600 });
+ * // The server's check, for the key "team-42/standup":
+ * const result = await new TokenAuthority([secret]).check({
+ *   token,
+ *   key: "team-42/standup",
+ *   now: Date.now(),
+ * });
+ * assert.deepEqual(result, { ok: true });
+ * ```
+ *
  * @module
  */
 
@@ -74,6 +95,33 @@ export {
   parsePeerUrl,
   type PeerUrl,
 } from "./lib/url.ts";
+export {
+  checkToken,
+  DEFAULT_TOKEN_TTL,
+  MAX_TOKEN_EXPIRY,
+  MAX_TOKEN_LENGTH,
+  mintToken,
+  type MintTokenOptions,
+  splitTokenPath,
+  TOKEN_CLOCK_SKEW,
+  TOKEN_REFUSAL_REASONS,
+  TOKEN_VERSION,
+  type TokenAccess,
+  TokenAuthority,
+  type TokenCheck,
+  type TokenRefusal,
+  type TokenRefusalReason,
+  type TokenRequest,
+} from "./lib/token.ts";
+export {
+  DEFAULT_TURN_TTL,
+  type IceServer,
+  type IceServersResponse,
+  type TurnCredentials,
+  turnCredentials,
+  type TurnCredentialsOptions,
+} from "./lib/turn.ts";
+export type { TurnOptions } from "./ice.ts";
 export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
 export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
 

@@ -21,10 +21,14 @@ import {
   type LogLevel,
 } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
+import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
+import { checkIceUrls } from "./lib/turn.ts";
+import type { TurnOptions } from "./ice.ts";
 
 const USAGE = `sigver ${VERSION}: WebRTC signaling server for Netflux
 
 Usage: sigver [options]
+       sigver token --secret <secret> [--prefix <prefix>] [--ttl <s>]
 
 Server:
   -h, --host <host>              interface to listen on (default 0.0.0.0)
@@ -67,6 +71,21 @@ Cluster (peers of one key meet on the node that owns it, wherever they connect):
                                  (or the SIGVER_CLUSTER_SECRET environment variable)
       --cluster-prefix <prefix>  prefix of the cluster's Redis keys (default sigver:)
       --cluster-path <path>      this node's view as JSON, "off" to disable (default /cluster)
+
+Access tokens and TURN credentials:
+      --auth-secret <secret>     peers need an access token: ws[s]://HOST/t/<token>/<key>
+                                 (repeatable: any one validates, the first signs; or
+                                 SIGVER_AUTH_SECRETS=s1,s2, read with --allow-env)
+      --turn-secret <secret>     coturn's static-auth-secret: GET /ice-servers hands out
+                                 TURN credentials (or SIGVER_TURN_SECRET, read with --allow-env)
+      --turn-url <url>           turn: or turns: URL of the TURN server (repeatable)
+      --stun-url <url>           stun: URL handed out beside it (repeatable)
+      --turn-ttl <s>             seconds TURN credentials are valid for (default 3600)
+      --ice-servers-path <path>  the TURN credentials endpoint, "off" to disable
+                                 (default /ice-servers)
+
+Commands:
+  token                          print an access token for --auth-secret (sigver token --help)
 
 Peers connect to ws[s]://HOST:PORT/<key>; peers with the same key form a group.
 `;
@@ -147,6 +166,23 @@ function _stderrLines(): {
   };
 }
 
+const TOKEN_USAGE = `sigver ${VERSION}: mint an access token
+
+Usage: sigver token --secret <secret> [--prefix <prefix>] [--ttl <s>]
+
+Prints a token alone on the first line of stdout. Peers connect to
+ws[s]://HOST/t/<token>/<key> with it, for keys that start with the prefix,
+until it expires (30 s of clock skew allowed).
+
+      --secret <secret>  one of the server's --auth-secret (default: the first of
+                         SIGVER_AUTH_SECRETS, read with --allow-env)
+      --prefix <prefix>  keys granted start with it, as the server reads them
+                         (percent-encoding kept); end it with / for a namespace
+                         (default: every key)
+      --ttl <s>          seconds the token is valid for (default 3600)
+      --help             print this help and exit
+`;
+
 /** Characters of log lines that may wait for stderr before lines are dropped. */
 const _LOG_BACKLOG = 1 << 20;
 
@@ -181,6 +217,16 @@ function _path(
     );
   }
   return value;
+}
+
+/**
+ * An environment variable, when the process may read it: `undefined` when
+ * unset or when no `--allow-env` covers it (asking would prompt on a
+ * terminal).
+ */
+function _env(name: string): string | undefined {
+  const { state } = Deno.permissions.querySync({ name: "env", variable: name });
+  return state === "granted" ? Deno.env.get(name) : undefined;
 }
 
 function _read(flag: string, path: string | undefined): string | undefined {
@@ -229,6 +275,12 @@ function _parseFlags(args: string[]) {
       "cluster-secret": { type: "string" },
       "cluster-prefix": { type: "string" },
       "cluster-path": { type: "string" },
+      "auth-secret": { type: "string", multiple: true },
+      "turn-secret": { type: "string" },
+      "turn-url": { type: "string", multiple: true },
+      "stun-url": { type: "string", multiple: true },
+      "turn-ttl": { type: "string" },
+      "ice-servers-path": { type: "string" },
     },
   }).values;
 }
@@ -289,6 +341,8 @@ function _parse(args: string[]):
   }
   const upgrade = seconds("upgrade-timeout");
   const cluster = _cluster(values);
+  const authSecrets = _authSecrets(values["auth-secret"]);
+  const turn = _turn(values);
   const maxSize = _number("max-message-size", values["max-message-size"]);
   return {
     kind: "serve",
@@ -319,8 +373,139 @@ function _parse(args: string[]):
       heartbeatInterval: heartbeat,
       cluster,
       clusterPath: _path("cluster-path", values["cluster-path"]),
+      authSecrets,
+      turn,
+      iceServersPath: _path("ice-servers-path", values["ice-servers-path"]),
     },
   };
+}
+
+/**
+ * The token secrets: the `--auth-secret` flags, else `SIGVER_AUTH_SECRETS`
+ * (comma-separated, spaces around each trimmed). A variable that is set but
+ * holds no secret stops the start: a server meant to be closed must not
+ * come up open.
+ */
+function _authSecrets(flags: string[] | undefined): string[] | undefined {
+  if (flags !== undefined) {
+    if (flags.includes("")) {
+      throw new _UsageError("invalid value for --auth-secret: it is empty");
+    }
+    return flags;
+  }
+  const env = _env("SIGVER_AUTH_SECRETS");
+  if (env === undefined) return undefined;
+  const secrets = env.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (secrets.length === 0) {
+    throw new _UsageError("SIGVER_AUTH_SECRETS is set but holds no secret");
+  }
+  return secrets;
+}
+
+/** The TURN flags: a secret and at least one URL, or none of them. */
+function _turn(
+  values: ReturnType<typeof _parseFlags>,
+): TurnOptions | undefined {
+  const secret = values["turn-secret"] ?? _env("SIGVER_TURN_SECRET");
+  const urls = values["turn-url"] ?? [];
+  const stunUrls = values["stun-url"] ?? [];
+  const ttl = _number("turn-ttl", values["turn-ttl"]);
+  if (secret === undefined) {
+    for (const flag of ["turn-url", "stun-url", "turn-ttl"]) {
+      if (values[flag as "turn-ttl"] !== undefined) {
+        throw new _UsageError(
+          `--${flag} needs --turn-secret (or SIGVER_TURN_SECRET)`,
+        );
+      }
+    }
+    return undefined;
+  }
+  if (secret === "") {
+    throw new _UsageError("invalid value for --turn-secret: it is empty");
+  }
+  if (urls.length === 0) {
+    throw new _UsageError(
+      "--turn-secret needs --turn-url: where peers reach the TURN server (turn:host:port)",
+    );
+  }
+  for (
+    const [flag, list, scheme] of [
+      ["turn-url", urls, "turn: or turns:"],
+      ["stun-url", stunUrls, "stun: or stuns:"],
+    ] as const
+  ) {
+    for (const url of list) {
+      try {
+        if (flag === "turn-url") checkIceUrls([url]);
+        else checkIceUrls(["turn:x"], [url]);
+      } catch {
+        throw new _UsageError(
+          `invalid value for --${flag}: '${url}' (a ${scheme} URL)`,
+        );
+      }
+    }
+  }
+  if (ttl === 0) throw new _UsageError("invalid value for --turn-ttl: '0'");
+  return { secret, urls, stunUrls, ttl };
+}
+
+/**
+ * The `token` command: mints a token and prints it alone on stdout.
+ *
+ * @returns The exit code: 0, or 2 for a bad flag.
+ */
+async function _tokenCommand(args: string[]): Promise<number> {
+  try {
+    let values;
+    try {
+      values = parseArgs({
+        args,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          secret: { type: "string" },
+          prefix: { type: "string" },
+          ttl: { type: "string" },
+          help: { type: "boolean" },
+        },
+      }).values;
+    } catch (error) {
+      throw new _UsageError(
+        error instanceof Error ? error.message.split("\n")[0] : String(error),
+      );
+    }
+    if (values.help) {
+      console.log(TOKEN_USAGE);
+      return 0;
+    }
+    const secret = values.secret ??
+      _env("SIGVER_AUTH_SECRETS")?.split(",").map((s) => s.trim()).find((s) =>
+        s !== ""
+      );
+    if (secret === undefined || secret === "") {
+      throw new _UsageError(
+        "token needs --secret: one of the server's --auth-secret (or SIGVER_AUTH_SECRETS, read with --allow-env)",
+      );
+    }
+    const ttl = _number("ttl", values.ttl);
+    if (ttl === 0) throw new _UsageError("invalid value for --ttl: '0'");
+    let token;
+    try {
+      token = await mintToken(secret, { prefix: values.prefix, ttl });
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      throw new _UsageError(
+        `invalid value for --ttl: '${values.ttl}' (the expiry must stay below ${MAX_TOKEN_EXPIRY})`,
+      );
+    }
+    console.log(token);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof _UsageError)) throw error;
+    console.error(`error: ${error.message}`);
+    console.error("Try 'sigver token --help' for the list of options.");
+    return 2;
+  }
 }
 
 /** The cluster flags: all of them with --redis, none of them without. */
@@ -381,6 +566,7 @@ function _cluster(
  * ```
  */
 export async function main(args: string[]): Promise<number> {
+  if (args[0] === "token") return await _tokenCommand(args.slice(1));
   let parsed;
   try {
     parsed = _parse(args);
@@ -445,6 +631,12 @@ export async function main(args: string[]): Promise<number> {
         logEvent("info", "listen", {
           url: `${key === undefined ? "ws" : "wss"}://${host}:${addr.port}/`,
           version: VERSION,
+          // Whether upgrades need a token: SIGVER_AUTH_SECRETS is silently
+          // unreadable without --allow-env, so say it where it shows.
+          auth: options.authSecrets === undefined ? "off" : "tokens",
+          ice: options.turn === undefined || options.iceServersPath === false
+            ? undefined
+            : options.iceServersPath ?? "/ice-servers",
         });
       },
     });
