@@ -3,7 +3,8 @@
  * Chromium pages, forms a group through the real server (`server.ts`, run as
  * a subprocess): every page joins, all see each other, messages go over the
  * WebRTC mesh, and the pages stay in the group across three heartbeat
- * periods.
+ * periods. Behind access tokens, Netflux joins through a token URL
+ * (`signalingServer: "ws://host/t/<token>"`).
  *
  * Run with `deno task test:e2e`.
  */
@@ -14,6 +15,8 @@ import NETFLUX from "npm:netflux@4.3.1/dist/netflux.browser.es5.umd.js" with {
 };
 import type { Page } from "npm:playwright-core@1.65.1";
 import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
+import { mintToken } from "../../lib/token.ts";
+import { waitFor } from "../_helpers.ts";
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>netflux</title>
 <script src="/netflux.js"></script><body>netflux</body>`;
@@ -133,6 +136,76 @@ Deno.test({
     assert.match(metrics, /^sigver_peers 3$/m);
     assert.match(metrics, /^sigver_members 3$/m);
     assert.doesNotMatch(metrics, /sigver_closes_total\{code="474\d"/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+Deno.test({
+  name:
+    "netflux 4 clients join through a token URL, and a forged token stays out",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const secret = "netflux e2e auth secret";
+  await using server = await startCli("--auth-secret", secret);
+  // What an app backend hands its pages: a token for its rooms, and the
+  // signaling URL with it, to which Netflux appends "/<key>".
+  const token = await mintToken(secret, { prefix: "netflux-", ttl: 600 });
+  const wsBase = server.base.replace("http", "ws");
+  await using web = servePage();
+  const base = `http://127.0.0.1:${web.addr.port}/`;
+  const browser = await launchChromium();
+  const errors: string[] = [];
+  try {
+    const key = `netflux-${crypto.randomUUID().slice(0, 8)}`;
+    const pages: Page[] = [];
+    for (let i = 0; i < 2; i++) {
+      const page = await browser.newPage();
+      watch(page, `page ${i}`, errors);
+      await join(page, base, `${wsBase}/t/${token}`, key);
+      await page.waitForFunction(
+        (n) => {
+          // deno-lint-ignore no-explicit-any
+          const wg = (globalThis as any).wg;
+          return wg.state === 1 && wg.members.length === n;
+        },
+        i + 1,
+        { timeout: TIMEOUT },
+      );
+      pages.push(page);
+    }
+    await pages[0].evaluate(() => {
+      // deno-lint-ignore no-explicit-any
+      (globalThis as any).wg.send("hello with a token");
+    });
+    await pages[1].waitForFunction(
+      // deno-lint-ignore no-explicit-any
+      () => (globalThis as any).received.includes("hello with a token"),
+      undefined,
+      { timeout: TIMEOUT },
+    );
+
+    // A token signed with another secret: the upgrade gets 403.
+    const forged = await mintToken("not the server's secret", {
+      prefix: "netflux-",
+    });
+    const outsider = await browser.newPage();
+    await join(outsider, base, `${wsBase}/t/${forged}`, key);
+    await waitFor(async () => {
+      const metrics = await (await fetch(`${server.base}/metrics`)).text();
+      return /^sigver_rejections_total\{reason="token_signature"\} [1-9]/m
+        .test(metrics);
+    }, "the server to refuse the forged token");
+    const g = await group(outsider);
+    assert.notEqual(g.state, 1);
+    for (const page of pages) {
+      assert.equal((await group(page)).members.length, 2);
+    }
+    const metrics = await (await fetch(`${server.base}/metrics`)).text();
+    assert.match(metrics, /^sigver_peers 2$/m);
+    assert.match(metrics, /^sigver_members 2$/m);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

@@ -1,0 +1,455 @@
+/**
+ * TURN for real: Debian's coturn (`turnserver`) on 127.0.0.1 with
+ * `use-auth-secret`, the real server (`server.ts`) handing out its
+ * credentials on `/ice-servers`, and headless Chromium pages that may only
+ * relay (`iceTransportPolicy: "relay"`): their DataChannel opens through
+ * coturn when the secrets match, and never when they don't.
+ *
+ * What this machine needs, found by trying: Chromium reaches a TURN server
+ * on 127.0.0.1 with the usual flags (no `--allow-loopback-in-peer-connection`:
+ * that flag is about host candidates, and relay-only pages have none).
+ * coturn, though, refuses to relay to loopback peers unless given
+ * `--allow-loopback-peers`: without it every CreatePermission gets
+ * `403 Forbidden IP` and the pages' ICE fails. `-n` keeps it from reading
+ * /etc/turnserver.conf, and its database, pid and log files go to a temp
+ * directory.
+ *
+ * Run with `deno task test:e2e` (needs `apt-get install -y coturn chromium`).
+ */
+
+// Page functions run in Chromium: Deno has no WebRTC types for them.
+// deno-lint-ignore-file no-explicit-any
+
+import assert from "node:assert/strict";
+import type { Page } from "npm:playwright-core@1.65.1";
+import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
+import { CLIENT_JS } from "../../demo/assets.gen.ts";
+import { waitFor } from "../_helpers.ts";
+import { deadline } from "../../deadline.ts";
+import { mintToken } from "../../lib/token.ts";
+
+const TURN_SECRET = "coturn static-auth-secret for e2e";
+const AUTH_SECRET = "sigver auth secret for e2e";
+/** How long pages with wrong credentials are watched for a connection. */
+const FAIL_WINDOW = 10_000;
+
+/** coturn on 127.0.0.1 and a free port, stopped by its PID on dispose. */
+class Coturn implements AsyncDisposable {
+  readonly port: number;
+  readonly #dir: string;
+  readonly #child: Deno.ChildProcess;
+
+  private constructor(port: number, dir: string, child: Deno.ChildProcess) {
+    this.port = port;
+    this.#dir = dir;
+    this.#child = child;
+  }
+
+  /** Starts coturn and waits until it accepts TCP connections. */
+  static async start(secret: string): Promise<Coturn> {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
+    const dir = await Deno.makeTempDir({ prefix: "sigver-coturn-" });
+    const child = new Deno.Command("turnserver", {
+      args: [
+        "-n",
+        "-v",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--listening-ip",
+        "127.0.0.1",
+        "--relay-ip",
+        "127.0.0.1",
+        "--listening-port",
+        String(port),
+        "--use-auth-secret",
+        "--static-auth-secret",
+        secret,
+        "--realm",
+        "sigver.test",
+        "--allow-loopback-peers",
+        "--log-file",
+        `${dir}/turn.log`,
+        "--simple-log",
+        "--no-stdout-log",
+        "--pidfile",
+        `${dir}/turn.pid`,
+        "--userdb",
+        `${dir}/turndb`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const coturn = new Coturn(port, dir, child);
+    try {
+      await waitFor(async () => {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+          return true;
+        } catch {
+          return false;
+        }
+      }, "coturn to listen");
+    } catch (error) {
+      await coturn[Symbol.asyncDispose]();
+      throw error;
+    }
+    return coturn;
+  }
+
+  /** The TURN URL of this server, over UDP. */
+  get url(): string {
+    return `turn:127.0.0.1:${this.port}?transport=udp`;
+  }
+
+  /** What coturn logged so far. */
+  async log(): Promise<string> {
+    return await Deno.readTextFile(`${this.#dir}/turn.log`).catch(() => "");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    Deno.kill(this.#child.pid, "SIGTERM");
+    try {
+      await deadline(this.#child.status, 5000, "coturn to stop");
+    } catch {
+      Deno.kill(this.#child.pid, "SIGKILL");
+      await this.#child.status;
+    }
+    await Deno.remove(this.#dir, { recursive: true });
+  }
+}
+
+/** The ICE candidate types of every selected pair of a page's connections. */
+function selectedPairs(
+  page: Page,
+  which: "demo" | "page",
+): Promise<{ local: string; remote: string; address: string }[]> {
+  return page.evaluate(async (which) => {
+    const g = globalThis as any;
+    const pcs: any[] = which === "demo"
+      ? [...g.sigverDemo.state.peers.values()].map((p: any) => p.pc)
+      : [g.pc];
+    const pairs = [];
+    for (const pc of pcs) {
+      const stats = await pc.getStats();
+      for (const report of stats.values()) {
+        if (report.type !== "transport" || !report.selectedCandidatePairId) {
+          continue;
+        }
+        const pair = stats.get(report.selectedCandidatePairId);
+        const local = stats.get(pair.localCandidateId);
+        const remote = stats.get(pair.remoteCandidateId);
+        pairs.push({
+          local: local.candidateType,
+          remote: remote.candidateType,
+          address: local.address,
+        });
+      }
+    }
+    return pairs;
+  }, which);
+}
+
+/** Open data channels of a demo page whose connection is "connected". */
+function demoConnected(page: Page): Promise<number> {
+  return page.evaluate(() => {
+    const demo = (globalThis as any).sigverDemo;
+    return [...demo.state.peers.values()].filter((p: any) =>
+      p.pc.connectionState === "connected" && p.channel?.readyState === "open"
+    ).length;
+  });
+}
+
+function waitDemoConnected(page: Page): Promise<unknown> {
+  return page.waitForFunction(
+    () => {
+      const demo = (globalThis as any).sigverDemo;
+      return [...demo.state.peers.values()].some((p: any) =>
+        p.pc.connectionState === "connected" && p.channel?.readyState === "open"
+      );
+    },
+    undefined,
+    { timeout: TIMEOUT },
+  );
+}
+
+async function demoLog(page: Page): Promise<string> {
+  return await page.locator("#log").textContent() ?? "";
+}
+
+const E2E = {
+  // Playwright keeps its own pipes and timers to the browser process.
+  sanitizeOps: false,
+  sanitizeResources: false,
+};
+
+Deno.test({
+  name:
+    "demo pages with a token relay through coturn with credentials from /ice-servers",
+  ...E2E,
+}, async () => {
+  await using coturn = await Coturn.start(TURN_SECRET);
+  await using server = await startCli(
+    "--auth-secret",
+    AUTH_SECRET,
+    "--turn-secret",
+    TURN_SECRET,
+    "--turn-url",
+    coturn.url,
+  );
+  const browser = await launchChromium();
+  const errors: string[] = [];
+  try {
+    const context = await browser.newContext();
+    const room = `turn-${crypto.randomUUID().slice(0, 8)}`;
+    // The token opens the socket and /ice-servers (same origin: no CORS).
+    const token = await mintToken(AUTH_SECRET, { prefix: "turn-" });
+    const [a, b] = [await context.newPage(), await context.newPage()];
+    watch(a, "A", errors);
+    watch(b, "B", errors);
+    await a.goto(`${server.base}/?room=${room}&relay&token=${token}`);
+    await a.locator("#step-member[data-state=ok]").waitFor({
+      timeout: TIMEOUT,
+    });
+    await b.goto(`${server.base}/?room=${room}&relay&token=${token}`);
+    await Promise.all([waitDemoConnected(a), waitDemoConnected(b)]);
+    for (const page of [a, b]) {
+      // The page keeps the token off the screen.
+      const socket = await page.locator("#step-socket").textContent() ?? "";
+      assert.match(socket, new RegExp(`/t/…/${room}`));
+      assert.ok(!(await demoLog(page)).includes(token));
+      assert.match(
+        await demoLog(page),
+        new RegExp(
+          `ICE servers from the server: ${coturn.url.replace(/[?]/g, "\\?")}`,
+        ),
+      );
+      const pairs = await selectedPairs(page, "demo");
+      assert.deepEqual(pairs, [
+        { local: "relay", remote: "relay", address: "127.0.0.1" },
+      ]);
+      assert.doesNotMatch(await demoLog(page), /: 401 /);
+    }
+    // Chat goes through the relays.
+    await a.fill("#text", "through coturn");
+    await a.click("#send");
+    await b.locator("#messages .msg", { hasText: "through coturn" }).waitFor({
+      timeout: TIMEOUT,
+    });
+    // coturn allocated for the usernames the server handed out.
+    const log = await coturn.log();
+    assert.match(
+      log,
+      /user <\d{10,}:[0-9a-f]{16}>: incoming packet ALLOCATE processed, success/,
+    );
+    await context.close();
+    assert.deepEqual(errors, []);
+  } finally {
+    if (errors.length > 0) console.error(errors.join("\n"));
+    await browser.close();
+  }
+});
+
+/** Serves a blank page and the client bundle: another origin than sigver's. */
+function servePage(): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) =>
+      new URL(request.url).pathname === "/client.js"
+        ? new Response(CLIENT_JS, {
+          headers: { "content-type": "text/javascript" },
+        })
+        : new Response("<!doctype html><title>relay</title><body>relay", {
+          headers: { "content-type": "text/html" },
+        }),
+  );
+}
+
+/**
+ * One peer in a page, with the typed client: TURN credentials fetched with
+ * the token (cross-origin: CORS, with a preflight for Authorization), the
+ * socket opened with it, a relay-only connection. The member (group id 1)
+ * answers; the joiner (2) opens the DataChannel and offers.
+ */
+function relayPeer(
+  page: Page,
+  options: { base: string; token: string; key: string; member: boolean },
+): Promise<{ connected: boolean; iceUrls: string[] }> {
+  return page.evaluate(async ({ base, token, key, member }) => {
+    const g = globalThis as any;
+    const { fetchIceServers, SigverClient } = await import("/client.js");
+    const iceServers = await fetchIceServers(base, { token });
+    const pc = new g.RTCPeerConnection({
+      iceServers,
+      iceTransportPolicy: "relay",
+    });
+    const client = await SigverClient.open(base, key, { token });
+    g.pc = pc;
+    g.client = client;
+    g.received = [];
+    let peer = 0;
+    const send = (message: unknown) =>
+      client.send(peer, JSON.stringify(message));
+    pc.onicecandidate = (event: any) => {
+      if (event.candidate) send({ candidate: event.candidate.toJSON() });
+    };
+    const attach = (channel: any) => {
+      g.channel = channel;
+      channel.onmessage = (event: any) => g.received.push(event.data);
+    };
+    pc.ondatachannel = (event: any) => attach(event.channel);
+    // One message at a time: a candidate waits for the offer before it.
+    let chain = Promise.resolve();
+    client.addEventListener(
+      "content",
+      (event: { senderId: number; text(): string }) => {
+        chain = chain.then(async () => {
+          const message = JSON.parse(event.text());
+          if (member) peer = event.senderId;
+          if (message.sdp) {
+            await pc.setRemoteDescription(message.sdp);
+            if (message.sdp.type === "offer") {
+              await pc.setLocalDescription(await pc.createAnswer());
+              send({ sdp: pc.localDescription });
+            }
+          } else if (message.candidate) {
+            await pc.addIceCandidate(message.candidate);
+          }
+        });
+      },
+    );
+    const connected = await client.connect(member ? 1 : 2, []);
+    if (!member) {
+      attach(pc.createDataChannel("relay"));
+      await pc.setLocalDescription(await pc.createOffer());
+      send({ sdp: pc.localDescription });
+    }
+    return {
+      connected,
+      iceUrls: iceServers.flatMap((s: { urls: string[] }) => s.urls),
+    };
+  }, options);
+}
+
+Deno.test({
+  name:
+    "a page on another origin gets credentials with its token through CORS and relays",
+  ...E2E,
+}, async () => {
+  await using coturn = await Coturn.start(TURN_SECRET);
+  await using web = servePage();
+  const origin = `http://127.0.0.1:${web.addr.port}`;
+  await using server = await startCli(
+    "--auth-secret",
+    AUTH_SECRET,
+    "--allow-origin",
+    origin,
+    "--turn-secret",
+    TURN_SECRET,
+    "--turn-url",
+    coturn.url,
+  );
+  const key = `relay-${crypto.randomUUID().slice(0, 8)}`;
+  const token = await mintToken(AUTH_SECRET, { prefix: "relay-", ttl: 300 });
+  const browser = await launchChromium();
+  const errors: string[] = [];
+  try {
+    const context = await browser.newContext();
+    const [a, b] = [await context.newPage(), await context.newPage()];
+    watch(a, "member", errors);
+    watch(b, "joiner", errors);
+    await a.goto(`${origin}/`);
+    await b.goto(`${origin}/`);
+    const base = server.base;
+    const member = await relayPeer(a, { base, token, key, member: true });
+    assert.deepEqual(member, { connected: true, iceUrls: [coturn.url] });
+    const joiner = await relayPeer(b, { base, token, key, member: false });
+    assert.deepEqual(joiner, { connected: false, iceUrls: [coturn.url] });
+    for (const page of [a, b]) {
+      await page.waitForFunction(
+        () => (globalThis as any).channel?.readyState === "open",
+        undefined,
+        { timeout: TIMEOUT },
+      );
+      assert.deepEqual(await selectedPairs(page, "page"), [
+        { local: "relay", remote: "relay", address: "127.0.0.1" },
+      ]);
+    }
+    await b.evaluate(() => (globalThis as any).channel.send("hello via TURN"));
+    await a.waitForFunction(
+      () => (globalThis as any).received.includes("hello via TURN"),
+      undefined,
+      { timeout: TIMEOUT },
+    );
+    // Without the token the same page gets 401, readable through CORS.
+    const status = await a.evaluate(async (base) => {
+      const { fetchIceServers } = await import("/client.js");
+      return await fetchIceServers(base).then(
+        () => 200,
+        (error: { status?: number }) => error.status,
+      );
+    }, base);
+    assert.equal(status, 401);
+    await context.close();
+    // The one error: Chromium reports the 401 on the console.
+    assert.deepEqual(errors, [
+      "member: Failed to load resource: the server responded with a status of 401 (Unauthorized)",
+    ]);
+  } finally {
+    await browser.close();
+  }
+});
+
+Deno.test({
+  name: "demo pages with credentials for another secret never connect",
+  ...E2E,
+}, async () => {
+  await using coturn = await Coturn.start(TURN_SECRET);
+  await using server = await startCli(
+    "--turn-secret",
+    "not coturn's secret",
+    "--turn-url",
+    coturn.url,
+  );
+  const browser = await launchChromium();
+  const errors: string[] = [];
+  try {
+    const context = await browser.newContext();
+    const room = `turn-${crypto.randomUUID().slice(0, 8)}`;
+    const [a, b] = [await context.newPage(), await context.newPage()];
+    watch(a, "A", errors);
+    watch(b, "B", errors);
+    await a.goto(`${server.base}/?room=${room}&relay`);
+    await a.locator("#step-member[data-state=ok]").waitFor({
+      timeout: TIMEOUT,
+    });
+    await b.goto(`${server.base}/?room=${room}&relay`);
+    // coturn refuses the credentials: both pages say so in their log.
+    for (const page of [a, b]) {
+      await page.locator("#log li", { hasText: ": 401 " }).first().waitFor({
+        timeout: TIMEOUT,
+      });
+    }
+    // And no connection comes up while we watch.
+    const end = performance.now() + FAIL_WINDOW;
+    while (performance.now() < end) {
+      assert.equal(await demoConnected(a), 0);
+      assert.equal(await demoConnected(b), 0);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.deepEqual(await selectedPairs(b, "demo"), []);
+    assert.match(
+      await coturn.log(),
+      /check_stun_auth: Cannot find credentials of user <\d+:[0-9a-f]{16}>/,
+    );
+    assert.doesNotMatch(await coturn.log(), /ALLOCATE processed, success/);
+    await context.close();
+    assert.deepEqual(errors, []);
+  } finally {
+    if (errors.length > 0) console.error(errors.join("\n"));
+    await browser.close();
+  }
+});
