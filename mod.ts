@@ -53,6 +53,12 @@ export {
   type SigverHandler,
 } from "./handler.ts";
 export { serve, type ServeOptions, type SigverServer } from "./serve.ts";
+export {
+  ClusterNode,
+  type ClusterOptions,
+  type ClusterView,
+  type Route,
+} from "./cluster/node.ts";
 export { defaultMaxPeers } from "./system.ts";
 export { type Clock, ManualClock, systemClock } from "./clock.ts";
 export {
@@ -122,7 +128,18 @@ export {
   type TurnCredentialsOptions,
 } from "./lib/turn.ts";
 export type { TurnOptions } from "./ice.ts";
-export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
+export {
+  type LogFields,
+  type LogFormat,
+  Logger,
+  type LogLevel,
+} from "./lib/log.ts";
+export {
+  PIPE_HEADERS,
+  PipeAuthority,
+  type PipeCheck,
+  type PipeClaims,
+} from "./lib/pipe_auth.ts";
 export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
 
 if (import.meta.main) {
