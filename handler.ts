@@ -37,7 +37,7 @@ import {
   type HandlerOptions,
   resolveHandlerOptions,
 } from "./options.ts";
-import { DenoSocket, type SocketContext, type SocketEvents } from "./socket.ts";
+import { AdaptedSocket, type SocketContext } from "./socket.ts";
 import {
   EdgeConn,
   type EdgeHost,
@@ -139,10 +139,12 @@ function _closeLevel(code: number, by: "server" | "client"): LogLevel {
     : "info";
 }
 
-/** One connection: its socket, its peer once open, and its limits' state. */
-class _Conn implements PeerTransport, SocketEvents {
+/**
+ * One connection: its socket (it is one: one object per peer, not two), its
+ * peer once open, and its limits' state.
+ */
+class _Conn extends AdaptedSocket implements PeerTransport {
   readonly handler: _Handler;
-  readonly socket: DenoSocket;
   readonly address: string;
   readonly counted: boolean;
   /** The key, or `undefined` when the request URL had no path. */
@@ -169,6 +171,7 @@ class _Conn implements PeerTransport, SocketEvents {
     favored: boolean,
     now: number,
   ) {
+    super(raw, handler.socketContext);
     this.handler = handler;
     this.address = address;
     this.counted = counted;
@@ -178,11 +181,15 @@ class _Conn implements PeerTransport, SocketEvents {
     // The bucket runs on the tick's clock, the upgrade timeout on the real one.
     this.last = handler.now;
     this.since = now;
-    this.socket = new DenoSocket(raw, this, handler.socketContext);
+  }
+
+  /** The connection's socket: itself (an `EdgeConn` holds one). */
+  get socket(): AdaptedSocket {
+    return this;
   }
 
   send(frame: Uint8Array): void {
-    if (!this.socket.send(frame)) {
+    if (!this.trySend(frame)) {
       this.handler.rejections.add("slow_reader");
       throw new CloseError(
         CLOSE_POLICY_VIOLATION,
@@ -229,7 +236,7 @@ class _Handler implements SigverHandler, EdgeHost {
   /** Answers the ICE servers path, unless it is off. */
   readonly #ice: IceServersEndpoint | undefined;
   /** Sockets whose close waits for quiet: flushed on every tick. */
-  readonly #closing = new Set<DenoSocket>();
+  readonly #closing = new Set<AdaptedSocket>();
   readonly #perAddress = new Map<string, number>();
   /** True while close() closes every socket: no waiting for quiet then. */
   #closingAll = false;
@@ -370,7 +377,9 @@ class _Handler implements SigverHandler, EdgeHost {
     immediately: boolean,
   ): void {
     const socket = conn.socket;
-    if (!socket.close(code, reason, immediately || this.#closingAll)) return;
+    if (!socket.requestClose(code, reason, immediately || this.#closingAll)) {
+      return;
+    }
     this.#recordClose(conn, code, reason, "server");
     if (socket.closing) {
       this.#closing.add(socket);

@@ -1,7 +1,8 @@
 /**
  * One peer's WebSocket, as `Deno.upgradeWebSocket` gives it, behind a small
- * interface: {@linkcode DenoSocket.send}, {@linkcode DenoSocket.close} and
- * three events. It holds Deno's quirks and nothing else:
+ * interface: {@linkcode AdaptedSocket.trySend},
+ * {@linkcode AdaptedSocket.requestClose} and three events. It holds Deno's
+ * quirks and nothing else:
  *
  * - a send is refused when too many bytes already wait in the socket's
  *   buffer (`bufferedAmount`): the peer reads too slowly;
@@ -15,8 +16,16 @@
  *   done once it opens.
  *
  * Time comes in ticks: the owner counts them in a shared
- * {@linkcode SocketContext} and calls {@linkcode DenoSocket.flush} on every
- * tick while {@linkcode DenoSocket.closing} holds.
+ * {@linkcode SocketContext} and calls {@linkcode AdaptedSocket.flush} on every
+ * tick while {@linkcode AdaptedSocket.closing} holds.
+ *
+ * A server holds tens of thousands of sockets, so each one costs as little
+ * as it can: {@linkcode AdaptedSocket} is a base class that the owner's
+ * connection object extends (one object per socket, not two), it listens
+ * for three event types (each listener costs Deno a few hundred bytes; the
+ * `error` event needs none, the `close` event follows it), and it keeps a
+ * close's details only while a close waits. {@linkcode DenoSocket} is the
+ * same socket for an owner that holds one and hears its events.
  *
  * @module
  */
@@ -55,49 +64,88 @@ export interface SocketContext {
 const _OPEN = 1;
 const _CONNECTING = 0;
 
+/** A close that was asked for and has not gone out yet. */
+interface _Close {
+  readonly code: number;
+  readonly reason: string;
+  /** The tick it was asked for. */
+  readonly since: number;
+  /** Whether it must not wait for quiet. */
+  immediately: boolean;
+}
+
 /**
- * A Deno server-side WebSocket adapted for the server.
+ * A Deno server-side WebSocket adapted for the server: subclass it and
+ * implement the three events of {@linkcode SocketEvents}.
  *
  * @example
  * ```ts ignore
+ * class Peer extends AdaptedSocket {
+ *   onOpen() {}
+ *   onFrame(data: ArrayBuffer | string) {}
+ *   onClose(code: number, reason: string) {}
+ * }
  * const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
- * const peer = new DenoSocket(socket, events, context);
+ * const peer = new Peer(socket, context);
  * ```
  */
-export class DenoSocket {
-  /** The Deno socket. */
+export abstract class AdaptedSocket implements SocketEvents {
+  /**
+   * The Deno socket. Frames sent on it directly escape the slow-reader
+   * check of {@linkcode AdaptedSocket.trySend} until it next asks Deno.
+   */
   readonly raw: WebSocket;
-  /** The tick of the last frame (or the end of the open grace). */
-  seen = -Infinity;
-  #events: SocketEvents;
-  #context: SocketContext;
-  /** The requested close: code (0: none), reason, the tick it came. */
-  #code = 0;
-  #reason = "";
-  #since = 0;
+  /**
+   * The tick of the last frame (or the end of the open grace). It starts
+   * two ticks before the first one: quiet. A small integer, never a float:
+   * V8 would box the field of every socket.
+   */
+  seen = -2;
+  readonly #context: SocketContext;
+  /** The requested close, until it goes out. */
+  #close: _Close | undefined = undefined;
   /** Whether the close went out, or the socket closed. */
   #done = false;
-  /** Whether the requested close must not wait for quiet. */
-  #immediately = false;
+  /**
+   * At least the bytes waiting in the send buffer: what `bufferedAmount`
+   * said when last asked plus what was sent since, so that most sends need
+   * not ask (an op call).
+   */
+  #queued = 0;
 
   /**
-   * Adapts `raw`, which must not have opened yet: its events go to `events`.
+   * Adapts `raw`, which must not have opened yet.
    *
    * @param raw The socket from `Deno.upgradeWebSocket`.
-   * @param events Who hears the socket's events.
    * @param context The shared tick count and settings.
    */
-  constructor(raw: WebSocket, events: SocketEvents, context: SocketContext) {
+  constructor(raw: WebSocket, context: SocketContext) {
     this.raw = raw;
-    this.#events = events;
     this.#context = context;
     raw.binaryType = "arraybuffer";
-    // One listener object for every event: no closure per socket.
+    // This object is the listener of every event: no closure per socket.
     raw.addEventListener("open", this);
     raw.addEventListener("message", this);
     raw.addEventListener("close", this);
-    raw.addEventListener("error", this);
   }
+
+  /** The socket opened (not reported when it was closed before). */
+  abstract onOpen(): void;
+
+  /**
+   * A frame arrived.
+   *
+   * @param data A binary frame's bytes, or a text frame's text.
+   */
+  abstract onFrame(data: ArrayBuffer | string): void;
+
+  /**
+   * The socket closed, whoever closed it.
+   *
+   * @param code The close code; 1006 when the connection dropped.
+   * @param reason The close reason.
+   */
+  abstract onClose(code: number, reason: string): void;
 
   /**
    * Sends one binary frame (Deno copies it at once). Does nothing once the
@@ -107,18 +155,25 @@ export class DenoSocket {
    * @returns False when the frame was not sent because the peer reads too
    * slowly; true otherwise.
    */
-  send(frame: Uint8Array): boolean {
+  trySend(frame: Uint8Array): boolean {
     const raw = this.raw;
     if (raw.readyState !== _OPEN) return true;
     const max = this.#context.maxBufferedAmount;
-    if (max > 0 && raw.bufferedAmount > max) return false;
+    if (max > 0) {
+      if (this.#queued > max) {
+        // Deno counts the payload bytes of the frames it has not written.
+        this.#queued = raw.bufferedAmount;
+        if (this.#queued > max) return false;
+      }
+      this.#queued += frame.length;
+    }
     raw.send(frame);
     return true;
   }
 
   /**
    * Closes the socket with a code and reason: at once when it is quiet (or
-   * when told to), otherwise on a later {@linkcode DenoSocket.flush}. A
+   * when told to), otherwise on a later {@linkcode AdaptedSocket.flush}. A
    * socket that has not opened yet closes when it opens.
    *
    * @param code The close code.
@@ -128,24 +183,23 @@ export class DenoSocket {
    * @returns False when the socket was already closing or closed (the call
    * did nothing).
    */
-  close(code: number, reason: string, immediately = false): boolean {
-    if (this.#code !== 0 || this.#done) return false;
-    this.#code = code;
-    this.#reason = reason;
-    this.#since = this.#context.tick;
-    this.#immediately = immediately;
+  requestClose(code: number, reason: string, immediately = false): boolean {
+    if (this.#close !== undefined || this.#done) return false;
+    const tick = this.#context.tick;
+    const close = this.#close = { code, reason, since: tick, immediately };
     if (
-      this.raw.readyState === _OPEN &&
-      (immediately || this.seen < this.#context.tick - 1)
+      this.raw.readyState === _OPEN && (immediately || this.seen < tick - 1)
     ) {
-      this.#closeNow();
+      this.#closeNow(close);
     }
     return true;
   }
 
-  /** Whether a close waits: call {@linkcode DenoSocket.flush} every tick. */
+  /**
+   * Whether a close waits: call {@linkcode AdaptedSocket.flush} every tick.
+   */
   get closing(): boolean {
-    return this.#code !== 0 && !this.#done;
+    return this.#close !== undefined && !this.#done;
   }
 
   /**
@@ -155,14 +209,16 @@ export class DenoSocket {
    * @returns Whether the close still waits.
    */
   flush(now = false): boolean {
-    if (!this.closing) return false;
+    const close = this.#close;
+    if (close === undefined || this.#done) return false;
     const tick = this.#context.tick;
-    const waited = now ||
-      tick - this.#since >= this.#context.closeWaitTicks;
+    if (now) close.immediately = true;
+    const waited = close.immediately ||
+      tick - close.since >= this.#context.closeWaitTicks;
     // Not open yet: the open event closes it (at once, once it waited).
     if (this.raw.readyState === _CONNECTING) return !waited;
     if (!waited && this.seen >= tick - 1) return true;
-    this.#closeNow();
+    this.#closeNow(close);
     return false;
   }
 
@@ -175,17 +231,18 @@ export class DenoSocket {
     switch (event.type) {
       case "message":
         this.seen = this.#context.tick;
-        this.#events.onFrame((event as MessageEvent).data);
+        this.onFrame((event as MessageEvent).data);
         return;
       case "open": {
         const context = this.#context;
         this.seen = context.tick + context.openGraceTicks;
-        if (this.#code === 0) this.#events.onOpen();
+        const close = this.#close;
+        if (close === undefined) this.onOpen();
         else if (
-          this.#immediately ||
-          context.tick - this.#since >= context.closeWaitTicks
+          close.immediately ||
+          context.tick - close.since >= context.closeWaitTicks
         ) {
-          this.#closeNow();
+          this.#closeNow(close);
         }
         return;
       }
@@ -193,18 +250,91 @@ export class DenoSocket {
         const { code, reason } = event as CloseEvent;
         this.#done = true;
         // Deno reports a connection dropped without a close frame as 0.
-        this.#events.onClose(code || 1006, reason);
+        this.onClose(code || 1006, reason);
         return;
       }
     }
   }
 
-  #closeNow(): void {
+  #closeNow(close: _Close): void {
     this.#done = true;
     try {
-      this.raw.close(this.#code, this.#reason);
+      this.raw.close(close.code, close.reason);
     } catch {
       // Already closing: the close event follows.
     }
+  }
+}
+
+/**
+ * An {@linkcode AdaptedSocket} for an owner that holds it: its events go to
+ * the owner, and `send` and `close` are its names for
+ * {@linkcode AdaptedSocket.trySend} and {@linkcode AdaptedSocket.requestClose}.
+ *
+ * @example
+ * ```ts ignore
+ * const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+ * const peer = new DenoSocket(socket, events, context);
+ * ```
+ */
+export class DenoSocket extends AdaptedSocket {
+  readonly #events: SocketEvents;
+
+  /**
+   * Adapts `raw`, which must not have opened yet: its events go to `events`.
+   *
+   * @param raw The socket from `Deno.upgradeWebSocket`.
+   * @param events Who hears the socket's events.
+   * @param context The shared tick count and settings.
+   */
+  constructor(raw: WebSocket, events: SocketEvents, context: SocketContext) {
+    super(raw, context);
+    this.#events = events;
+  }
+
+  /**
+   * Sends one binary frame; see {@linkcode AdaptedSocket.trySend}.
+   *
+   * @param frame The frame.
+   * @returns False when the peer reads too slowly.
+   */
+  send(frame: Uint8Array): boolean {
+    return this.trySend(frame);
+  }
+
+  /**
+   * Closes the socket; see {@linkcode AdaptedSocket.requestClose}.
+   *
+   * @param code The close code.
+   * @param reason The close reason (at most 123 bytes of UTF-8).
+   * @param immediately Do not wait for quiet.
+   * @returns False when the socket was already closing or closed.
+   */
+  close(code: number, reason: string, immediately = false): boolean {
+    return this.requestClose(code, reason, immediately);
+  }
+
+  /** Reports the open to the owner. */
+  onOpen(): void {
+    this.#events.onOpen();
+  }
+
+  /**
+   * Reports a frame to the owner.
+   *
+   * @param data A binary frame's bytes, or a text frame's text.
+   */
+  onFrame(data: ArrayBuffer | string): void {
+    this.#events.onFrame(data);
+  }
+
+  /**
+   * Reports the close to the owner.
+   *
+   * @param code The close code.
+   * @param reason The close reason.
+   */
+  onClose(code: number, reason: string): void {
+    this.#events.onClose(code, reason);
   }
 }
