@@ -158,14 +158,12 @@ export interface HubOptions {
   reuseFrames?: boolean;
 }
 
-class _Group {
-  readonly key: string;
-  // A Set keeps insertion order: the order in which members joined.
-  readonly members: Set<_Peer> = new Set();
-  constructor(key: string) {
-    this.key = key;
-  }
-}
+/**
+ * A group: its members, in the order they joined. A plain array, created
+ * holding its first member: a server holds tens of thousands of groups, many
+ * of one member, and an array of one costs a third of a `Set` of one.
+ */
+type _Group = _Peer[];
 
 class _Peer implements Peer {
   readonly key: string;
@@ -234,7 +232,8 @@ export class Hub {
     dropped: 0,
   };
   #groups = new Map<string, _Group>();
-  #ids = new Map<number, _Peer>();
+  /** Signaling ids in use. */
+  #ids = new Set<number>();
   #wheel: Set<_Peer>[];
   #cursor = 0;
   #peers = 0;
@@ -274,7 +273,7 @@ export class Hub {
    */
   open(transport: PeerTransport, key: string, favored: boolean): Peer {
     const peer = new _Peer(transport, key, favored);
-    peer.id = this.#newId(peer);
+    peer.id = this.#newId();
     // The slot just visited comes round again one full period from now.
     const n = this.#wheel.length;
     peer.slot = (this.#cursor + n - 1) % n;
@@ -373,7 +372,7 @@ export class Hub {
    */
   stats(): HubStats {
     let members = 0;
-    for (const g of this.#groups.values()) members += g.members.size;
+    for (const g of this.#groups.values()) members += g.length;
     let bindings = 0;
     let scheduled = 0;
     for (const slot of this.#wheel) {
@@ -457,20 +456,18 @@ export class Hub {
   }
 
   #connect(p: _Peer, id: number, members: number[]): void {
-    let g = p.group ?? this.#groups.get(p.key);
+    const g = p.group ?? this.#groups.get(p.key);
     let ok = true;
     let blocker: _Peer | undefined;
     if (g === undefined) {
-      g = new _Group(p.key);
-      this.#groups.set(p.key, g);
       this.#join(g, p, id);
-    } else if (g.members.size === 1 && p.group === g) {
+    } else if (g.length === 1 && p.group === g) {
       // Rule 2a: the only member asks again; nothing changes.
     } else if (_inCommon(g, members)) {
       this.#join(g, p, id);
-    } else if (g.members.size === 1 && p.tried?.has(_first(g).groupId)) {
+    } else if (g.length === 1 && p.tried?.has(g[0].groupId)) {
       // Rule 2c: the only member blocked this peer, which replaces it.
-      blocker = _first(g);
+      blocker = g[0];
       this.#join(g, p, id);
       this.#leave(blocker);
     } else {
@@ -489,9 +486,16 @@ export class Hub {
     }
   }
 
-  #join(g: _Group, p: _Peer, id: number): void {
-    g.members.add(p);
-    p.group = g;
+  /** Makes `p` a member of `g` (still one: its id changes), or of a new one. */
+  #join(g: _Group | undefined, p: _Peer, id: number): void {
+    if (g === undefined) {
+      // `[p]` holds exactly one; a push onto `[]` would reserve 16.
+      p.group = [p];
+      this.#groups.set(p.key, p.group);
+    } else if (p.group !== g) {
+      g.push(p);
+      p.group = g;
+    }
     p.groupId = id;
     p.tried = undefined;
   }
@@ -499,16 +503,16 @@ export class Hub {
   #leave(p: _Peer): void {
     const g = p.group;
     if (g === undefined) return;
-    g.members.delete(p);
+    g.splice(g.indexOf(p), 1);
     p.group = undefined;
-    if (g.members.size === 0) this.#groups.delete(g.key);
+    if (g.length === 0) this.#groups.delete(p.key);
   }
 
   #bind(j: _Peer, m: _Peer): void {
     this.#unbind(j);
     // Draw the new id while the old one is still taken, so that it changes.
     const old = j.id;
-    j.id = this.#newId(j);
+    j.id = this.#newId();
     this.#ids.delete(old);
     (j.tried ??= new Set()).add(m.groupId);
     j.bound = m;
@@ -555,13 +559,13 @@ export class Hub {
     }
   }
 
-  #newId(p: _Peer): number {
+  #newId(): number {
     let id = this.#randomId();
     // A random source that keeps colliding must not hang us: probe onwards.
     for (let tries = 0; this.#ids.has(id); tries++) {
       id = tries < 32 ? this.#randomId() : (id % MAX_ID) + 1;
     }
-    this.#ids.set(id, p);
+    this.#ids.add(id);
     return id;
   }
 
@@ -572,15 +576,11 @@ export class Hub {
   }
 }
 
-function _first(g: _Group): _Peer {
-  return g.members.values().next().value as _Peer;
-}
-
 function _inCommon(g: _Group, members: number[]): boolean {
   if (members.length === 0) return false;
   // A hostile peer may list thousands of ids: look them up in a set then.
   const listed = members.length > 16 ? new Set(members) : undefined;
-  for (const m of g.members) {
+  for (const m of g) {
     if (listed ? listed.has(m.groupId) : members.includes(m.groupId)) {
       return true;
     }
@@ -592,7 +592,7 @@ function _inCommon(g: _Group, members: number[]): boolean {
 function _choose(g: _Group, j: _Peer): _Peer {
   for (;;) {
     let plain: _Peer | undefined;
-    for (const m of g.members) {
+    for (const m of g) {
       if (j.tried?.has(m.groupId)) continue;
       if (m.favored) return m;
       plain ??= m;
