@@ -27,7 +27,7 @@
 
 import { parseArgs } from "node:util";
 import type { ClusterView } from "../cluster/node.ts";
-import { type RedisServer, startRedis } from "../tests/_redis.ts";
+import { type RedisServer, startRedis } from "./redis_server.ts";
 
 /** The modes of the balancer in front: the two upstreams of scaling.md. */
 export type BalancerMode = "hash" | "round-robin";

@@ -1,4 +1,4 @@
-// Tests of cluster/redis.ts against a real redis-server (tests/_redis.ts)
+// Tests of cluster/redis.ts against a real redis-server (dev/redis_server.ts)
 // and against fake TCP listeners that stall or answer garbage. Timeouts in
 // the client options are tens of milliseconds; no test sleeps.
 
@@ -12,7 +12,7 @@ import {
   type RedisErrorCode,
 } from "../cluster/redis.ts";
 import { RespError } from "../lib/resp.ts";
-import { startRedis } from "./_redis.ts";
+import { startRedis } from "../dev/redis_server.ts";
 
 /** Milliseconds a wait may take before the test fails. */
 const WAIT = 10_000;
