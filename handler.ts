@@ -112,11 +112,17 @@ export interface SigverHandler {
 
 const _NO_HEADERS = new Headers();
 
-/** The request target of a URL: its path and query, as they arrived. */
-function _target(url: string): string {
-  const scheme = url.indexOf("://");
-  const start = url.indexOf("/", scheme === -1 ? 0 : scheme + 3);
-  return start === -1 ? "/" : url.slice(start);
+/**
+ * The URL of a pipe: the owner's address and the peer's own path. The path
+ * is informative (the key travels signed in a header): one that is no URL
+ * path goes percent-encoded.
+ */
+function _pipeUrl(base: string, target: string): string {
+  try {
+    return new URL(base + target).href;
+  } catch {
+    return `${base}/${encodeURIComponent(target.slice(1))}`;
+  }
 }
 
 function _text(status: number, body: string, headers?: HeadersInit): Response {
@@ -641,11 +647,7 @@ class _Handler implements SigverHandler, EdgeHost {
     const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
     let claims: PipeClaims | undefined;
     if (cluster !== undefined) {
-      const check = await cluster.auth.check(
-        _target(request.url),
-        request.headers,
-        Date.now(),
-      );
+      const check = await cluster.auth.check(request.headers, Date.now());
       if (check.kind === "refused") {
         return this.#refuse(
           {
@@ -671,7 +673,11 @@ class _Handler implements SigverHandler, EdgeHost {
     if (refusal !== undefined) {
       return this.#refuse(refusal, address, request, undefined);
     }
-    let peer = url;
+    // A pipe's key comes signed, as it arrived at the edge: its path may have
+    // been normalized by the edge's WebSocket client on the way.
+    let peer = claims === undefined
+      ? url
+      : { key: claims.key, favored: claims.favored };
     if (
       this.#tokens !== undefined && claims === undefined && peer !== undefined
     ) {
@@ -721,12 +727,14 @@ class _Handler implements SigverHandler, EdgeHost {
     const pipeTarget = peer.favored ? `/${key}?favored` : `/${key}`;
     let route: Route = await cluster.route(key);
     for (let attempt = 0; !route.local && attempt < 3; attempt++) {
-      const headers = await cluster.auth.sign(pipeTarget, {
+      const headers = await cluster.auth.sign({
         node: cluster.id,
+        key,
+        favored: peer.favored,
         client: address,
         origin,
       }, Date.now());
-      const opened = await openPipe(route.url + pipeTarget, headers, {
+      const opened = await openPipe(_pipeUrl(route.url, pipeTarget), headers, {
         connectTimeout: PIPE_CONNECT_TIMEOUT_MS,
         maxBufferedAmount: this.#config.maxBufferedAmount,
         maxQueued: PIPE_MAX_QUEUED,

@@ -44,9 +44,15 @@ export interface LeaseStoreOptions {
   leaseTtl: number;
   /** Milliseconds a node's liveness key lives without refresh. */
   nodeTtl: number;
+  /** This node's cluster URL (a lease held under it by another id is dead). */
+  url: string;
 }
 
-// KEYS[1] lease key. ARGV: node id, lease TTL, node key prefix.
+// An owner is alive while its liveness key lives, unless that key holds this
+// node's own URL under another id: a previous process on this address, gone
+// (a restart after a crash), whose liveness key has not expired yet.
+
+// KEYS[1] lease key. ARGV: node id, lease TTL, node key prefix, node URL.
 const RESOLVE = `
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
@@ -55,13 +61,14 @@ if owner == ARGV[1] then
 end
 if owner then
   local url = redis.call('GET', ARGV[3] .. owner)
-  if url then return {owner, url} end
+  if url and url ~= ARGV[4] then return {owner, url} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], ''}
 `;
 
-// KEYS[1] lease key. ARGV: node id, lease TTL, expected owner, node prefix.
+// KEYS[1] lease key. ARGV: node id, lease TTL, expected owner, node prefix,
+// node URL.
 const TAKE_OVER = `
 local owner = redis.call('GET', KEYS[1])
 if owner == false or owner == ARGV[3] or owner == ARGV[1] then
@@ -69,7 +76,7 @@ if owner == false or owner == ARGV[3] or owner == ARGV[1] then
   return {ARGV[1], ''}
 end
 local url = redis.call('GET', ARGV[4] .. owner)
-if url then return {owner, url} end
+if url and url ~= ARGV[5] then return {owner, url} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], ''}
 `;
@@ -134,8 +141,9 @@ export class LeaseError extends Error {
  * ```ts ignore
  * const store = new LeaseStore(redis, {
  *   prefix: "sigver:", node: "n1", leaseTtl: 10_000, nodeTtl: 5_000,
+ *   url: "ws://10.0.0.1:8000",
  * });
- * await store.announce("ws://10.0.0.1:8000");
+ * await store.announce();
  * const owner = await store.resolve("room");
  * ```
  */
@@ -167,16 +175,12 @@ export class LeaseStore {
     return `${this.#options.prefix}node:${node}`;
   }
 
-  /**
-   * Says this node is alive and where it is reached, for the node TTL.
-   *
-   * @param url The node's cluster URL.
-   */
-  async announce(url: string): Promise<void> {
+  /** Says this node is alive and where it is reached, for the node TTL. */
+  async announce(): Promise<void> {
     await this.#redis.command(
       "SET",
       this.nodeKey(this.#options.node),
-      url,
+      this.#options.url,
       "PX",
       this.#options.nodeTtl,
     );
@@ -195,12 +199,13 @@ export class LeaseStore {
    * @returns The owner.
    */
   async resolve(key: string): Promise<Owner> {
-    const { node, leaseTtl, prefix } = this.#options;
+    const { node, leaseTtl, prefix, url } = this.#options;
     return this.#owner(
       await this.#eval(RESOLVE, [this.leaseKey(key)], [
         node,
         leaseTtl,
         `${prefix}node:`,
+        url,
       ]),
     );
   }
@@ -214,13 +219,14 @@ export class LeaseStore {
    * @returns The owner now.
    */
   async takeOver(key: string, from: string): Promise<Owner> {
-    const { node, leaseTtl, prefix } = this.#options;
+    const { node, leaseTtl, prefix, url } = this.#options;
     return this.#owner(
       await this.#eval(TAKE_OVER, [this.leaseKey(key)], [
         node,
         leaseTtl,
         from,
         `${prefix}node:`,
+        url,
       ]),
     );
   }

@@ -173,6 +173,7 @@ export class ClusterNode {
       node: this.id,
       leaseTtl: this.#options.leaseTtl,
       nodeTtl: this.#options.nodeTtl,
+      url: this.#options.url,
     });
   }
 
@@ -474,7 +475,7 @@ export class ClusterNode {
 
   async #announce(): Promise<void> {
     if (this.#closed) return;
-    await this.#ask(() => this.#store.announce(this.#options.url));
+    await this.#ask(() => this.#store.announce());
   }
 
   async #renew(): Promise<void> {

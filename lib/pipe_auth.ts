@@ -2,10 +2,12 @@
  * Authentication of node-to-node pipes in a sigver cluster. When a peer
  * arrives at a node that does not own its group, that node (the edge) opens
  * a WebSocket to the owner on the same path and relays the peer's frames.
- * The pipe's upgrade carries the client's address and `Origin` (for the
- * owner's limits), signed with HMAC-SHA256 over the cluster secret and
- * stamped with the time, so that the owner can trust them, and nobody else
- * can forge them.
+ * The pipe's upgrade carries the peer's key and `favored` flag as they
+ * arrived (a WebSocket client normalizes the path it sends: `/a/../b`
+ * would reach the owner as `/b`), and the client's address and `Origin`
+ * (for the owner's limits), signed with HMAC-SHA256 over the cluster secret
+ * and stamped with the time, so that the owner can trust them, and nobody
+ * else can forge them.
  *
  * An upgrade that carries {@linkcode PIPE_HEADERS.node} is a pipe: without a
  * valid signature it is refused (403). An upgrade without it is a client's,
@@ -18,23 +20,31 @@
 export const PIPE_HEADERS = {
   /** The edge node's id: marks the upgrade as a pipe. */
   node: "x-sigver-node",
+  /** The peer's group key, base64url of its UTF-8 bytes. */
+  key: "x-sigver-key",
+  /** `1` when the peer is favored, else `0`. */
+  favored: "x-sigver-favored",
   /** When the edge signed, in Unix milliseconds. */
   time: "x-sigver-time",
   /** The client's address, as the edge saw it. */
   client: "x-sigver-client",
   /** The client's `Origin` header (empty when it sent none). */
   origin: "x-sigver-origin",
-  /** base64url(HMAC-SHA256(secret, the fields above and the path)). */
+  /** base64url(HMAC-SHA256(secret, the fields above)). */
   signature: "x-sigver-signature",
 } as const;
 
 /** How far a pipe's time may be from the owner's clock, in milliseconds. */
 export const PIPE_CLOCK_SKEW = 30_000;
 
-/** What a pipe's upgrade says about the client behind it. */
+/** What a pipe's upgrade says about the peer and the client behind it. */
 export interface PipeClaims {
   /** The edge node's id. */
   node: string;
+  /** The peer's group key, as it arrived at the edge. */
+  key: string;
+  /** Whether the peer is favored. */
+  favored: boolean;
   /** The client's address. */
   client: string;
   /** The client's `Origin`, `null` when it sent none. */
@@ -49,17 +59,15 @@ export type PipeCheck =
 
 const _encoder = new TextEncoder();
 
-function _message(
-  path: string,
-  time: string,
-  claims: PipeClaims,
-): Uint8Array<ArrayBuffer> {
+function _message(time: string, claims: PipeClaims): Uint8Array<ArrayBuffer> {
+  // Every field is base64url or has no line feed (header values cannot).
   return _encoder.encode(
     [
-      "sigver-pipe-v1",
+      "sigver-pipe-v2",
       claims.node,
       time,
-      path,
+      _base64url(_encoder.encode(claims.key)),
+      claims.favored ? "1" : "0",
       claims.client,
       claims.origin ?? "",
     ].join("\n"),
@@ -90,9 +98,15 @@ function _unbase64url(text: string): Uint8Array<ArrayBuffer> | undefined {
  * import assert from "node:assert/strict";
  * import { PipeAuthority } from "./pipe_auth.ts";
  * const auth = new PipeAuthority("cluster secret");
- * const claims = { node: "n1", client: "203.0.113.7", origin: null };
- * const headers = new Headers(await auth.sign("/room?favored", claims, 1000));
- * const check = await auth.check("/room?favored", headers, 1000);
+ * const claims = {
+ *   node: "n1",
+ *   key: "room/../a",
+ *   favored: true,
+ *   client: "203.0.113.7",
+ *   origin: null,
+ * };
+ * const headers = new Headers(await auth.sign(claims, 1000));
+ * const check = await auth.check(headers, 1000);
  * assert.deepEqual(check, { kind: "pipe", claims });
  * ```
  */
@@ -119,15 +133,14 @@ export class PipeAuthority {
   }
 
   /**
-   * The headers that make an upgrade to `path` a signed pipe.
+   * The headers that make an upgrade a signed pipe.
    *
-   * @param path The request target: the peer's path and query.
-   * @param claims The edge's id and the client's address and Origin.
+   * @param claims The edge's id, the peer's key and flag, and the client's
+   * address and Origin.
    * @param now The time, in Unix milliseconds.
    * @returns The headers to send with the upgrade.
    */
   async sign(
-    path: string,
     claims: PipeClaims,
     now: number,
   ): Promise<Record<string, string>> {
@@ -135,10 +148,12 @@ export class PipeAuthority {
     const mac = await crypto.subtle.sign(
       "HMAC",
       await this.#key,
-      _message(path, time, claims),
+      _message(time, claims),
     );
     return {
       [PIPE_HEADERS.node]: claims.node,
+      [PIPE_HEADERS.key]: _base64url(_encoder.encode(claims.key)),
+      [PIPE_HEADERS.favored]: claims.favored ? "1" : "0",
       [PIPE_HEADERS.time]: time,
       [PIPE_HEADERS.client]: claims.client,
       [PIPE_HEADERS.origin]: claims.origin ?? "",
@@ -150,32 +165,47 @@ export class PipeAuthority {
    * Tells a client's upgrade from a pipe's, and checks a pipe's signature
    * (in constant time) and time.
    *
-   * @param path The request target: the path and query as they arrived.
    * @param headers The upgrade's headers.
    * @param now The time, in Unix milliseconds.
    * @returns `client` (no pipe header), `pipe` with its claims, or
    * `refused` with why.
    */
-  async check(path: string, headers: Headers, now: number): Promise<PipeCheck> {
+  async check(headers: Headers, now: number): Promise<PipeCheck> {
     const node = headers.get(PIPE_HEADERS.node);
     if (node === null) return { kind: "client" };
     const time = headers.get(PIPE_HEADERS.time) ?? "";
+    const keyBytes = _unbase64url(headers.get(PIPE_HEADERS.key) ?? "!");
+    const favored = headers.get(PIPE_HEADERS.favored);
     const client = headers.get(PIPE_HEADERS.client);
     const origin = headers.get(PIPE_HEADERS.origin);
     const signature = _unbase64url(headers.get(PIPE_HEADERS.signature) ?? "");
+    let key: string | undefined;
+    try {
+      key = keyBytes &&
+        new TextDecoder("utf-8", { fatal: true }).decode(keyBytes);
+    } catch {
+      key = undefined;
+    }
     if (
-      node === "" || client === null || client === "" || origin === null ||
-      signature === undefined || signature.length !== 32 ||
-      !/^\d{1,15}$/.test(time)
+      node === "" || key === undefined ||
+      (favored !== "0" && favored !== "1") || client === null ||
+      client === "" || origin === null || signature === undefined ||
+      signature.length !== 32 || !/^\d{1,15}$/.test(time)
     ) {
       return { kind: "refused", reason: "the pipe signature is missing" };
     }
-    const claims = { node, client, origin: origin === "" ? null : origin };
+    const claims = {
+      node,
+      key,
+      favored: favored === "1",
+      client,
+      origin: origin === "" ? null : origin,
+    };
     const ok = await crypto.subtle.verify(
       "HMAC",
       await this.#key,
       signature,
-      _message(path, time, claims),
+      _message(time, claims),
     );
     if (!ok) return { kind: "refused", reason: "the pipe signature is wrong" };
     if (Math.abs(now - Number(time)) > PIPE_CLOCK_SKEW) {

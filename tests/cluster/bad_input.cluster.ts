@@ -109,9 +109,15 @@ Deno.test("a node-to-node upgrade with a missing or wrong signature gets 403; a 
   const [node] = cluster.nodes;
   const key = _key("pipe");
   const path = `/${key}?favored`;
-  const claims = { node: "forger", client: "203.0.113.7", origin: null };
+  const claims = {
+    node: "forger",
+    key,
+    favored: true,
+    client: "203.0.113.7",
+    origin: null,
+  };
   const good = new PipeAuthority(cluster.secret);
-  const signed = await good.sign(path, claims, Date.now());
+  const signed = await good.sign(claims, Date.now());
   const forged: Record<string, Record<string, string>> = {
     "only x-sigver-node": { [PIPE_HEADERS.node]: "forger" },
     "no signature": { ...signed, [PIPE_HEADERS.signature]: "" },
@@ -120,12 +126,18 @@ Deno.test("a node-to-node upgrade with a missing or wrong signature gets 403; a 
       [PIPE_HEADERS.signature]: "not base64!",
     },
     "signed with another secret": await new PipeAuthority("not the secret")
-      .sign(path, claims, Date.now()),
-    "signed for another path": await good.sign(
-      `/${key}-other?favored`,
-      claims,
-      Date.now(),
-    ),
+      .sign(claims, Date.now()),
+    "a key changed after signing": {
+      ...signed,
+      [PIPE_HEADERS.key]: (await good.sign(
+        { ...claims, key: `${key}-other` },
+        Date.now(),
+      ))[PIPE_HEADERS.key],
+    },
+    "favored changed after signing": {
+      ...signed,
+      [PIPE_HEADERS.favored]: "0",
+    },
     "a client address changed after signing": {
       ...signed,
       [PIPE_HEADERS.client]: "198.51.100.1",
@@ -134,7 +146,7 @@ Deno.test("a node-to-node upgrade with a missing or wrong signature gets 403; a 
       ...signed,
       [PIPE_HEADERS.origin]: "https://evil.example",
     },
-    "signed a minute ago": await good.sign(path, claims, Date.now() - 60_000),
+    "signed a minute ago": await good.sign(claims, Date.now() - 60_000),
   };
   for (const [name, headers] of Object.entries(forged)) {
     await t.step(`403 when the pipe has ${name}`, async () => {
