@@ -254,7 +254,9 @@ class _Handler implements SigverHandler, EdgeHost {
 
   constructor(options: HandlerOptions) {
     const config = this.#config = resolveHandlerOptions(options);
-    // WebSocket.send copies the frame at once: the hub may reuse its buffer.
+    // WebSocket.send copies the frame at once, and the ArrayBuffer of a
+    // received frame is ours: the hub may reuse its buffer, and write a
+    // relayed frame's header over the received one.
     this.hub = new Hub({
       slots: config.slots,
       random: options.random,

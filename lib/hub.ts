@@ -149,10 +149,13 @@ export interface HubOptions {
    */
   slots?: number;
   /**
-   * Encode relayed content into one reused buffer: the frame given to
-   * {@linkcode PeerTransport.send} is then only valid during the call, so
-   * the transport must send or copy it at once (Deno's `WebSocket.send`
-   * copies). Saves an allocation per relayed message.
+   * Encode relayed content without a new frame: over the received frame,
+   * in front of its payload, when the new header fits there, otherwise into
+   * one reused buffer. The frame given to {@linkcode PeerTransport.send} is
+   * then only valid during the call, so the transport must send or copy it
+   * at once (Deno's `WebSocket.send` copies), and {@linkcode Hub.receive}
+   * may overwrite the frame it is given. Saves an allocation per relayed
+   * message, and often the copy of its payload.
    * @default {false}
    */
   reuseFrames?: boolean;
@@ -287,7 +290,8 @@ export class Hub {
    * closes the peer with {@linkcode ERR_MESSAGE}.
    *
    * @param peer The sender.
-   * @param frame The frame's bytes.
+   * @param frame The frame's bytes; with `reuseFrames`, the hub may
+   * overwrite them.
    */
   receive(peer: Peer, frame: Uint8Array): void {
     const p = peer as _Peer;
@@ -428,7 +432,7 @@ export class Hub {
         }
         this.counters.outContent++;
         this.counters.bytesRelayed += r.dataEnd - r.dataStart;
-        this.#send(j, this.#content(0, rid, r.data));
+        this.#send(j, this.#content(0, rid, r));
         return;
       }
     }
@@ -444,15 +448,18 @@ export class Hub {
     }
     this.counters.outContent++;
     this.counters.bytesRelayed += r.dataEnd - r.dataStart;
-    this.#send(m, this.#content(sid, 0, r.data));
+    this.#send(m, this.#content(sid, 0, r));
   }
 
-  /** A relayed frame: in the reused buffer when `reuseFrames` is set. */
-  #content(senderId: number, recipientId: number, data: Uint8Array) {
+  /**
+   * The frame relaying the content `r` just read: with `reuseFrames`, over
+   * the received frame or in the reused buffer; otherwise a new one.
+   */
+  #content(senderId: number, recipientId: number, r: FrameReader) {
     const e = this.#encoder;
     return e === undefined
-      ? encodeContent(senderId, recipientId, data)
-      : e.encode(senderId, recipientId, data);
+      ? encodeContent(senderId, recipientId, r.data)
+      : e.encodeInPlace(senderId, recipientId, r.buf, r.dataStart, r.dataEnd);
   }
 
   #connect(p: _Peer, id: number, members: number[]): void {

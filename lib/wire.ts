@@ -412,17 +412,21 @@ function _contentSize(
     (lastData ? 2 : 0) + (dl === 0 ? 0 : 1 + _varintSize(dl) + dl);
 }
 
-/** Writes `Message{content}` at the start of `out`, big enough for it. */
-function _writeContent(
+/**
+ * Writes the header of `Message{content}` (everything before the payload's
+ * bytes) into `out` at `pos`; returns where the payload goes.
+ */
+function _writeHeader(
   out: Uint8Array,
+  pos: number,
   inner: number,
   senderId: number,
   recipientId: number,
-  data: Uint8Array,
+  dl: number,
   lastData: boolean,
-): void {
-  out[0] = 0x12;
-  let pos = _writeVarint(out, 1, inner);
+): number {
+  out[pos++] = 0x12;
+  pos = _writeVarint(out, pos, inner);
   if (senderId !== 0) {
     out[pos++] = 0x08;
     pos = _writeVarint(out, pos, senderId);
@@ -435,18 +439,41 @@ function _writeContent(
     out[pos++] = 0x18;
     out[pos++] = 1;
   }
-  if (data.length !== 0) {
+  if (dl !== 0) {
     out[pos++] = 0x22;
-    pos = _writeVarint(out, pos, data.length);
-    out.set(data, pos);
+    pos = _writeVarint(out, pos, dl);
   }
+  return pos;
+}
+
+/** Writes `Message{content}` at the start of `out`, big enough for it. */
+function _writeContent(
+  out: Uint8Array,
+  inner: number,
+  senderId: number,
+  recipientId: number,
+  data: Uint8Array,
+  lastData: boolean,
+): void {
+  const pos = _writeHeader(
+    out,
+    0,
+    inner,
+    senderId,
+    recipientId,
+    data.length,
+    lastData,
+  );
+  if (data.length !== 0) out.set(data, pos);
 }
 
 /**
  * Encodes `content` messages into one buffer that it reuses, for a relay
  * that sends each frame before it encodes the next. A new `Uint8Array` per
  * relayed frame costs more than everything else the relay does in
- * JavaScript (an off-heap allocation, zeroed, then garbage).
+ * JavaScript (an off-heap allocation, zeroed, then garbage). A relay that
+ * owns the frame it received can do without the copy of the payload too:
+ * see {@linkcode ContentEncoder.encodeInPlace}.
  *
  * @example Relay two frames without allocating either
  * ```ts
@@ -480,6 +507,56 @@ export class ContentEncoder {
     }
     _writeContent(out, inner, senderId, recipientId, data, false);
     return out.subarray(0, size);
+  }
+
+  /**
+   * Encodes one frame whose payload is `buf[start, end)`: the same bytes as
+   * {@linkcode encodeContent} of that payload. When the new header fits in
+   * front of the payload, it is written there, over `buf[0, start)`, and the
+   * frame is a view of `buf`: the payload is not copied. A received frame
+   * leaves that room when its own header is at least as long (a member's
+   * answer to its joiner carries the joiner's id both ways; a joiner's
+   * message to its member gains the sender's id and does not fit). Otherwise
+   * it is {@linkcode ContentEncoder.encode}.
+   *
+   * @param senderId Signaling id of the sender, 0 for the member side.
+   * @param recipientId Signaling id of the recipient, 0 for the member side.
+   * @param buf The bytes around the payload; `buf[0, start)` may be
+   * overwritten.
+   * @param start Where the payload starts in `buf`.
+   * @param end Where the payload ends in `buf`.
+   * @returns The frame: a view of `buf` or of the encoder's buffer, valid
+   * until `buf` changes or the next call. Send or copy it at once.
+   *
+   * @example Relay a received frame without copying its payload
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ContentEncoder, encodeContent, FrameReader } from "./wire.ts";
+   * const data = new Uint8Array([1, 2, 3]);
+   * const received = encodeContent(0, 42, data);
+   * const reader = new FrameReader();
+   * reader.read(received);
+   * const frame = new ContentEncoder().encodeInPlace(
+   *   0, 42, reader.buf, reader.dataStart, reader.dataEnd);
+   * assert.deepEqual(frame, encodeContent(0, 42, data));
+   * assert.equal(frame.buffer, received.buffer);
+   * ```
+   */
+  encodeInPlace(
+    senderId: number,
+    recipientId: number,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+  ): Uint8Array {
+    const dl = end - start;
+    const inner = _contentSize(senderId, recipientId, dl, false);
+    const header = 1 + _varintSize(inner) + inner - dl;
+    if (header > start) {
+      return this.encode(senderId, recipientId, buf.subarray(start, end));
+    }
+    _writeHeader(buf, start - header, inner, senderId, recipientId, dl, false);
+    return buf.subarray(start - header, end);
   }
 }
 

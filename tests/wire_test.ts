@@ -17,6 +17,7 @@ import {
   FileDescriptorProtoSchema,
 } from "npm:@bufbuild/protobuf@2.17.0/wkt";
 import {
+  type Content,
   ContentEncoder,
   decodeMessage,
   encodeContent,
@@ -246,6 +247,137 @@ Deno.test("ContentEncoder writes the same frames as encodeContent, reusing its b
     }
     previous = frame;
   }
+});
+
+Deno.test("ContentEncoder.encodeInPlace writes the bytes of encodeContent, over the received frame when they fit", async (t) => {
+  // [name, received content, new senderId, new recipientId, fits in place]
+  const cases: [string, Content, number, number, boolean][] = [
+    [
+      "an answer to a joiner: same header",
+      {
+        senderId: 0,
+        recipientId: 2 ** 31 - 1,
+        lastData: false,
+        data: new Uint8Array(4096).fill(7),
+      },
+      0,
+      2 ** 31 - 1,
+      true,
+    ],
+    [
+      "lastData dropped: room to spare",
+      {
+        senderId: 0,
+        recipientId: 300,
+        lastData: true,
+        data: new Uint8Array(200).fill(1),
+      },
+      0,
+      300,
+      true,
+    ],
+    [
+      "a joiner's message gains its id: no room",
+      {
+        senderId: 0,
+        recipientId: 0,
+        lastData: false,
+        data: new Uint8Array(4096).fill(2),
+      },
+      2 ** 31 - 1,
+      0,
+      false,
+    ],
+    [
+      "a longer id than the received one: no room",
+      {
+        senderId: 0,
+        recipientId: 1,
+        lastData: false,
+        data: new Uint8Array(10).fill(3),
+      },
+      0,
+      2 ** 28,
+      false,
+    ],
+    [
+      "payload length crosses a varint size",
+      {
+        senderId: 5,
+        recipientId: 0,
+        lastData: false,
+        data: new Uint8Array(127).fill(4),
+      },
+      5,
+      0,
+      true,
+    ],
+    [
+      "an empty payload",
+      {
+        senderId: 9,
+        recipientId: 0,
+        lastData: false,
+        data: new Uint8Array(0),
+      },
+      0,
+      9,
+      false,
+    ],
+  ];
+  const encoder = new ContentEncoder();
+  for (const [name, content, s, r, fits] of cases) {
+    await t.step(name, () => {
+      const received = encodeMessage({ type: "content", content });
+      const reader = new FrameReader();
+      reader.read(received);
+      const data = reader.data.slice();
+      const frame = encoder.encodeInPlace(
+        s,
+        r,
+        reader.buf,
+        reader.dataStart,
+        reader.dataEnd,
+      );
+      assert.deepStrictEqual(frame, encodeContent(s, r, data));
+      assert.equal(frame.buffer === received.buffer, fits, "in place");
+    });
+  }
+});
+
+Deno.test("ContentEncoder.encodeInPlace matches encodeContent on random frames", () => {
+  const encoder = new ContentEncoder();
+  let inPlace = 0;
+  forCases("encodeInPlace", 2000, (r) => {
+    const content: Content = {
+      senderId: randomUint32(r),
+      recipientId: randomUint32(r),
+      lastData: r.chance(0.3),
+      data: r.bytes(r.size(70000)),
+    };
+    let received = encodeMessage({ type: "content", content });
+    if (r.chance(0.3)) {
+      // An unknown varint field in front (field 7): more room than needed.
+      const varint = [...r.bytes(r.int(4)).map((b) => b | 0x80), 1];
+      received = new Uint8Array([0x38, ...varint, ...received]);
+    }
+    const reader = new FrameReader();
+    reader.read(received);
+    const data = reader.data.slice();
+    assert.deepStrictEqual(data, content.data);
+    const s = r.chance(0.5) ? 0 : randomUint32(r);
+    const rid = r.chance(0.5) ? 0 : randomUint32(r);
+    const frame = encoder.encodeInPlace(
+      s,
+      rid,
+      reader.buf,
+      reader.dataStart,
+      reader.dataEnd,
+    );
+    assert.deepStrictEqual(frame, encodeContent(s, rid, data));
+    if (frame.buffer === received.buffer) inPlace++;
+  });
+  assert.ok(inPlace > 200, `only ${inPlace} of 2000 frames fit in place`);
 });
 
 Deno.test("encodeMessage throws RangeError when an id is not a uint32", async (t) => {
