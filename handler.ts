@@ -1,14 +1,17 @@
 /**
- * The request handler: routes plain requests to the endpoints and WebSocket
- * upgrades to the group named by the path, and owns the set of connections
- * and the one scheduler tick that serves them all. Group state lives in the
- * pure {@linkcode Hub}; each socket's Deno quirks live in `socket.ts`; the
- * listener's lifecycle lives in `serve.ts`.
+ * The request handler: routes each request (a WebSocket upgrade, the
+ * WebSocket-free fallback's stream and frames, or a plain request), and owns
+ * the set of connections and the one scheduler tick that serves them all.
+ *
+ * Where an arriving peer goes is `route.ts`'s call; how each transport is
+ * driven is `socket.ts` and `sse.ts`'s; plain requests are `endpoints.ts`'s;
+ * the group state is the pure {@linkcode Hub}'s; the listener's lifecycle is
+ * `serve.ts`'s.
  *
  * @module
  */
 
-import { admit, type Refusal } from "./lib/admission.ts";
+import type { AdmissionPolicy, Refusal } from "./lib/admission.ts";
 import { clientAddress } from "./lib/address.ts";
 import { TokenBucket } from "./lib/bucket.ts";
 import {
@@ -22,30 +25,33 @@ import {
   ERR_MESSAGE,
   ERR_URL,
 } from "./lib/codes.ts";
-import { CloseError, Hub, type HubStats, type Peer } from "./lib/hub.ts";
-import type { PeerTransport } from "./lib/hub.ts";
+import { Hub, type HubStats } from "./lib/hub.ts";
 import { keyHash, type LogFields, Logger, type LogLevel } from "./lib/log.ts";
 import { collect, renderMetrics, Tally } from "./lib/metrics.ts";
 import { SERVER_METRICS } from "./lib/server_metrics.ts";
-import { checkKey, parsePeerUrl, type PeerUrl } from "./lib/url.ts";
+import { newSessionId } from "./lib/sse.ts";
 import { splitTokenPath, TokenAuthority } from "./lib/token.ts";
+import { checkKey, parsePeerUrl } from "./lib/url.ts";
 import { settleWithin } from "./deadline.ts";
-import { demoResponse } from "./demo/page.ts";
 import { IceServersEndpoint } from "./ice.ts";
 import {
   type HandlerConfig,
   type HandlerOptions,
   resolveHandlerOptions,
 } from "./options.ts";
-import { AdaptedSocket, type SocketContext } from "./socket.ts";
+import { DenoSocket, type PeerSocket, type SocketContext } from "./socket.ts";
+import { Sessions, type SseContext, SseSession } from "./sse.ts";
 import {
-  EdgeConn,
-  type EdgeHost,
-  openPipe,
-  type PendingPipe,
-} from "./cluster/edge.ts";
-import type { ClusterNode, Route } from "./cluster/node.ts";
-import type { PipeClaims } from "./lib/pipe_auth.ts";
+  type ConnFacts,
+  type ConnHost,
+  type LocalConn,
+  SseConn,
+  WsConn,
+} from "./connection.ts";
+import { answerPlain, type EndpointSource, textResponse } from "./endpoints.ts";
+import { type Arrival, arrive, type Gates } from "./route.ts";
+import { EdgeConn, type EdgeHost } from "./cluster/edge.ts";
+import type { ClusterNode, ClusterView } from "./cluster/node.ts";
 
 export type { HandlerOptions } from "./options.ts";
 
@@ -53,17 +59,16 @@ export type { HandlerOptions } from "./options.ts";
 const CLOSE_WAIT_MS = 1000;
 /** How long after the open a frame counts as due: clients send at once. */
 const CLOSE_OPEN_GRACE_MS = 500;
-/** How long a pipe to an owner may take to open before it is unreachable. */
-const PIPE_CONNECT_TIMEOUT_MS = 1500;
-/** Frames a pipe may queue while it opens. */
-const PIPE_MAX_QUEUED = 256;
+/** A fallback stream silent this long gets a keep-alive comment. */
+const KEEP_ALIVE_MS = 15_000;
 
 /** A mounted sigver: the request handler and what controls it. */
 export interface SigverHandler {
   /**
-   * Handles one request: a WebSocket upgrade joins the group named by the
-   * path; a plain request gets an endpoint or a short text answer.
-   * Bound: pass it as it is to `Deno.serve`.
+   * Handles one request: a WebSocket upgrade, or a GET that accepts
+   * `text/event-stream`, joins the group named by the path; a plain request
+   * gets an endpoint or a short text answer. Bound: pass it as it is to
+   * `Deno.serve`.
    */
   readonly fetch: (
     request: Request,
@@ -86,7 +91,7 @@ export interface SigverHandler {
    * @returns Resolves once no socket is held.
    */
   close(code?: number, reason?: string, timeout?: number): Promise<void>;
-  /** Sockets held: open peers and upgrades in progress. */
+  /** Connections held: open peers and upgrades in progress. */
   readonly connections: number;
   /**
    * The metrics in the Prometheus text format.
@@ -110,28 +115,6 @@ export interface SigverHandler {
   logEvent(level: LogLevel, event: string, fields?: LogFields): void;
 }
 
-const _NO_HEADERS = new Headers();
-
-/**
- * The URL of a pipe: the owner's address and the peer's own path. The path
- * is informative (the key travels signed in a header): one that is no URL
- * path goes percent-encoded.
- */
-function _pipeUrl(base: string, target: string): string {
-  try {
-    return new URL(base + target).href;
-  } catch {
-    return `${base}/${encodeURIComponent(target.slice(1))}`;
-  }
-}
-
-function _text(status: number, body: string, headers?: HeadersInit): Response {
-  const h = new Headers(headers);
-  h.set("content-type", "text/plain; charset=utf-8");
-  h.set("cache-control", "no-store");
-  return new Response(body + "\n", { status, headers: h });
-}
-
 /**
  * Log levels of closes: a peer's ordinary comings and goings are `debug`
  * (tens of thousands a minute on a busy server); a peer closed for a limit
@@ -145,87 +128,33 @@ function _closeLevel(code: number, by: "server" | "client"): LogLevel {
     : "info";
 }
 
-/**
- * One connection: its socket (it is one: one object per peer, not two), its
- * peer once open, and its limits' state.
- */
-class _Conn extends AdaptedSocket implements PeerTransport {
-  readonly handler: _Handler;
-  readonly address: string;
-  readonly counted: boolean;
-  /** The key, or `undefined` when the request URL had no path. */
-  readonly key: string | undefined;
-  readonly favored: boolean;
-  peer: Peer | undefined = undefined;
-  /** The rate limit's bucket (see `lib/bucket.ts`). */
-  tokens: number;
-  last: number;
-  /** When the upgrade was accepted (for the upgrade timeout). */
-  readonly since: number;
-  released = false;
-  /** Whether it holds a cluster lease on its key (released with it). */
-  leased = false;
-  /** Whether it came through a pipe from another node. */
-  piped = false;
-
-  constructor(
-    handler: _Handler,
-    raw: WebSocket,
-    address: string,
-    counted: boolean,
-    key: string | undefined,
-    favored: boolean,
-    now: number,
-  ) {
-    super(raw, handler.socketContext);
-    this.handler = handler;
-    this.address = address;
-    this.counted = counted;
-    this.key = key;
-    this.favored = favored;
-    this.tokens = handler.bucket.burst;
-    // The bucket runs on the tick's clock, the upgrade timeout on the real one.
-    this.last = handler.now;
-    this.since = now;
-  }
-
-  /** The connection's socket: itself (an `EdgeConn` holds one). */
-  get socket(): AdaptedSocket {
-    return this;
-  }
-
-  send(frame: Uint8Array): void {
-    if (!this.trySend(frame)) {
-      this.handler.rejections.add("slow_reader");
-      throw new CloseError(
-        CLOSE_POLICY_VIOLATION,
-        "Cannot send: the peer reads too slowly",
-      );
-    }
-  }
-
-  close(code: number, reason: string): void {
-    this.handler.closeConn(this, code, reason, false);
-  }
-
-  onOpen(): void {
-    this.handler.opened(this);
-  }
-
-  onFrame(data: ArrayBuffer | string): void {
-    this.handler.frame(this, data);
-  }
-
-  onClose(code: number, reason: string): void {
-    this.handler.closed(this, code, reason);
-  }
+/** Whether a request opens (or resumes) a fallback stream. */
+function _wantsStream(request: Request): boolean {
+  return request.method === "GET" &&
+    (request.headers.get("accept") ?? "").includes("text/event-stream");
 }
 
-class _Handler implements SigverHandler, EdgeHost {
+/** The session a fallback request names, if any. */
+function _sessionOf(request: Request): string | null {
+  const query = request.url.indexOf("?");
+  if (query === -1) return request.headers.get("last-event-id");
+  const id = new URLSearchParams(request.url.slice(query)).get("session");
+  return id ?? request.headers.get("last-event-id");
+}
+
+/** Any connection the handler holds. */
+type _Conn = LocalConn | EdgeConn;
+
+class _Handler
+  implements SigverHandler, ConnHost, EdgeHost, Gates, EndpointSource {
   readonly hub: Hub;
   readonly bucket: TokenBucket;
   readonly socketContext: SocketContext;
+  readonly sseContext: { tick: number } & SseContext;
   readonly rejections = new Tally(["reason"]);
+  readonly tokens: TokenAuthority | undefined;
+  readonly cluster: ClusterNode | undefined;
+  readonly ice: IceServersEndpoint | undefined;
   readonly #config: HandlerConfig;
   readonly #log: Logger;
   readonly #readiness: (() => string | undefined) | undefined;
@@ -233,16 +162,13 @@ class _Handler implements SigverHandler, EdgeHost {
   /** The clock's time at the last tick: the rate limit's coarse clock. */
   #now: number;
   #timer: Disposable | undefined;
-  readonly #conns = new Set<_Conn | EdgeConn>();
-  /** Upgrades accepted whose socket has not opened yet. */
-  readonly #pending = new Set<_Conn | EdgeConn>();
-  readonly #cluster: ClusterNode | undefined;
-  /** Checks access tokens when `authSecrets` are set. */
-  readonly #tokens: TokenAuthority | undefined;
-  /** Answers the ICE servers path, unless it is off. */
-  readonly #ice: IceServersEndpoint | undefined;
-  /** Sockets whose close waits for quiet: flushed on every tick. */
-  readonly #closing = new Set<AdaptedSocket>();
+  readonly #conns = new Set<_Conn>();
+  /** Connections whose transport has not opened yet. */
+  readonly #pending = new Set<_Conn>();
+  /** Fallback sessions, by id. */
+  readonly #sessions: Sessions<_Conn>;
+  /** Transports whose close waits for quiet: flushed on every tick. */
+  readonly #closing = new Set<PeerSocket>();
   readonly #perAddress = new Map<string, number>();
   /** True while close() closes every socket: no waiting for quiet then. */
   #closingAll = false;
@@ -269,25 +195,40 @@ class _Handler implements SigverHandler, EdgeHost {
       closeWaitTicks: Math.ceil(CLOSE_WAIT_MS / config.tickMs),
       openGraceTicks: Math.ceil(CLOSE_OPEN_GRACE_MS / config.tickMs),
     };
+    this.sseContext = {
+      tick: 0,
+      maxBufferedAmount: config.maxBufferedAmount,
+      keepAliveTicks: Math.ceil(KEEP_ALIVE_MS / config.tickMs),
+    };
     this.#log = new Logger(options.log, options.logLevel, options.logFormat);
     this.#readiness = options.readiness;
-    this.#cluster = options.clusterNode;
-    this.#tokens = options.authSecrets?.length
+    this.cluster = options.clusterNode;
+    this.tokens = options.authSecrets?.length
       ? new TokenAuthority(options.authSecrets)
       : undefined;
-    this.#ice = config.paths.ice === false
-      ? undefined
-      : new IceServersEndpoint({
-        turn: options.turn,
-        tokens: this.#tokens,
-        allowOrigins: config.admission.allowOrigins,
-      });
-    if (this.#cluster !== undefined) {
-      this.#cluster.onLost = (key) => this.#closeKey(key);
+    this.ice = config.paths.ice === false ? undefined : new IceServersEndpoint({
+      turn: options.turn,
+      tokens: this.tokens,
+      allowOrigins: config.admission.allowOrigins,
+    });
+    if (this.cluster !== undefined) {
+      this.cluster.onLost = (key) => this.#closeKey(key);
     }
+    this.#sessions = new Sessions({
+      keyOf: (request) => {
+        const key = parsePeerUrl(request.url)?.key;
+        return key === undefined || this.tokens === undefined
+          ? key
+          : splitTokenPath(key).key;
+      },
+      refused: (reason) => this.rejections.add(reason),
+      maxMessageSize: config.maxMessageSize,
+    });
     this.#moreMetrics = options.moreMetrics;
     this.#now = config.clock.now();
   }
+
+  // What the gates, the connections and the endpoints read.
 
   get draining(): boolean {
     return this.#draining;
@@ -297,23 +238,195 @@ class _Handler implements SigverHandler, EdgeHost {
     return this.#conns.size;
   }
 
+  get admission(): AdmissionPolicy {
+    return this.#config.admission;
+  }
+
+  get trustProxy(): boolean {
+    return this.#config.trustProxy;
+  }
+
+  get maxBufferedAmount(): number {
+    return this.#config.maxBufferedAmount;
+  }
+
   get maxMessageSize(): number {
     return this.#config.maxMessageSize;
+  }
+
+  get burst(): number {
+    return this.bucket.burst;
   }
 
   get now(): number {
     return this.#now;
   }
 
+  get paths(): HandlerConfig["paths"] {
+    return this.#config.paths;
+  }
+
+  get demo(): boolean {
+    return this.#config.demo;
+  }
+
+  fromAddress(address: string): number {
+    return this.#perAddress.get(address) ?? 0;
+  }
+
+  notReady(): string | undefined {
+    return this.#draining ? "draining" : this.#readiness?.();
+  }
+
+  clusterView(): ClusterView | undefined {
+    return this.cluster?.view();
+  }
+
+  refusedIce(
+    refusal: Refusal,
+    request: Request,
+    remote: string | undefined,
+  ): void {
+    this.rejections.add(refusal.reason);
+    this.#log.write("info", "reject", {
+      reason: refusal.reason,
+      status: refusal.status,
+      path: this.#config.paths.ice || undefined,
+      addr: clientAddress(remote, request.headers, this.#config.trustProxy)
+        .address,
+    });
+  }
+
+  // Requests.
+
   readonly fetch = (
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Response | Promise<Response> => {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      return this.#upgrade(request, info);
+      return this.#peer(request, info, "websocket");
     }
-    return this.#plain(request, info);
+    const session = _sessionOf(request);
+    if (_wantsStream(request)) {
+      return session === null
+        ? this.#peer(request, info, "sse")
+        : this.#sessions.resume(request, session);
+    }
+    if (
+      session !== null &&
+      (request.method === "POST" || request.method === "DELETE")
+    ) {
+      return this.#sessions.post(request, session);
+    }
+    return answerPlain(
+      request,
+      this,
+      (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
+    );
   };
+
+  /** A new peer, on a WebSocket or the fallback. */
+  #peer(
+    request: Request,
+    info: Deno.ServeHandlerInfo | undefined,
+    transport: "websocket" | "sse",
+  ): Response | Promise<Response> {
+    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
+    const arrival = arrive(request, remote, this);
+    return arrival instanceof Promise
+      ? arrival.then((a) => this.#accept(request, a, transport))
+      : this.#accept(request, arrival, transport);
+  }
+
+  #accept(
+    request: Request,
+    arrival: Arrival,
+    transport: "websocket" | "sse",
+  ): Response {
+    if (arrival.kind === "refused") {
+      return this.#refuse(arrival.refusal, arrival.from.address, arrival.key);
+    }
+    const { from } = arrival;
+    const facts: ConnFacts = {
+      address: from.address,
+      counted: from.counted,
+      key: arrival.kind === "edge" ? arrival.key : arrival.peer?.key,
+      favored: arrival.kind === "edge" ? false : arrival.peer?.favored ?? false,
+      now: this.#config.clock.now(),
+    };
+    if (transport === "sse") {
+      const id = newSessionId();
+      let conn: _Conn;
+      if (arrival.kind === "edge") {
+        conn = new EdgeConn(
+          this,
+          (events) => new SseSession(id, events, this.sseContext),
+          arrival.pipe,
+          { ...facts, key: arrival.key, owner: arrival.route.node },
+        );
+        this.cluster!.pipeOpened(arrival.key, arrival.route);
+      } else {
+        conn = this.#leased(new SseConn(this, id, facts), arrival.lease);
+      }
+      const session = conn.socket as SseSession;
+      this.#sessions.add(session, conn);
+      this.#hold(conn);
+      return session.open()!;
+    }
+    let upgraded: { socket: WebSocket; response: Response };
+    try {
+      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+    } catch (error) {
+      if (arrival.kind === "edge") {
+        arrival.pipe.pipe?.close(1000, "The peer's upgrade failed");
+      } else if (arrival.lease !== undefined) {
+        arrival.lease.cluster.release(arrival.peer!.key);
+      }
+      const why = error instanceof Error ? error.message : String(error);
+      return this.#refuse(
+        {
+          status: 400,
+          reason: "handshake",
+          message: `Bad Request: ${why}`,
+        },
+        from.address,
+        facts.key,
+      );
+    }
+    let conn: _Conn;
+    if (arrival.kind === "edge") {
+      const raw = upgraded.socket;
+      conn = new EdgeConn(
+        this,
+        (events) => new DenoSocket(raw, events, this.socketContext),
+        arrival.pipe,
+        { ...facts, key: arrival.key, owner: arrival.route.node },
+      );
+      this.cluster!.pipeOpened(arrival.key, arrival.route);
+    } else {
+      conn = this.#leased(
+        new WsConn(this, upgraded.socket, facts),
+        arrival.lease,
+      );
+    }
+    this.#hold(conn);
+    return upgraded.response;
+  }
+
+  /** Records the cluster lease a local connection holds, if any. */
+  #leased(
+    conn: LocalConn,
+    lease: { cluster: ClusterNode; piped: boolean } | undefined,
+  ): LocalConn {
+    if (lease !== undefined) {
+      conn.leased = true;
+      if (lease.piped && conn instanceof WsConn) {
+        conn.piped = true;
+        lease.cluster.pipedIn(1);
+      }
+    }
+    return conn;
+  }
 
   logEvent(level: LogLevel, event: string, fields?: LogFields): void {
     this.#log.write(level, event, fields);
@@ -337,7 +450,7 @@ class _Handler implements SigverHandler, EdgeHost {
       if (!socket.flush(true)) this.#closing.delete(socket);
     }
     for (const conn of [...this.#conns]) {
-      if (conn instanceof _Conn && conn.peer?.live) {
+      if (!(conn instanceof EdgeConn) && conn.peer?.live) {
         this.hub.close(conn.peer, code, reason);
       } else conn.close(code, reason);
     }
@@ -370,16 +483,14 @@ class _Handler implements SigverHandler, EdgeHost {
       rejections: this.rejections,
     });
     const more = this.#moreMetrics?.() ?? [];
-    const cluster = this.#cluster?.metrics() ?? [];
+    const cluster = this.cluster?.metrics() ?? [];
     return renderMetrics(families.concat(cluster, more));
   }
 
-  /**
-   * Closes a connection's socket, and counts and logs the close, unless the
-   * socket was already closing.
-   */
+  // Connections' events.
+
   closeConn(
-    conn: _Conn | EdgeConn,
+    conn: _Conn,
     code: number,
     reason: string,
     immediately: boolean,
@@ -409,7 +520,7 @@ class _Handler implements SigverHandler, EdgeHost {
     this.#release(conn);
   }
 
-  opened(conn: _Conn): void {
+  opened(conn: LocalConn): void {
     this.#pending.delete(conn);
     if (conn.key === undefined) {
       conn.close(ERR_URL, "Cannot join: the request URL cannot be parsed");
@@ -427,11 +538,12 @@ class _Handler implements SigverHandler, EdgeHost {
         key: keyHash(conn.key),
         favored: conn.favored || undefined,
         addr: conn.address,
+        transport: conn instanceof SseConn ? "sse" : undefined,
       });
     }
   }
 
-  frame(conn: _Conn, data: ArrayBuffer | string): void {
+  frame(conn: LocalConn, data: ArrayBuffer | string): void {
     const peer = conn.peer;
     if (peer === undefined || !peer.live) return;
     if (typeof data === "string") {
@@ -468,7 +580,7 @@ class _Handler implements SigverHandler, EdgeHost {
     this.hub.receive(peer, new Uint8Array(data));
   }
 
-  closed(conn: _Conn, code: number, reason: string): void {
+  closed(conn: LocalConn, code: number, reason: string): void {
     const peer = conn.peer;
     if (peer !== undefined && peer.live) {
       this.hub.forget(peer);
@@ -479,7 +591,7 @@ class _Handler implements SigverHandler, EdgeHost {
   }
 
   #recordClose(
-    conn: _Conn | EdgeConn,
+    conn: _Conn,
     code: number,
     reason: string,
     by: "server" | "client",
@@ -488,7 +600,7 @@ class _Handler implements SigverHandler, EdgeHost {
     const level = _closeLevel(code, by);
     if (this.#log.enabled(level)) {
       this.#log.write(level, "close", {
-        peer: conn instanceof _Conn ? conn.peer?.id : undefined,
+        peer: conn instanceof EdgeConn ? undefined : conn.peer?.id,
         key: conn.key === undefined ? undefined : keyHash(conn.key),
         code,
         reason: reason || undefined,
@@ -497,81 +609,17 @@ class _Handler implements SigverHandler, EdgeHost {
     }
   }
 
-  #plain(
-    request: Request,
-    info?: Deno.ServeHandlerInfo,
-  ): Response | Promise<Response> {
-    const parsed = parsePeerUrl(request.url);
-    const path = parsed === undefined ? "" : "/" + parsed.key;
-    const { health, ready, metrics, cluster, ice } = this.#config.paths;
-    // The one path with more methods than GET and HEAD: CORS preflights.
-    if (path === ice && this.#ice !== undefined) {
-      return this.#ice.handle(request, (refusal) => {
-        this.rejections.add(refusal.reason);
-        const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
-        this.#log.write("info", "reject", {
-          reason: refusal.reason,
-          status: refusal.status,
-          path: ice,
-          addr: this.#who(remote, request.headers, this.#config.trustProxy)
-            .address,
-        });
-      });
-    }
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return _text(
-        405,
-        "Method Not Allowed: this is a WebRTC signaling server",
-        { allow: "GET, HEAD" },
-      );
-    }
-    if (path === health) return _text(200, "ok");
-    if (path === cluster && this.#cluster !== undefined) {
-      return Response.json(this.#cluster.view(), {
-        headers: { "cache-control": "no-store" },
-      });
-    }
-    if (path === ready) {
-      const why = this.#draining ? "draining" : this.#readiness?.();
-      return why === undefined ? _text(200, "ready") : _text(503, why);
-    }
-    if (path === metrics) {
-      return new Response(this.metrics(), {
-        headers: {
-          "content-type": "text/plain; version=0.0.4; charset=utf-8",
-          "cache-control": "no-store",
-        },
-      });
-    }
-    if (this.#config.demo) {
-      const demo = demoResponse(path, request.method === "HEAD", {
-        iceServersPath: this.#ice?.enabled ? ice || undefined : undefined,
-      });
-      if (demo !== undefined) return demo;
-    }
-    return _text(
-      426,
-      "Upgrade Required: this is a WebRTC signaling server (sigver). Open a WebSocket to ws[s]://HOST/<key>",
-      { upgrade: "websocket", connection: "Upgrade" },
-    );
-  }
-
   /**
-   * Answers a refused upgrade, and counts and logs it. The log carries the
-   * key's hash: `key` when known (never a path with a token in it), else the
-   * path when no token can be in it.
+   * Answers a refused peer, and counts and logs it. The log carries the
+   * key's hash, when the key is known (a path with a token in it is not).
    */
   #refuse(
     refusal: Refusal,
     address: string,
-    request: Request,
     key: string | undefined,
   ): Response {
     this.rejections.add(refusal.reason);
     if (this.#log.enabled("info")) {
-      key ??= this.#tokens === undefined
-        ? parsePeerUrl(request.url)?.key
-        : undefined;
       this.#log.write("info", "reject", {
         reason: refusal.reason,
         status: refusal.status,
@@ -579,299 +627,11 @@ class _Handler implements SigverHandler, EdgeHost {
         addr: address,
       });
     }
-    return _text(refusal.status, refusal.message);
-  }
-
-  /** The client's address, and whether it counts against its limit. */
-  #who(
-    remote: string | undefined,
-    headers: Headers,
-    trustProxy: boolean,
-  ): { address: string; counted: boolean } {
-    const { address, local } = clientAddress(remote, headers, trustProxy);
-    return {
-      address,
-      counted: !local && this.#config.admission.maxPeersPerAddress > 0,
-    };
-  }
-
-  #admit(
-    origin: string | null,
-    address: string,
-    counted: boolean,
-  ): Refusal | undefined {
-    return admit({
-      draining: this.#draining,
-      origin,
-      counted,
-      peers: this.#conns.size,
-      fromAddress: counted ? this.#perAddress.get(address) ?? 0 : 0,
-    }, this.#config.admission);
-  }
-
-  #upgrade(
-    request: Request,
-    info?: Deno.ServeHandlerInfo,
-  ): Response | Promise<Response> {
-    const peer = parsePeerUrl(request.url);
-    if (this.#cluster !== undefined || this.#tokens !== undefined) {
-      return this.#gatedUpgrade(request, info, peer);
-    }
-    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
-    const { address, counted } = this.#who(
-      remote,
-      request.headers,
-      this.#config.trustProxy,
-    );
-    const refusal = this.#admit(
-      request.headers.get("origin"),
-      address,
-      counted,
-    );
-    if (refusal !== undefined) {
-      return this.#refuse(refusal, address, request, peer?.key);
-    }
-    return this.#acceptLocal(request, address, counted, peer, undefined);
-  }
-
-  /**
-   * An upgrade that needs awaiting: an access token to check, or a cluster
-   * node's routing. A pipe from another node is checked and served here (it
-   * needs no token: the edge checked it); a client is checked, then served
-   * here when this node owns (or can claim) its group, or piped to the owner.
-   */
-  async #gatedUpgrade(
-    request: Request,
-    info: Deno.ServeHandlerInfo | undefined,
-    url: PeerUrl | undefined,
-  ): Promise<Response> {
-    const cluster = this.#cluster;
-    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
-    let claims: PipeClaims | undefined;
-    if (cluster !== undefined) {
-      const check = await cluster.auth.check(request.headers, Date.now());
-      if (check.kind === "refused") {
-        return this.#refuse(
-          {
-            status: 403,
-            reason: "pipe_signature",
-            message: `Forbidden: ${check.reason}`,
-          },
-          remote ?? "unknown",
-          request,
-          undefined,
-        );
-      }
-      if (check.kind === "pipe") claims = check.claims;
-    }
-    // A pipe carries its client's address and Origin for this node's limits.
-    const { address, counted } = claims === undefined
-      ? this.#who(remote, request.headers, this.#config.trustProxy)
-      : this.#who(claims.client, _NO_HEADERS, false);
-    const origin = claims === undefined
-      ? request.headers.get("origin")
-      : claims.origin;
-    const refusal = this.#admit(origin, address, counted);
-    if (refusal !== undefined) {
-      return this.#refuse(refusal, address, request, undefined);
-    }
-    // A pipe's key comes signed, as it arrived at the edge: its path may have
-    // been normalized by the edge's WebSocket client on the way.
-    let peer = claims === undefined
-      ? url
-      : { key: claims.key, favored: claims.favored };
-    if (
-      this.#tokens !== undefined && claims === undefined && peer !== undefined
-    ) {
-      const access = splitTokenPath(peer.key);
-      const check = await this.#tokens.check({ ...access, now: Date.now() });
-      if (!check.ok) {
-        return this.#refuse(
-          {
-            status: check.status,
-            reason: check.reason,
-            message: check.text,
-          },
-          address,
-          request,
-          undefined,
-        );
-      }
-      peer = { key: access.key, favored: peer.favored };
-    }
-    if (
-      cluster === undefined || peer === undefined ||
-      checkKey(peer.key) !== undefined
-    ) {
-      // No cluster, or a bad URL or key (closed with 4745 or 4741 after the
-      // open): no group, no lease.
-      return this.#acceptLocal(request, address, counted, peer, undefined);
-    }
-    const key = peer.key;
-    if (claims !== undefined) {
-      if (!await cluster.accept(key)) {
-        return this.#refuse(
-          {
-            status: 409,
-            reason: "pipe_owner",
-            message: "Conflict: this node does not own the group",
-          },
-          address,
-          request,
-          key,
-        );
-      }
-      return this.#acceptLocal(request, address, counted, peer, {
-        cluster,
-        piped: true,
-      });
-    }
-    const pipeTarget = peer.favored ? `/${key}?favored` : `/${key}`;
-    let route: Route = await cluster.route(key);
-    for (let attempt = 0; !route.local && attempt < 3; attempt++) {
-      const headers = await cluster.auth.sign({
-        node: cluster.id,
-        key,
-        favored: peer.favored,
-        client: address,
-        origin,
-      }, Date.now());
-      const opened = await openPipe(_pipeUrl(route.url, pipeTarget), headers, {
-        connectTimeout: PIPE_CONNECT_TIMEOUT_MS,
-        maxBufferedAmount: this.#config.maxBufferedAmount,
-        maxQueued: PIPE_MAX_QUEUED,
-      });
-      if ("pipe" in opened) {
-        return this.#acceptEdge(request, address, counted, key, route, opened);
-      }
-      const end = opened.end;
-      if (end.kind === "unreachable") {
-        route = await cluster.unreachable(key, route.node);
-      } else if (end.kind === "refused" && end.status === 409) {
-        route = await cluster.refused(key, route.node);
-      } else {
-        const status = end.kind === "refused" ? end.status : 503;
-        return this.#refuse(
-          {
-            status,
-            reason: "owner_refused",
-            message: status === 503
-              ? "Service Unavailable: the server node of this group is full or shutting down"
-              : `Cannot join: the server node of this group answered ${status}`,
-          },
-          address,
-          request,
-          key,
-        );
-      }
-    }
-    if (!route.local) {
-      return this.#refuse(
-        {
-          status: 503,
-          reason: "owner_unreachable",
-          message:
-            "Service Unavailable: the server node of this group cannot be reached",
-        },
-        address,
-        request,
-        key,
-      );
-    }
-    return this.#acceptLocal(request, address, counted, peer, {
-      cluster,
-      piped: false,
-    });
-  }
-
-  /**
-   * Upgrades a peer whose group lives here; with a lease, when this node
-   * owns the group in a cluster.
-   */
-  #acceptLocal(
-    request: Request,
-    address: string,
-    counted: boolean,
-    peer: PeerUrl | undefined,
-    lease: { cluster: ClusterNode; piped: boolean } | undefined,
-  ): Response {
-    let upgraded: { socket: WebSocket; response: Response };
-    try {
-      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-    } catch (error) {
-      if (lease !== undefined) lease.cluster.release(peer!.key);
-      const why = error instanceof Error ? error.message : String(error);
-      return this.#refuse(
-        {
-          status: 400,
-          reason: "handshake",
-          message: `Bad Request: ${why}`,
-        },
-        address,
-        request,
-        peer?.key,
-      );
-    }
-    const conn = new _Conn(
-      this,
-      upgraded.socket,
-      address,
-      counted,
-      peer?.key,
-      peer?.favored ?? false,
-      this.#config.clock.now(),
-    );
-    if (lease !== undefined) {
-      conn.leased = true;
-      if (lease.piped) {
-        conn.piped = true;
-        lease.cluster.pipedIn(1);
-      }
-    }
-    this.#hold(conn);
-    return upgraded.response;
-  }
-
-  /** Upgrades a peer whose group lives on another node, over an open pipe. */
-  #acceptEdge(
-    request: Request,
-    address: string,
-    counted: boolean,
-    key: string,
-    route: Route & { local: false },
-    opened: { pipe: PendingPipe },
-  ): Response {
-    let upgraded: { socket: WebSocket; response: Response };
-    try {
-      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-    } catch (error) {
-      opened.pipe.pipe?.close(1000, "The peer's upgrade failed");
-      const why = error instanceof Error ? error.message : String(error);
-      return this.#refuse(
-        {
-          status: 400,
-          reason: "handshake",
-          message: `Bad Request: ${why}`,
-        },
-        address,
-        request,
-        key,
-      );
-    }
-    const conn = new EdgeConn(this, upgraded.socket, opened.pipe, {
-      address,
-      counted,
-      key,
-      owner: route.node,
-      now: this.#config.clock.now(),
-    });
-    this.#cluster!.pipeOpened(key, route);
-    this.#hold(conn);
-    return upgraded.response;
+    return textResponse(refusal.status, refusal.message);
   }
 
   /** Counts a new connection in. */
-  #hold(conn: _Conn | EdgeConn): void {
+  #hold(conn: _Conn): void {
     this.#connectionsTotal++;
     this.#conns.add(conn);
     this.#pending.add(conn);
@@ -887,7 +647,7 @@ class _Handler implements SigverHandler, EdgeHost {
   /** Closes every local peer of a group whose lease another node took. */
   #closeKey(key: string): void {
     for (const conn of [...this.#conns]) {
-      if (!(conn instanceof _Conn) || conn.key !== key) continue;
+      if (conn instanceof EdgeConn || conn.key !== key) continue;
       conn.leased = false;
       const reason =
         "Cannot relay: this group moved to another server node; reconnect";
@@ -897,16 +657,17 @@ class _Handler implements SigverHandler, EdgeHost {
     }
   }
 
-  #release(conn: _Conn | EdgeConn): void {
+  #release(conn: _Conn): void {
     if (conn.released) return;
     conn.released = true;
     this.#conns.delete(conn);
     this.#pending.delete(conn);
+    if (conn.socket instanceof SseSession) this.#sessions.delete(conn.socket);
     if (conn instanceof EdgeConn) {
-      this.#cluster?.pipeClosed(conn.key, conn.owner);
+      this.cluster?.pipeClosed(conn.key, conn.owner);
     } else if (conn.leased) {
-      if (conn.piped) this.#cluster?.pipedIn(-1);
-      this.#cluster?.release(conn.key!);
+      if (conn.piped) this.cluster?.pipedIn(-1);
+      this.cluster?.release(conn.key!);
     }
     if (conn.counted) {
       const n = (this.#perAddress.get(conn.address) ?? 1) - 1;
@@ -934,10 +695,12 @@ class _Handler implements SigverHandler, EdgeHost {
   #tick(): void {
     const now = this.#now = this.#config.clock.now();
     this.socketContext.tick++;
+    this.sseContext.tick++;
     this.hub.tick();
     for (const socket of this.#closing) {
       if (!socket.flush()) this.#closing.delete(socket);
     }
+    for (const session of this.#sessions.sessions()) session.keepAlive();
     for (const conn of this.#pending) {
       if (now - conn.since < this.#config.upgradeTimeout) continue;
       this.rejections.add("upgrade_timeout");

@@ -61,6 +61,38 @@ export interface SocketContext {
   readonly openGraceTicks: number;
 }
 
+/**
+ * A peer's end of a transport, as the server drives it: a WebSocket
+ * ({@linkcode AdaptedSocket}) or a fallback session (`sse.ts`).
+ */
+export interface PeerSocket {
+  /**
+   * Sends one binary frame (copied at once).
+   *
+   * @param frame The frame.
+   * @returns False when it was not sent because the peer reads too slowly.
+   */
+  trySend(frame: Uint8Array): boolean;
+  /**
+   * Closes with a code and reason, now or once the transport allows.
+   *
+   * @param code The close code.
+   * @param reason The close reason (at most 123 bytes of UTF-8).
+   * @param immediately Do not wait for the transport to be quiet.
+   * @returns False when it was already closing or closed.
+   */
+  requestClose(code: number, reason: string, immediately?: boolean): boolean;
+  /** Whether a close waits: call {@linkcode PeerSocket.flush} every tick. */
+  readonly closing: boolean;
+  /**
+   * Sends a waiting close when it may go.
+   *
+   * @param now Send it now, whatever the transport's state.
+   * @returns Whether the close still waits.
+   */
+  flush(now?: boolean): boolean;
+}
+
 const _OPEN = 1;
 const _CONNECTING = 0;
 
@@ -89,7 +121,7 @@ interface _Close {
  * const peer = new Peer(socket, context);
  * ```
  */
-export abstract class AdaptedSocket implements SocketEvents {
+export abstract class AdaptedSocket implements SocketEvents, PeerSocket {
   /**
    * The Deno socket. Frames sent on it directly escape the slow-reader
    * check of {@linkcode AdaptedSocket.trySend} until it next asks Deno.
@@ -267,9 +299,8 @@ export abstract class AdaptedSocket implements SocketEvents {
 }
 
 /**
- * An {@linkcode AdaptedSocket} for an owner that holds it: its events go to
- * the owner, and `send` and `close` are its names for
- * {@linkcode AdaptedSocket.trySend} and {@linkcode AdaptedSocket.requestClose}.
+ * An {@linkcode AdaptedSocket} for an owner that holds it (the cluster's
+ * edge relay) rather than extends it: its events go to the owner.
  *
  * @example
  * ```ts ignore
@@ -290,28 +321,6 @@ export class DenoSocket extends AdaptedSocket {
   constructor(raw: WebSocket, events: SocketEvents, context: SocketContext) {
     super(raw, context);
     this.#events = events;
-  }
-
-  /**
-   * Sends one binary frame; see {@linkcode AdaptedSocket.trySend}.
-   *
-   * @param frame The frame.
-   * @returns False when the peer reads too slowly.
-   */
-  send(frame: Uint8Array): boolean {
-    return this.trySend(frame);
-  }
-
-  /**
-   * Closes the socket; see {@linkcode AdaptedSocket.requestClose}.
-   *
-   * @param code The close code.
-   * @param reason The close reason (at most 123 bytes of UTF-8).
-   * @param immediately Do not wait for quiet.
-   * @returns False when the socket was already closing or closed.
-   */
-  close(code: number, reason: string, immediately = false): boolean {
-    return this.requestClose(code, reason, immediately);
   }
 
   /** Reports the open to the owner. */

@@ -1,8 +1,8 @@
 /**
  * One peer on the WebSocket-free fallback: a session whose frames go down a
  * Server-Sent Events stream and come up in POSTs (see `lib/sse.ts` for the
- * text). To the handler it looks like a socket (`socket.ts`): `send`,
- * `close` and the same three events.
+ * text). To the handler it is a `PeerSocket` (`socket.ts`): `trySend`,
+ * `requestClose` and the same three events.
  *
  * - The stream is the response to the GET that opened the session. Only one
  *   stream is open at a time; a stream that drops (the client's connection
@@ -18,8 +18,14 @@
  * @module
  */
 
-import { closeEvent, frameEvent, KEEP_ALIVE, sessionEvent } from "./lib/sse.ts";
-import type { SocketEvents } from "./socket.ts";
+import {
+  closeEvent,
+  frameEvent,
+  isSessionId,
+  KEEP_ALIVE,
+  sessionEvent,
+} from "./lib/sse.ts";
+import type { PeerSocket, SocketEvents } from "./socket.ts";
 
 /** Settings and the tick count, shared by every session of one server. */
 export interface SseContext {
@@ -50,7 +56,7 @@ const _STREAM_HEADERS: HeadersInit = {
  * return session.open(); // the GET's response: the stream
  * ```
  */
-export class SseSession {
+export class SseSession implements PeerSocket {
   /** The session id: the peer's credential for its POSTs. */
   readonly id: string;
   #events: SocketEvents;
@@ -126,7 +132,7 @@ export class SseSession {
    * @returns False when the frame was not sent because the peer reads too
    * slowly; true otherwise.
    */
-  send(frame: Uint8Array): boolean {
+  trySend(frame: Uint8Array): boolean {
     if (this.#closed) return true;
     const max = this.#context.maxBufferedAmount;
     if (max > 0 && this.#waiting() > max) return false;
@@ -142,7 +148,7 @@ export class SseSession {
    * @param reason The close reason.
    * @returns False when the session was already closed.
    */
-  close(code: number, reason: string): boolean {
+  requestClose(code: number, reason: string): boolean {
     if (this.#closed) return false;
     this.#closed = true;
     const stream = this.#stream;
@@ -160,6 +166,24 @@ export class SseSession {
     return true;
   }
 
+  /**
+   * Ends the session as its client asked (a DELETE): the stream ends, and
+   * the close is reported as the client's.
+   */
+  end(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const stream = this.#stream;
+    this.#stream = undefined;
+    this.#queue = [];
+    try {
+      stream?.close();
+    } catch {
+      // Cancelled meanwhile.
+    }
+    queueMicrotask(() => this.#events.onClose(1000, "Closed by the client"));
+  }
+
   /** Never waits: a session closes at once. */
   get closing(): boolean {
     return false;
@@ -170,7 +194,7 @@ export class SseSession {
    *
    * @returns False.
    */
-  flush(): boolean {
+  flush(_now?: boolean): boolean {
     return false;
   }
 
@@ -215,5 +239,187 @@ export class SseSession {
     }
     this.#queue.push(chunk);
     this.#queued += chunk.length;
+  }
+}
+
+/** The outcome of reading a POSTed frame. */
+export type PostedFrame =
+  | { ok: true; frame: ArrayBuffer }
+  | { ok: false; tooBig: true };
+
+/**
+ * Reads a POST's body, one frame, never more than `max` bytes of it: a
+ * longer body (or a `Content-Length` over `max`) is refused unread.
+ *
+ * @param request The POST.
+ * @param max Most bytes a frame may have.
+ * @returns The frame, or that it is too big.
+ */
+export async function readFrame(
+  request: Request,
+  max: number,
+): Promise<PostedFrame> {
+  const length = Number(request.headers.get("content-length") ?? "0");
+  if (length > max) {
+    await request.body?.cancel();
+    return { ok: false, tooBig: true };
+  }
+  const body = request.body;
+  if (body === null) return { ok: true, frame: new ArrayBuffer(0) };
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) {
+      await body.cancel().catch(() => {});
+      return { ok: false, tooBig: true };
+    }
+    chunks.push(chunk);
+  }
+  const frame = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    frame.set(chunk, at);
+    at += chunk.length;
+  }
+  return { ok: true, frame: frame.buffer };
+}
+
+/** Options of {@linkcode Sessions}. */
+export interface SessionsOptions {
+  /**
+   * The group key a request's path names (the token path stripped).
+   *
+   * @param request A request for a session.
+   * @returns The key, or `undefined` for a URL without a path.
+   */
+  keyOf(request: Request): string | undefined;
+  /**
+   * Counts a refusal for metrics.
+   *
+   * @param reason Its label.
+   */
+  refused(reason: string): void;
+  /** Most bytes a POSTed frame may have. */
+  maxMessageSize: number;
+}
+
+/**
+ * A short plain-text answer, never cached.
+ */
+function _text(status: number, body: string): Response {
+  return new Response(body + "\n", {
+    status,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "cache-control": "no-store",
+    },
+  });
+}
+
+/**
+ * The fallback sessions of one server, by id, and the requests that follow
+ * a session's opening GET: a GET that resumes a dropped stream, a POST that
+ * sends a frame up, a DELETE that ends the session.
+ *
+ * - an unknown session: 404; a session used on another key: 403;
+ * - a second stream while one is open: 409;
+ * - a POSTed body over the maximum message size: 413, unread;
+ * - a frame: 204 (what the frame does to the session comes down its stream).
+ */
+export class Sessions<C extends { readonly key: string | undefined }> {
+  readonly #entries = new Map<string, { session: SseSession; conn: C }>();
+  readonly #options: SessionsOptions;
+
+  /**
+   * Creates an empty registry.
+   *
+   * @param options How to read a request's key, count refusals, and the
+   * frame size limit.
+   */
+  constructor(options: SessionsOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Registers a new session.
+   *
+   * @param session The session.
+   * @param conn The connection it carries.
+   */
+  add(session: SseSession, conn: C): void {
+    this.#entries.set(session.id, { session, conn });
+  }
+
+  /**
+   * Forgets a session that ended.
+   *
+   * @param session The session.
+   */
+  delete(session: SseSession): void {
+    this.#entries.delete(session.id);
+  }
+
+  /**
+   * Every live session.
+   *
+   * @returns An iterator over them.
+   */
+  *sessions(): IterableIterator<SseSession> {
+    for (const { session } of this.#entries.values()) yield session;
+  }
+
+  /**
+   * Answers a GET that resumes a session: its stream, or a refusal.
+   *
+   * @param request The GET.
+   * @param id The session id it names.
+   * @returns The response.
+   */
+  resume(request: Request, id: string): Response {
+    const entry = this.#find(request, id);
+    if (entry instanceof Response) return entry;
+    return entry.session.open() ??
+      _text(409, "Conflict: the session's stream is open already");
+  }
+
+  /**
+   * Answers a POST (one frame up) or a DELETE (the end of the session).
+   *
+   * @param request The POST or DELETE.
+   * @param id The session id it names.
+   * @returns The response.
+   */
+  async post(request: Request, id: string): Promise<Response> {
+    const entry = this.#find(request, id);
+    if (entry instanceof Response) {
+      await request.body?.cancel();
+      return entry;
+    }
+    if (request.method === "DELETE") {
+      entry.session.end();
+      return new Response(null, { status: 204 });
+    }
+    const max = this.#options.maxMessageSize;
+    const posted = await readFrame(request, max);
+    if (!posted.ok) {
+      this.#options.refused("message_size");
+      return _text(413, `Content Too Large: a frame is at most ${max} bytes`);
+    }
+    entry.session.deliver(posted.frame);
+    return new Response(null, { status: 204 });
+  }
+
+  #find(
+    request: Request,
+    id: string,
+  ): { session: SseSession; conn: C } | Response {
+    const entry = isSessionId(id) ? this.#entries.get(id) : undefined;
+    if (entry === undefined) return _text(404, "Not Found: no such session");
+    if (this.#options.keyOf(request) !== entry.conn.key) {
+      this.#options.refused("session_key");
+      return _text(403, "Forbidden: the session belongs to another key");
+    }
+    return entry;
   }
 }

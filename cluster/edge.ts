@@ -22,11 +22,7 @@ import {
   CLOSE_SERVICE_RESTART,
 } from "../lib/codes.ts";
 import type { Tally } from "../lib/metrics.ts";
-import {
-  DenoSocket,
-  type SocketContext,
-  type SocketEvents,
-} from "../socket.ts";
+import type { PeerSocket, SocketContext, SocketEvents } from "../socket.ts";
 import {
   Pipe,
   type PipeEnd,
@@ -153,7 +149,8 @@ export class PendingPipe implements PipeEvents {
 
 /** A peer on this node whose group lives on another node. */
 export class EdgeConn implements SocketEvents, PipeEvents {
-  readonly socket: DenoSocket;
+  /** The peer's socket on this node (a WebSocket, or a fallback session). */
+  readonly socket: PeerSocket;
   readonly address: string;
   readonly counted: boolean;
   readonly key: string;
@@ -173,13 +170,13 @@ export class EdgeConn implements SocketEvents, PipeEvents {
    * Joins a peer's new socket to its open pipe.
    *
    * @param host The handler.
-   * @param raw The peer's socket, from `Deno.upgradeWebSocket`.
+   * @param socket Makes the peer's socket, given who hears its events.
    * @param pipe The open pipe, from {@linkcode openPipe}.
    * @param facts The peer's address, key and owner, and the time.
    */
   constructor(
     host: EdgeHost,
-    raw: WebSocket,
+    socket: (events: SocketEvents) => PeerSocket,
     pipe: PendingPipe,
     facts: {
       address: string;
@@ -199,7 +196,7 @@ export class EdgeConn implements SocketEvents, PipeEvents {
     this.last = host.now;
     this.since = facts.now;
     this.#pipe = pipe.pipe!;
-    this.socket = new DenoSocket(raw, this, host.socketContext);
+    this.socket = socket(this);
     pipe.attach(this);
   }
 
@@ -256,12 +253,9 @@ export class EdgeConn implements SocketEvents, PipeEvents {
 
   onPipeFrame(data: ArrayBuffer | string): void {
     if (this.#done) return;
-    if (typeof data === "string") {
-      // Owners send binary frames only; pass it on as the peer would see it.
-      this.socket.raw.send(data);
-      return;
-    }
-    if (!this.socket.send(new Uint8Array(data))) {
+    // Owners send binary frames only.
+    if (typeof data === "string") return;
+    if (!this.socket.trySend(new Uint8Array(data))) {
       this.#host.rejections.add("slow_reader");
       this.#fail(
         CLOSE_POLICY_VIOLATION,
