@@ -35,6 +35,7 @@
  */
 
 import { decodeMessage, encodeMessage } from "./lib/wire.ts";
+import { SseSocket } from "./client_sse.ts";
 import type { IceServer } from "./lib/turn.ts";
 
 import {
@@ -313,6 +314,33 @@ export interface SigverClientOptions {
    * `/t/<token>/<key>` (see {@linkcode tokenUrl}).
    */
   token?: string;
+  /**
+   * How to reach the server: `websocket`, `sse` (the WebSocket-free
+   * fallback: Server-Sent Events down, POSTs up, same protocol), or `auto`:
+   * a WebSocket, and the fallback when a WebSocket can't open (blocked by a
+   * proxy, refused, or not open within `fallbackAfter`).
+   * @default {"auto"}
+   */
+  transport?: "auto" | "websocket" | "sse";
+  /**
+   * With `transport: "auto"`, milliseconds to wait for a WebSocket to open
+   * before trying the fallback.
+   * @default {5000}
+   */
+  fallbackAfter?: number;
+}
+
+/** What the client drives: a `WebSocket`, or the fallback's `SseSocket`. */
+interface _Channel {
+  readonly url: string;
+  readonly readyState: number;
+  binaryType: BinaryType;
+  onopen: ((event: Event) => unknown) | null;
+  onmessage: ((event: MessageEvent) => unknown) | null;
+  onclose: ((event: CloseEvent) => unknown) | null;
+  onerror: ((event: Event) => unknown) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
 }
 
 /** Options of {@linkcode SigverClient.send}. */
@@ -583,7 +611,7 @@ export class SigverClient extends EventTarget {
   /** Resolves once the socket has closed, with how it closed. */
   readonly closed: Promise<SigverCloseEvent>;
 
-  #socket: WebSocket;
+  #socket: _Channel;
   #pending: {
     resolve: (connected: boolean) => void;
     reject: (error: unknown) => void;
@@ -593,7 +621,7 @@ export class SigverClient extends EventTarget {
   #onAbort = (): void => this.#abort();
 
   private constructor(
-    socket: WebSocket,
+    socket: _Channel,
     key: string,
     favored: boolean,
     signal: AbortSignal | undefined,
@@ -648,31 +676,80 @@ export class SigverClient extends EventTarget {
    * console.log(client.url); // ws://127.0.0.1:8000/room?favored
    * ```
    */
-  static open(
+  static async open(
     url: string | URL,
     key: string,
     options: SigverClientOptions = {},
   ): Promise<SigverClient> {
-    const { favored = false, signal, token } = options;
+    const { favored = false, signal, token, transport = "auto" } = options;
+    if (signal?.aborted) throw signal.reason;
+    const base = token === undefined ? url : tokenUrl(url, token);
+    const target = groupUrl(base, key, favored);
+    if (transport !== "sse") {
+      try {
+        return await SigverClient.#open(
+          () => new WebSocket(target),
+          key,
+          favored,
+          signal,
+          transport === "auto" ? options.fallbackAfter ?? 5000 : Infinity,
+        );
+      } catch (error) {
+        // Any WebSocket failure before the open falls back, unless asked
+        // not to or aborted.
+        if (transport === "websocket" || signal?.aborted) throw error;
+      }
+    }
+    return SigverClient.#open(
+      () => new SseSocket(target.replace(/^ws/, "http")),
+      key,
+      favored,
+      signal,
+      Infinity,
+    );
+  }
+
+  static #open(
+    create: () => _Channel,
+    key: string,
+    favored: boolean,
+    signal: AbortSignal | undefined,
+    timeout: number,
+  ): Promise<SigverClient> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let socket: WebSocket;
+    let socket: _Channel;
     try {
-      const base = token === undefined ? url : tokenUrl(url, token);
-      socket = new WebSocket(groupUrl(base, key, favored));
+      socket = create();
     } catch (error) {
       return Promise.reject(error);
     }
     socket.binaryType = "arraybuffer";
     return new Promise<SigverClient>((resolve, reject) => {
-      const onAbort = () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const giveUp = (error: unknown) => {
+        done();
         socket.onopen = socket.onclose = null;
         socket.close(1000, "Aborted");
-        reject(signal?.reason);
+        reject(error);
       };
+      const onAbort = () => giveUp(signal?.reason);
       signal?.addEventListener("abort", onAbort, { once: true });
+      if (timeout !== Infinity) {
+        timer = setTimeout(() =>
+          giveUp(
+            new SigverCloseError(
+              _closeInfo(1006, `Not open after ${timeout} ms`, false),
+              "open",
+            ),
+          ), timeout);
+      }
       socket.onerror = () => {};
       socket.onclose = (event) => {
-        signal?.removeEventListener("abort", onAbort);
+        done();
         reject(
           new SigverCloseError(
             _closeInfo(event.code, event.reason, event.wasClean),
@@ -681,7 +758,7 @@ export class SigverClient extends EventTarget {
         );
       };
       socket.onopen = () => {
-        signal?.removeEventListener("abort", onAbort);
+        done();
         socket.onopen = null;
         resolve(new SigverClient(socket, key, favored, signal));
       };
