@@ -53,7 +53,8 @@ const USAGE = `Usage: deno task bench [options]
   --sources <n>         source addresses 127.0.0.2.. for capacity and churn
                         (default 8; 0: Deno.connect from 127.0.0.1)
   --sigver-flag <flag>  extra server flag (repeatable), e.g. --sigver-flag=--log-level=warn
-  --deno-flag <flag>    extra 'deno run' flag for sigver (repeatable),
+  --deno-flag <flag>    extra 'deno run' flag for sigver and the bare relay
+                        (repeatable),
                         e.g. --deno-flag=--cpu-prof --deno-flag=--cpu-prof-dir=bench/results/prof
   --sigver <file>       the sigver entry point to measure (default server.ts),
                         e.g. an older checkout's server.ts for before/after
@@ -234,7 +235,10 @@ async function _run(
       denoFlags: config.denoFlags,
       script: config.sigver,
     });
-  const bare = async () => await startServer({ kind: "bare", cpu });
+  // The bare relay gets the same deno flags: profiles of both compare, and
+  // a V8 flag changes both sides of a ratio alike.
+  const bare = async () =>
+    await startServer({ kind: "bare", cpu, denoFlags: config.denoFlags });
   const finish = async (s: ServerProcess) => {
     if (!s.alive()) {
       tally.add("unexpectedClose", `${s.kind} exited during the run`);
@@ -345,6 +349,7 @@ async function _run(
         kind: "bare",
         cpu,
         flags: ["--heartbeat-interval", "5"],
+        denoFlags: config.denoFlags,
       });
       try {
         fr = await capacity(f, false, cc, env, tally);
