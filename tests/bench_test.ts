@@ -29,7 +29,7 @@ import {
   OP_TEXT,
   statusOf,
 } from "../bench/ws_client.ts";
-import { type RunResult, summarize } from "../bench/main.ts";
+import { RSS_ALLOWANCE, type RunResult, summarize } from "../bench/main.ts";
 import { FrameReader, TYPE_CONTENT } from "../lib/wire.ts";
 
 const STAT =
@@ -365,4 +365,21 @@ Deno.test("summarize adds the floor rows when the runs measured them", () => {
     ),
     false,
   );
+});
+
+Deno.test("summarize holds the idle-peer RSS to bare + the heartbeat allowance", () => {
+  const run = (sigverRss: number) => ({
+    ...fakeRun(10, 10, 100),
+    capacity: {
+      sigver: { rssPerPeer: sigverRss, usPerConnection: 100, holdPct: 10 },
+      bare: { rssPerPeer: 17000, usPerConnection: 100, holdPct: 0 },
+      floor: null,
+    },
+  } as unknown as RunResult);
+  const row = (rss: number) =>
+    summarize([run(rss)]).find((r) =>
+      r.metric === "capacity: server RSS bytes/idle peer"
+    )!;
+  assert.deepEqual(row(17000 + RSS_ALLOWANCE).ok, true);
+  assert.deepEqual(row(17001 + RSS_ALLOWANCE).ok, false);
 });
