@@ -7,6 +7,7 @@
  * deno task bench            # 3 full runs (about 3 minutes each)
  * deno task bench --quick    # 1 short run, under a minute
  * deno task bench --only relay --runs 5
+ * deno task bench --only soak   # 100,000 cycles, then the hub must be empty
  * ```
  *
  * @module
@@ -31,13 +32,17 @@ import {
   type Env,
   relay,
   type RelayResult,
+  soak,
+  type SoakResult,
   Tally,
 } from "./scenarios.ts";
 import {
+  fmt,
   markdownTable,
   median,
   openFileLimits,
   ratio,
+  SOAK_GAUGES,
   type SummaryRow,
 } from "./stats.ts";
 
@@ -45,7 +50,10 @@ const USAGE = `Usage: deno task bench [options]
 
   --quick               one short run (under a minute)
   --runs <n>            runs (default 3, 1 with --quick)
-  --only <list>         scenarios, comma-separated: relay,churn,capacity
+  --only <list>         scenarios, comma-separated: relay,churn,capacity,soak
+                        (default relay,churn,capacity: soak is a leak check)
+  --cycles <n>          soak cycles (default 100000, 20000 with --quick); the
+                        first 20000 (half, when fewer) are the warm-up
   --peers <n>           capacity peers (default 19500, 2000 with --quick)
   --group-size <n>      capacity peers per group (default 1)
   --seconds <s>         relay and churn seconds per measurement (default 10)
@@ -83,6 +91,8 @@ export interface BenchConfig {
   groupSize: number;
   /** Capacity hold seconds. */
   hold: number;
+  /** Soak cycles. */
+  cycles: number;
   /** Source addresses. */
   sources: number;
   /** Extra sigver flags. */
@@ -124,6 +134,7 @@ function _config(args: string[]): BenchConfig | undefined {
       "group-size": { type: "string" },
       seconds: { type: "string" },
       hold: { type: "string" },
+      cycles: { type: "string" },
       sources: { type: "string" },
       "sigver-flag": { type: "string", multiple: true },
       "deno-flag": { type: "string", multiple: true },
@@ -148,7 +159,7 @@ function _config(args: string[]): BenchConfig | undefined {
     (values.only ?? "relay,churn,capacity").split(",").map((s) => s.trim()),
   );
   for (const s of only) {
-    if (!["relay", "churn", "capacity"].includes(s)) {
+    if (!["relay", "churn", "capacity", "soak"].includes(s)) {
       throw new RangeError(`invalid scenario in --only: '${s}'`);
     }
   }
@@ -170,6 +181,7 @@ function _config(args: string[]): BenchConfig | undefined {
       Math.floor(num("group-size", values["group-size"], 1)),
     ),
     hold: num("hold", values.hold, quick ? 5.5 : 15),
+    cycles: Math.floor(num("cycles", values.cycles, quick ? 20000 : 100000)),
     sources: Math.min(250, Math.floor(num("sources", values.sources, 8))),
     sigverFlags: values["sigver-flag"] ?? [],
     denoFlags: values["deno-flag"] ?? [],
@@ -208,6 +220,8 @@ export interface RunResult {
     bare: CapacityResult;
     floor: CapacityResult | null;
   } | null;
+  /** The soak: many cycles, then the hub must be empty. */
+  soak: SoakResult | null;
   /** Log lines sigver wrote during the run. */
   sigverLogLines: number;
   /** Windows in which the load generator, not the server, was the limit. */
@@ -264,6 +278,7 @@ async function _run(
     churn: null,
     churnFloor: null,
     capacity: null,
+    soak: null,
     sigverLogLines: 0,
     loadgenBound: [],
     errors: tally,
@@ -368,9 +383,31 @@ async function _run(
     bound("capacity connect bare", br.connect);
     result.capacity = { sigver: sr, bare: br, floor: fr };
   }
+  if (config.only.has("soak")) {
+    const s = await sigver();
+    try {
+      result.soak = await soak(
+        s,
+        {
+          cycles: config.cycles,
+          // The RSS levels off after 13,000-15,000 cycles (V8 sizing its
+          // heap to the load), so the reference is taken after 20,000.
+          warmup: Math.min(20000, Math.floor(config.cycles / 2)),
+          concurrency: 32,
+          sources: config.sources,
+          settle: config.quick ? 2 : 5,
+        },
+        env,
+        tally,
+      );
+      bound("soak", result.soak.window);
+    } finally {
+      await finish(s);
+    }
+  }
   result.sigverLogLines = logLines;
   result.seconds = (performance.now() - t0) / 1000;
-  result.ok = tally.total === 0;
+  result.ok = tally.total === 0 && (result.soak?.pass ?? true);
   return result;
 }
 
@@ -545,6 +582,50 @@ export function summarize(runs: readonly RunResult[]): SummaryRow[] {
         ? "<= 6 %"
         : `<= 6 % at 19500 (scaled: ${at19500?.toFixed(2)} %)`,
       ok: at19500 === null ? null : at19500 <= 6,
+    });
+  }
+  if (runs[0]?.soak) {
+    const cycles = runs[0].soak.cycles;
+    const all = runs.map((x) => x.soak).filter((x) => x != null);
+    const left = (name: string) =>
+      Math.max(...all.map((x) => x.gauges[name] ?? NaN));
+    rows.push({
+      metric:
+        `soak: peers / groups / members / bound joiners after ${cycles} cycles`,
+      server: null,
+      bare: null,
+      ratio: null,
+      target: `all 0 (worst run: ${
+        SOAK_GAUGES.map((g) => Number.isNaN(left(g)) ? "-" : left(g)).join(
+          " / ",
+        )
+      })`,
+      ok: all.length === runs.length && all.every((x) => x.empty),
+    });
+    const r = med((x) => x.soak?.rssRatio);
+    rows.push({
+      metric: "soak: server RSS at the end / after the warm-up",
+      server: med((x) => x.soak?.rssEnd),
+      bare: med((x) => x.soak?.rssWarm),
+      ratio: r,
+      target: "<= 1.10x",
+      ok: all.length === runs.length && all.every((x) => x.rssOk),
+    });
+    rows.push({
+      metric: "soak: server RSS growth after the warm-up, bytes/cycle",
+      server: med((x) => x.soak?.rssSlope),
+      bare: null,
+      ratio: null,
+      target: "a leak shows as a steady growth",
+      ok: null,
+    });
+    rows.push({
+      metric: "soak: cycles/s; server CPU µs/cycle",
+      server: med((x) => x.soak?.rate),
+      bare: null,
+      ratio: null,
+      target: `${fmt(med((x) => x.soak?.usPerCycle), 1)} µs/cycle`,
+      ok: null,
     });
   }
   return rows;

@@ -1,7 +1,8 @@
 /**
  * The scenarios of the benchmark: relay (ping-pong between member/joiner
  * pairs), capacity (idle peers answering heartbeats), churn (peers that join
- * a group through the bind/relay handshake and leave). Each one speaks the
+ * a group through the bind/relay handshake and leave), soak (many cycles of
+ * connect, join, relay and leave, for leaks). Each one speaks the
  * sigver protocol with `lib/wire.ts` and counts every protocol error and
  * unexpected close in a {@linkcode Tally}.
  *
@@ -25,6 +26,11 @@ import {
   Histogram,
   perOp,
   type ProcStat,
+  readGauges,
+  slope,
+  SOAK_GAUGES,
+  type SoakVerdict,
+  soakVerdict,
 } from "./stats.ts";
 import { clientFrame, connect, OP_BINARY, type WsClient } from "./ws_client.ts";
 
@@ -1058,5 +1064,233 @@ export async function churnBare(
     joinP50: latency.percentile(50),
     joinP99: latency.percentile(99),
     goneNotices: 0,
+  };
+}
+
+// ----------------------------------------------------------------- soak
+
+/** Parameters of the soak scenario. */
+export interface SoakConfig {
+  /** Cycles in all, the warm-up's included. */
+  cycles: number;
+  /** Cycles before the reference RSS is taken. */
+  warmup: number;
+  /** Cycles in progress at once. */
+  concurrency: number;
+  /** Source addresses to spread over; 0: Deno.connect. */
+  sources: number;
+  /** Seconds of quiet before each RSS and gauge reading. */
+  settle: number;
+}
+
+/** What the soak scenario gives. */
+export interface SoakResult extends SoakVerdict {
+  /** Cycles run. */
+  cycles: number;
+  /** Cycles that went through every step. */
+  completed: number;
+  /** The cycles after the warm-up. */
+  window: Window;
+  /** Cycles per second after the warm-up. */
+  rate: number;
+  /** Server CPU per cycle after the warm-up, µs. */
+  usPerCycle: number | null;
+  /** Server RSS after the warm-up and a quiet spell, bytes. */
+  rssWarm: number;
+  /** Server RSS at the end, after a quiet spell, bytes. */
+  rssEnd: number;
+  /** Highest server RSS sampled (once a second), bytes. */
+  rssPeak: number;
+  /** Server RSS once a second after the warm-up: cycles done, bytes. */
+  trace: { cycles: number; rss: number }[];
+  /** RSS growth per cycle after the warm-up (least squares), bytes. */
+  rssSlope: number | null;
+  /** The hub's gauges after the warm-up. */
+  gaugesWarm: Record<string, number>;
+  /** The hub's gauges at the end. */
+  gauges: Record<string, number>;
+  /** "Gone" notices received (the leaves that leave one behind). */
+  goneNotices: number;
+}
+
+/** Resolves with `p`, or with `undefined` after `ms` milliseconds. */
+async function _within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) =>
+    timer = setTimeout(() => r(undefined), ms)
+  );
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function _gauges(port: number): Promise<Record<string, number>> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    return readGauges(await response.text(), SOAK_GAUGES);
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Soak: `cycles` times, in a group of its own, a member connects and joins;
+ * a joiner connects, is bound to it and sends an offer; then one of four
+ * endings, in turn: the member answers (`lastData`), the joiner joins, and
+ * the joiner leaves first, or the member does; the joiner leaves before
+ * any answer (the member gets "joiner gone"); the member's connection drops
+ * without a closing handshake (the joiner gets "member gone"). After the
+ * last cycle the hub must hold nothing (its gauges on `/metrics`) and the
+ * RSS must be back within 10 % of its level after the warm-up.
+ *
+ * @param server The server under test (sigver).
+ * @param config Cycles, warm-up, concurrency, sources, quiet time.
+ * @param env Run facts.
+ * @param tally Where problems are counted.
+ * @returns The figures and the verdict.
+ */
+export async function soak(
+  server: ServerProcess,
+  config: SoakConfig,
+  env: Env,
+  tally: Tally,
+): Promise<SoakResult> {
+  const port = server.port;
+  const offerFrame = clientFrame(OP_BINARY, encodeContent(0, 0, OFFER));
+  let completed = 0;
+  let started = 0;
+  let gone = 0;
+  const rss = () => readStat(server.pid).rssPages * env.pageSize;
+  const one = async (i: number): Promise<void> => {
+    started++;
+    const key = `/soak-${env.tag}-${i}`;
+    const options = {
+      readSize: 4096,
+      localAddress: config.sources > 0
+        ? `127.0.0.${2 + (i % config.sources)}`
+        : undefined,
+    };
+    const offer = Promise.withResolvers<number>();
+    const answer = Promise.withResolvers<void>();
+    const joinerGone = Promise.withResolvers<void>();
+    const memberGone = Promise.withResolvers<void>();
+    const member = await _open(port, key, tally, (r) => {
+      if (r.dataEnd === r.dataStart) {
+        gone++;
+        joinerGone.resolve();
+      } else if (r.senderId === 0 || r.dataEnd - r.dataStart !== OFFER.length) {
+        tally.add("protocol", "soak: member got a bad offer");
+      } else offer.resolve(r.senderId);
+    }, options);
+    if (member === undefined) return;
+    try {
+      if (!(await _join(member, 1, [], true, tally))) return;
+      const joiner = await _open(port, key, tally, (r) => {
+        if (r.dataEnd === r.dataStart) {
+          gone++;
+          memberGone.resolve();
+        } else if (
+          r.senderId !== 0 || r.dataEnd - r.dataStart !== ANSWER.length
+        ) {
+          tally.add("protocol", "soak: joiner got a bad answer");
+        } else answer.resolve();
+      }, options);
+      if (joiner === undefined) return;
+      try {
+        if (!(await _join(joiner, 2, [], false, tally))) return;
+        joiner.ws.sendFrame(offerFrame);
+        const sid = await _within(offer.promise, 10000);
+        if (sid === undefined) {
+          tally.add("timeouts", "soak: no offer");
+          return;
+        }
+        const step = async (p: Promise<unknown>, what: string) => {
+          const ok = (await _within(p.then(() => true), 10000)) ?? false;
+          if (!ok) tally.add("timeouts", `soak: no ${what}`);
+          return ok;
+        };
+        switch (i % 4) {
+          case 0:
+          case 1: {
+            member.ws.send(encodeMessage({
+              type: "content",
+              content: {
+                senderId: 0,
+                recipientId: sid,
+                lastData: true,
+                data: ANSWER,
+              },
+            }));
+            if (!(await step(answer.promise, "answer"))) return;
+            if (!(await _join(joiner, 2, [1], true, tally))) return;
+            const [first, second] = i % 4 === 0
+              ? [joiner, member]
+              : [member, joiner];
+            await first.ws.close(1000, 5000);
+            await second.ws.close(1000, 5000);
+            break;
+          }
+          case 2:
+            await joiner.ws.close(1000, 5000);
+            if (!(await step(joinerGone.promise, "joiner-gone notice"))) {
+              return;
+            }
+            break;
+          default:
+            member.ws.destroy();
+            if (!(await step(memberGone.promise, "member-gone notice"))) {
+              return;
+            }
+        }
+        completed++;
+      } finally {
+        if (!joiner.ws.closed) await joiner.ws.close(1000, 5000);
+      }
+    } finally {
+      if (!member.ws.closed) await member.ws.close(1000, 5000);
+    }
+  };
+  const warmup = Math.min(config.warmup, config.cycles);
+  await _pool(warmup, config.concurrency, one);
+  await _sleep(config.settle * 1000);
+  const rssWarm = rss();
+  const gaugesWarm = await _gauges(port);
+  const trace = [{ cycles: started, rss: rssWarm }];
+  const sampler = setInterval(() => {
+    trace.push({ cycles: started, rss: rss() });
+  }, 1000);
+  const meter = new _Meter(server.pid, env.hz);
+  meter.start();
+  try {
+    await _pool(
+      config.cycles - warmup,
+      config.concurrency,
+      (i) => one(warmup + i),
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+  const window = meter.stop();
+  await _sleep(config.settle * 1000);
+  const rssEnd = rss();
+  const gauges = await _gauges(port);
+  const after = config.cycles - warmup;
+  return {
+    cycles: config.cycles,
+    completed,
+    window,
+    rate: after / (window.ms / 1000),
+    usPerCycle: perOp(window.serverCpuUs, after),
+    rssWarm,
+    rssEnd,
+    rssPeak: Math.max(rssEnd, ...trace.map((t) => t.rss)),
+    trace,
+    rssSlope: slope(trace.map((t) => ({ x: t.cycles, y: t.rss }))),
+    gaugesWarm,
+    gauges,
+    goneNotices: gone,
+    ...soakVerdict(gauges, rssWarm, rssEnd),
   };
 }

@@ -336,3 +336,97 @@ export function openFileLimits(
   if (!(soft >= 0) || !(hard >= 0)) return undefined;
   return { soft, hard };
 }
+
+/**
+ * Reads unlabelled samples from a Prometheus text exposition (the lines
+ * `name value`; comments and labelled samples are skipped).
+ *
+ * @param text The exposition, as `/metrics` serves it.
+ * @param names The metric names wanted.
+ * @returns The value of each wanted name that has an unlabelled sample.
+ */
+export function readGauges(
+  text: string,
+  names: readonly string[],
+): Record<string, number> {
+  const wanted = new Set(names);
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const m = /^([A-Za-z_:][\w:]*) (\S+)/.exec(line);
+    if (m === null || !wanted.has(m[1])) continue;
+    const value = Number(m[2]);
+    if (!Number.isNaN(value)) out[m[1]] = value;
+  }
+  return out;
+}
+
+/** The gauges of the hub's state that a soak must leave at 0. */
+export const SOAK_GAUGES: readonly string[] = [
+  "sigver_peers",
+  "sigver_groups",
+  "sigver_members",
+  "sigver_bound_joiners",
+];
+
+/** What a soak proves, from the numbers it took. */
+export interface SoakVerdict {
+  /** Whether every gauge of {@linkcode SOAK_GAUGES} was there and 0. */
+  empty: boolean;
+  /** RSS at the end over RSS after the warm-up; `null` without both. */
+  rssRatio: number | null;
+  /** Whether the RSS came back within the tolerance. */
+  rssOk: boolean;
+  /** Both. */
+  pass: boolean;
+}
+
+/**
+ * Judges a soak: the hub's state must be empty at the end, and the RSS back
+ * within `tolerance` of its level after the warm-up.
+ *
+ * @param gauges The gauges read at the end (see {@linkcode readGauges}).
+ * @param rssWarm RSS after the warm-up, bytes.
+ * @param rssEnd RSS at the end, bytes.
+ * @param tolerance The growth allowed, as a fraction (0.1: 10 %).
+ * @returns The verdict.
+ */
+export function soakVerdict(
+  gauges: Readonly<Record<string, number>>,
+  rssWarm: number,
+  rssEnd: number,
+  tolerance = 0.1,
+): SoakVerdict {
+  const empty = SOAK_GAUGES.every((name) => gauges[name] === 0);
+  const rssRatio = ratio(rssEnd, rssWarm);
+  const rssOk = rssRatio !== null && rssRatio <= 1 + tolerance;
+  return { empty, rssRatio, rssOk, pass: empty && rssOk };
+}
+
+/**
+ * The least-squares slope of `y` over `x`: how fast a figure grows, free of
+ * the ups and downs around its trend.
+ *
+ * @param points The samples.
+ * @returns dy/dx, or `null` with fewer than two distinct `x`.
+ */
+export function slope(
+  points: readonly { x: number; y: number }[],
+): number | null {
+  const n = points.length;
+  if (n < 2) return null;
+  let sx = 0;
+  let sy = 0;
+  for (const p of points) {
+    sx += p.x;
+    sy += p.y;
+  }
+  const mx = sx / n;
+  const my = sy / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (const p of points) {
+    sxy += (p.x - mx) * (p.y - my);
+    sxx += (p.x - mx) ** 2;
+  }
+  return sxx > 0 ? sxy / sxx : null;
+}

@@ -15,6 +15,10 @@ import {
   perOp,
   type ProcStat,
   ratio,
+  readGauges,
+  slope,
+  SOAK_GAUGES,
+  soakVerdict,
 } from "../bench/stats.ts";
 import {
   clientFrame,
@@ -365,6 +369,93 @@ Deno.test("summarize adds the floor rows when the runs measured them", () => {
     ),
     false,
   );
+});
+
+const EXPOSITION = `# HELP sigver_peers Peers connected.
+# TYPE sigver_peers gauge
+sigver_peers 0
+sigver_groups 2
+sigver_members 3
+# TYPE sigver_closes_total counter
+sigver_closes_total{code="1000",by="client"} 7
+sigver_bound_joiners 1e0
+sigver_peers_extra 9
+`;
+
+Deno.test("readGauges reads unlabelled samples and skips the rest", () => {
+  assert.deepEqual(
+    readGauges(EXPOSITION, [...SOAK_GAUGES, "sigver_closes_total", "nope"]),
+    {
+      sigver_peers: 0,
+      sigver_groups: 2,
+      sigver_members: 3,
+      sigver_bound_joiners: 1,
+    },
+  );
+});
+
+Deno.test("soakVerdict passes an empty hub whose RSS came back within 10 %", () => {
+  const empty = Object.fromEntries(SOAK_GAUGES.map((g) => [g, 0]));
+  assert.deepEqual(soakVerdict(empty, 100, 110), {
+    empty: true,
+    rssRatio: 1.1,
+    rssOk: true,
+    pass: true,
+  });
+  assert.deepEqual(soakVerdict(empty, 100, 111).pass, false);
+  assert.deepEqual(soakVerdict(empty, 100, 111).rssOk, false);
+  // A peer left behind, or a gauge that was not there, fails.
+  assert.deepEqual(
+    soakVerdict({ ...empty, sigver_bound_joiners: 1 }, 100, 90).pass,
+    false,
+  );
+  const { sigver_groups: _, ...missing } = empty;
+  assert.deepEqual(soakVerdict(missing, 100, 90).empty, false);
+  assert.deepEqual(soakVerdict(empty, 0, 90).rssOk, false);
+});
+
+Deno.test("slope is the least-squares growth and null without a spread", () => {
+  const line = [0, 1, 2, 3].map((x) => ({ x, y: 5 + 2 * x }));
+  assert.deepEqual(slope(line), 2);
+  // Ups and downs around a flat trend: no growth.
+  assert.deepEqual(
+    slope([{ x: 0, y: 10 }, { x: 1, y: 12 }, { x: 2, y: 8 }, { x: 3, y: 10 }]),
+    -0.4,
+  );
+  assert.deepEqual(slope([{ x: 1, y: 1 }]), null);
+  assert.deepEqual(slope([{ x: 1, y: 1 }, { x: 1, y: 3 }]), null);
+});
+
+Deno.test("summarize checks the soak: an empty hub in every run, RSS within 10 %", () => {
+  const run = (left: number, rssEnd: number) => {
+    const gauges = Object.fromEntries(SOAK_GAUGES.map((g) => [g, 0]));
+    gauges.sigver_members = left;
+    return {
+      ...fakeRun(10, 10, 100),
+      soak: {
+        cycles: 1000,
+        gauges,
+        rssWarm: 100,
+        rssEnd,
+        rate: 500,
+        usPerCycle: 400,
+        rssSlope: 0.5,
+        ...soakVerdict(gauges, 100, rssEnd),
+      },
+    } as unknown as RunResult;
+  };
+  const rows = (runs: RunResult[]) => {
+    const all = summarize(runs);
+    return [
+      all.find((r) => r.metric.startsWith("soak: peers"))!,
+      all.find((r) => r.metric.startsWith("soak: server RSS at the end"))!,
+    ];
+  };
+  const [state, rss] = rows([run(0, 105), run(0, 108), run(0, 103)]);
+  assert.deepEqual([state.ok, rss.ok, rss.ratio], [true, true, 1.05]);
+  const [leaked, grown] = rows([run(0, 105), run(2, 130), run(0, 103)]);
+  assert.deepEqual([leaked.ok, grown.ok], [false, false]);
+  assert.match(leaked.target, /0 \/ 0 \/ 2 \/ 0/);
 });
 
 Deno.test("summarize holds the idle-peer RSS to bare + the heartbeat allowance", () => {
