@@ -3,7 +3,8 @@
  * membership, content both ways, lastData, gone notices, heartbeats, close
  * codes as typed events and errors, and the abort signal. The server runs
  * on a `ManualClock`: tests drive it for heartbeats and for the closes it
- * starts.
+ * starts. The same API over the WebSocket-free fallback (`transport:
+ * "sse"`), and `"auto"` choosing it behind a proxy that refuses upgrades.
  */
 
 import assert from "node:assert/strict";
@@ -471,4 +472,235 @@ Deno.test("fetchIceServers asks the path under the server's own, and checks the 
     });
   }
   await assert.rejects(fetchIceServers(`ftp://${at}`), TypeError);
+});
+
+// The WebSocket-free fallback
+
+/** A member (group id 1) and a joiner (group id 2), both on the fallback. */
+async function ssePair(server: SigverServer, key = "room") {
+  const member = await SigverClient.open(base(server), key, {
+    transport: "sse",
+  });
+  assert.equal(await member.connect(1, []), true);
+  const joiner = await SigverClient.open(base(server), key, {
+    transport: "sse",
+  });
+  assert.equal(await joiner.connect(2, []), false);
+  return { member, joiner };
+}
+
+/** A server whose log lines are kept, debug ones included. */
+function loggedServer(): ReturnType<typeof startServer> & { lines: string[] } {
+  const lines: string[] = [];
+  const server = startServer({
+    log: (line) => lines.push(line),
+    logLevel: "debug",
+  });
+  return Object.assign(server, { lines });
+}
+
+/**
+ * A proxy in front of `server` that refuses every WebSocket upgrade (400),
+ * as a middlebox that strips them does, and forwards every other request
+ * with its body streamed both ways. With `hold`, it answers upgrades only
+ * when it is disposed of: a WebSocket that never opens.
+ */
+function upgradeStripper(
+  server: SigverServer,
+  hold = false,
+): AsyncDisposable & { base: string; port: number } {
+  const released = Promise.withResolvers<void>();
+  const proxy = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: () => {},
+  }, async (request) => {
+    if (request.headers.get("upgrade") !== null) {
+      if (hold) await released.promise;
+      return new Response("Bad Request: no WebSocket through here\n", {
+        status: 400,
+      });
+    }
+    const { pathname, search } = new URL(request.url);
+    const headers = new Headers(request.headers);
+    headers.delete("host");
+    const upstream = await fetch(httpUrl(server, pathname + search), {
+      method: request.method,
+      headers,
+      body: request.body,
+    });
+    // A client that goes away cancels the body, and so the upstream fetch.
+    return new Response(upstream.body, upstream);
+  });
+  return {
+    base: `ws://127.0.0.1:${proxy.addr.port}`,
+    port: proxy.addr.port,
+    [Symbol.asyncDispose]: async () => {
+      released.resolve();
+      await proxy.shutdown();
+    },
+  };
+}
+
+Deno.test("client over the fallback relays content both ways, with the same events", async () => {
+  await using server = startServer();
+  const { member, joiner } = await ssePair(server);
+  await using _j = joiner;
+  assert.match(member.url, /^http:\/\/127\.0\.0\.1:\d+\/room$/);
+  assert.equal(member.open, true);
+
+  const offer = next(member, "content");
+  joiner.send(0, "offer");
+  const atMember = await offer;
+  assert.ok(atMember instanceof ContentEvent);
+  assert.equal(atMember.recipientId, 0);
+  assert.equal(atMember.text(), "offer");
+  const signalingId = atMember.senderId;
+  assert.notEqual(signalingId, 0);
+
+  const answer = next(joiner, "content");
+  member.send(signalingId, new Uint8Array([1, 2, 3]));
+  const atJoiner = await answer;
+  assert.equal(atJoiner.senderId, 0);
+  assert.equal(atJoiner.recipientId, signalingId);
+  assert.deepEqual([...atJoiner.data], [1, 2, 3]);
+  assert.equal(await joiner.connect(2, [1]), true);
+
+  // Frames keep their order: each POST waits for the one before.
+  const texts: string[] = [];
+  const all = new Promise<void>((resolve) =>
+    member.addEventListener("content", (event) => {
+      texts.push(event.text());
+      if (texts.length === 20) resolve();
+    })
+  );
+  for (let i = 0; i < 20; i++) joiner.send(0, `candidate ${i}`);
+  await deadline(all, WAIT_TIMEOUT, "20 candidates");
+  assert.deepEqual(
+    texts,
+    Array.from({ length: 20 }, (_, i) => `candidate ${i}`),
+  );
+
+  const gone = next(joiner, "gone");
+  const closed = await member.close();
+  assert.equal(closed.code, 1000);
+  const event = await gone;
+  assert.ok(event instanceof GoneEvent);
+  assert.equal(event.peer, "member");
+  assert.equal(event.signalingId, signalingId);
+  assert.throws(() => member.send(0, "x"), SigverCloseError);
+});
+
+Deno.test("client over the fallback answers heartbeats so the server keeps it open", async () => {
+  await using server = startServer();
+  await using client = await SigverClient.open(base(server), "room", {
+    transport: "sse",
+  });
+  await peersOpen(server, 1);
+  const counters = server.handler.hub.counters;
+  for (let i = 1; i <= 6; i++) {
+    server.clock.advance(5000);
+    assert.equal(counters.outHeartbeat, i);
+    await waitFor(
+      () => counters.inHeartbeat === i,
+      `the client's heartbeat reply ${i}`,
+    );
+  }
+  assert.equal(client.open, true);
+  assert.equal(await client.connect(1), true);
+});
+
+Deno.test("client over the fallback reports the server's close codes", async (t) => {
+  await using server = startServer();
+  await t.step("ERR_KEY, as an event and as an error", async () => {
+    const client = await SigverClient.open(base(server), "k".repeat(513), {
+      transport: "sse",
+    });
+    const error = await client.connect(1).then(
+      () => assert.fail("connect resolved"),
+      (e) => e,
+    );
+    assert.ok(error instanceof SigverCloseError);
+    assert.equal(error.code, ERR_KEY);
+    const event = await client.closed;
+    assert.equal(event.code, ERR_KEY);
+    assert.equal(event.codeName, "ERR_KEY");
+    assert.equal(event.wasClean, true);
+  });
+  await t.step("ERR_BLOCKING_MEMBER when a joiner replaces it", async () => {
+    const { member, joiner } = await ssePair(server, "blocking");
+    await using _j = joiner;
+    assert.equal(await joiner.connect(2, []), true);
+    const event = await closedBy(server, member);
+    assert.equal(event.code, ERR_BLOCKING_MEMBER);
+    await assert.rejects(
+      member.connect(1),
+      (e) => e instanceof SigverCloseError && e.code === ERR_BLOCKING_MEMBER,
+    );
+  });
+  await t.step("GOING_AWAY when the server shuts down", async () => {
+    const client = await SigverClient.open(base(server), "room", {
+      transport: "sse",
+    });
+    await server.shutdown();
+    const event = await client.closed;
+    assert.equal(event.code, 1001);
+    assert.equal(event.codeName, "GOING_AWAY");
+  });
+});
+
+Deno.test("client open over the fallback rejects with the HTTP status the server answered", async () => {
+  await using server = startServer();
+  server.handler.drain();
+  const error = await SigverClient.open(base(server), "room", {
+    transport: "sse",
+  }).then(() => assert.fail("open resolved"), (e) => e);
+  assert.ok(error instanceof SigverCloseError);
+  assert.equal(error.code, 1006);
+  assert.match(error.reason, /^HTTP 503: Service Unavailable/);
+});
+
+Deno.test("client transport auto falls back when the WebSocket upgrade is refused", async () => {
+  await using server = loggedServer();
+  await using proxy = upgradeStripper(server);
+  // A WebSocket member straight to the server, a joiner behind the proxy.
+  await using member = await SigverClient.open(base(server), "room");
+  assert.equal(await member.connect(1), true);
+  await using joiner = await SigverClient.open(proxy.base, "room");
+  assert.equal(joiner.url, `http://127.0.0.1:${proxy.port}/room`);
+  assert.equal(await joiner.connect(2), false);
+  const offer = next(member, "content");
+  joiner.send(0, "offer");
+  const signalingId = (await offer).senderId;
+  const answer = next(joiner, "content");
+  member.send(signalingId, "answer");
+  assert.equal((await answer).text(), "answer");
+  const opens = server.lines.filter((line) => / open /.test(line));
+  assert.equal(opens.length, 2);
+  assert.doesNotMatch(opens[0], /transport=/);
+  assert.match(opens[1], /transport=sse/);
+});
+
+Deno.test("client transport auto falls back when the WebSocket is not open within fallbackAfter", async () => {
+  await using server = loggedServer();
+  await using proxy = upgradeStripper(server, true);
+  await using client = await SigverClient.open(proxy.base, "room", {
+    fallbackAfter: 200,
+  });
+  assert.match(client.url, /^http:/);
+  assert.equal(await client.connect(1), true);
+  assert.match(
+    server.lines.find((l) => / open /.test(l)) ?? "",
+    /transport=sse/,
+  );
+});
+
+Deno.test("client transport auto uses a WebSocket when it can", async () => {
+  await using server = loggedServer();
+  await using client = await SigverClient.open(base(server), "room");
+  assert.match(client.url, /^ws:/);
+  assert.equal(await client.connect(1), true);
+  const opens = server.lines.filter((line) => / open /.test(line));
+  assert.equal(opens.length, 1);
+  assert.doesNotMatch(opens[0], /transport=/);
 });
