@@ -68,7 +68,6 @@ export {
   CLOSE_NORMAL,
   CLOSE_POLICY_VIOLATION,
   CLOSE_SERVICE_RESTART,
-  CLOSE_TRY_AGAIN_LATER,
   type CloseCodeInfo,
   describeCloseCode,
   ERR_BLOCKING_MEMBER,

@@ -18,8 +18,6 @@ export const CLOSE_POLICY_VIOLATION = 1008;
 export const CLOSE_MESSAGE_TOO_BIG = 1009;
 /** The node that held the peer's group went away: reconnect. */
 export const CLOSE_SERVICE_RESTART = 1012;
-/** The server cannot take the peer now: reconnect later. */
-export const CLOSE_TRY_AGAIN_LATER = 1013;
 /** Key empty, or longer than 512 characters. */
 export const ERR_KEY = 4741;
 /** Three heartbeat periods in a row without a heartbeat from the peer. */
@@ -76,10 +74,6 @@ export const CLOSE_CODES: Readonly<Record<number, CloseCodeInfo>> = {
     name: "SERVICE_RESTART",
     meaning:
       "the server node that held this group went away; reconnect and the group forms again",
-  },
-  [CLOSE_TRY_AGAIN_LATER]: {
-    name: "TRY_AGAIN_LATER",
-    meaning: "the server cannot take this peer right now; reconnect later",
   },
   [ERR_KEY]: {
     name: "ERR_KEY",
