@@ -38,9 +38,10 @@ const rtcConfig = {
 const server = new URL(".", location.href);
 const myId = crypto.getRandomValues(new Uint32Array(1))[0] % 0x7fffffff + 1;
 
-/** @type {{client: SigverClient | undefined, room: string, member: boolean, memberVia: number[], upstream: any, peers: Map<string, any>, seen: Set<string>, closed: any}} */
+/** @type {{client: SigverClient | undefined, transport: "websocket" | "sse" | undefined, room: string, member: boolean, memberVia: number[], upstream: any, peers: Map<string, any>, seen: Set<string>, closed: any}} */
 const state = {
   client: undefined,
+  transport: undefined,
   room: "",
   member: false,
   memberVia: [],
@@ -548,8 +549,15 @@ async function join(room) {
   client.addEventListener("gone", onGone);
   // The token is a credential: keep it off the screen.
   const shown = client.url.replace(/\/t\/[^/]+\//, "/t/…/");
-  step("socket", "ok", `open · ${short(shown, 72)}`);
-  log(`socket open: ${short(shown, 120)}`);
+  // Where a WebSocket can't open, the client fell back to Server-Sent
+  // Events down and POSTs up: its URL is then http(s).
+  state.transport = /^https?:/.test(client.url) ? "sse" : "websocket";
+  $("step-socket").dataset.transport = state.transport;
+  const over = state.transport === "sse"
+    ? "the fallback (Server-Sent Events + POST)"
+    : "WebSocket";
+  step("socket", "ok", `open over ${over} · ${short(shown, 72)}`);
+  log(`socket open over ${over}: ${short(shown, 120)}`);
   $("leave").hidden = false;
   const link = new URL(location.href);
   $("who").replaceChildren(

@@ -1,0 +1,218 @@
+/**
+ * End to end over the WebSocket-free fallback: demo pages in headless
+ * Chromium that cannot open a WebSocket join their room over Server-Sent
+ * Events and POSTs, then connect over WebRTC and chat over a data channel;
+ * a page on a WebSocket and a page on the fallback meet in one room.
+ *
+ * A page is kept off WebSockets two ways: in the page (an init script makes
+ * `new WebSocket()` throw, as where a policy forbids it), and on the
+ * network (it goes through a proxy that answers 400 to every upgrade and
+ * forwards everything else, as a middlebox that strips upgrades does).
+ * The server's debug log (`transport=sse` on a peer's open line) and the
+ * page (`#step-socket[data-transport]`) show which transport each peer
+ * used.
+ *
+ * Run with `deno task test:e2e`. It needs Debian's `chromium` on the PATH,
+ * or its path in `CHROMIUM`. Screenshots go to `tests/artifacts/`.
+ */
+
+import assert from "node:assert/strict";
+import type { Browser, BrowserContext, Page } from "npm:playwright-core@1.65.1";
+import { Cli, cliArgs } from "../_cli.ts";
+import { waitFor } from "../_helpers.ts";
+import { keyHash } from "../../lib/log.ts";
+import { launchChromium, TIMEOUT, watch } from "./_browser.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+const ARTIFACTS = new URL("tests/artifacts/", ROOT);
+
+/** In the page: `new WebSocket()` throws, as where a policy forbids it. */
+const BLOCK_WEBSOCKET = `(() => {
+  const Native = globalThis.WebSocket;
+  globalThis.WebSocket = class BlockedWebSocket extends Native {
+    constructor() {
+      throw new DOMException("WebSockets are blocked here", "SecurityError");
+    }
+  };
+})();`;
+
+/**
+ * A proxy in front of the server that answers 400 to every WebSocket
+ * upgrade and forwards everything else, bodies streamed both ways.
+ */
+function upgradeStripper(target: string): AsyncDisposable & { base: string } {
+  const proxy = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: () => {},
+  }, async (request) => {
+    if (request.headers.get("upgrade") !== null) {
+      return new Response("Bad Request: no WebSocket through here\n", {
+        status: 400,
+      });
+    }
+    const { pathname, search } = new URL(request.url);
+    const headers = new Headers(request.headers);
+    headers.delete("host");
+    const upstream = await fetch(`${target}${pathname}${search}`, {
+      method: request.method,
+      headers,
+      body: request.body,
+    });
+    return new Response(upstream.body, upstream);
+  });
+  return {
+    base: `http://127.0.0.1:${proxy.addr.port}`,
+    [Symbol.asyncDispose]: () => proxy.shutdown(),
+  };
+}
+
+/** Pages whose data channel to a peer is open and connection "connected". */
+function waitConnected(page: Page, count = 1): Promise<unknown> {
+  return page.waitForFunction(
+    (n) => {
+      // deno-lint-ignore no-explicit-any
+      const demo = (globalThis as any).sigverDemo;
+      // deno-lint-ignore no-explicit-any
+      return [...demo.state.peers.values()].filter((p: any) =>
+        p.pc.connectionState === "connected" && p.channel?.readyState === "open"
+      ).length >= n;
+    },
+    count,
+    { timeout: TIMEOUT },
+  );
+}
+
+async function chat(from: Page, text: string, to: Page[]): Promise<void> {
+  await from.fill("#text", text);
+  await from.click("#send");
+  for (const page of [from, ...to]) {
+    await page.locator("#messages .msg", { hasText: text }).waitFor({
+      timeout: TIMEOUT,
+    });
+  }
+}
+
+/** The transport the page says its signaling socket uses. */
+async function transportOf(page: Page): Promise<string | null> {
+  await page.locator("#step-socket[data-state=ok]").waitFor({
+    timeout: TIMEOUT,
+  });
+  return await page.locator("#step-socket").getAttribute("data-transport");
+}
+
+/** The server's open lines of a room: how many peers, on which transport. */
+function opens(server: Cli, room: string): { sse: number; websocket: number } {
+  const lines = server.stderr.split("\n").filter((line) =>
+    / DEBUG open /.test(line) && line.includes(` key=${keyHash(room)} `)
+  );
+  const sse = lines.filter((line) => / transport=sse\b/.test(line)).length;
+  return { sse, websocket: lines.length - sse };
+}
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  const path = new URL(name, ARTIFACTS);
+  await page.screenshot({ path: path.pathname, fullPage: true });
+  assert.ok((await Deno.stat(path)).size > 10_000);
+}
+
+/** A page of `context`, watched for errors, blocked from WebSockets or not. */
+async function newPage(
+  context: BrowserContext,
+  name: string,
+  errors: string[],
+  blocked: boolean,
+): Promise<Page> {
+  const page = await context.newPage();
+  watch(page, name, errors);
+  if (blocked) await page.addInitScript(BLOCK_WEBSOCKET);
+  return page;
+}
+
+Deno.test({
+  name: "demo pages that cannot open a WebSocket connect over the fallback",
+  // Playwright keeps its own pipes and timers to the browser process.
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async (t) => {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  await using server = new Cli(cliArgs("--log-level", "debug"));
+  const base = `http://127.0.0.1:${await server.port()}`;
+  await using proxy = upgradeStripper(base);
+  const browser: Browser = await launchChromium();
+  const errors: string[] = [];
+  try {
+    const context = await browser.newContext({
+      viewport: { width: 1200, height: 900 },
+    });
+
+    await t.step(
+      "two pages without WebSockets reach connected and chat both ways",
+      async () => {
+        const room = `fb-${crypto.randomUUID().slice(0, 8)}`;
+        // A: WebSockets blocked in the page; B: upgrades stripped on the way.
+        const a = await newPage(context, "A", errors, true);
+        const b = await newPage(context, "B", errors, false);
+        await a.goto(`${base}/?room=${room}`);
+        assert.equal(await transportOf(a), "sse");
+        await a.locator("#step-member[data-state=ok]").waitFor({
+          timeout: TIMEOUT,
+        });
+        await b.goto(`${proxy.base}/?room=${room}`);
+        assert.equal(await transportOf(b), "sse");
+        await Promise.all([waitConnected(a), waitConnected(b)]);
+        await chat(a, "hello from A, over the fallback", [b]);
+        await chat(b, "hi A, B here, behind a proxy", [a]);
+        assert.match(
+          await a.locator("#step-socket").textContent() ?? "",
+          /open over the fallback \(Server-Sent Events \+ POST\)/,
+        );
+        // The server saw both peers arrive on the fallback.
+        await waitFor(() => opens(server, room).sse === 2, "two sse opens");
+        assert.deepEqual(opens(server, room), { sse: 2, websocket: 0 });
+        await screenshot(a, "fallback-blocked.png");
+        await screenshot(b, "fallback-proxied.png");
+        await a.close();
+        await b.close();
+      },
+    );
+
+    await t.step(
+      "a WebSocket page and a fallback page in one room connect to each other",
+      async () => {
+        const room = `mixed-${crypto.randomUUID().slice(0, 8)}`;
+        const ws = await newPage(context, "WS", errors, false);
+        const sse = await newPage(context, "SSE", errors, true);
+        await ws.goto(`${base}/?room=${room}`);
+        assert.equal(await transportOf(ws), "websocket");
+        await ws.locator("#step-member[data-state=ok]").waitFor({
+          timeout: TIMEOUT,
+        });
+        await sse.goto(`${base}/?room=${room}`);
+        assert.equal(await transportOf(sse), "sse");
+        await Promise.all([waitConnected(ws), waitConnected(sse)]);
+        await chat(ws, "from the WebSocket page", [sse]);
+        await chat(sse, "from the fallback page", [ws]);
+        await waitFor(
+          () => opens(server, room).sse === 1,
+          "one sse open",
+        );
+        assert.deepEqual(opens(server, room), { sse: 1, websocket: 1 });
+        await screenshot(ws, "fallback-mixed-websocket.png");
+        await screenshot(sse, "fallback-mixed-sse.png");
+        await ws.close();
+        await sse.close();
+      },
+    );
+
+    await context.close();
+    // The browser itself reports the proxy's refusal of B's upgrade, which
+    // is what sends B to the fallback; nothing else may go wrong.
+    const refusal =
+      /^B: WebSocket connection to '[^']+' failed: .*Unexpected response code: 400$/;
+    assert.deepEqual(errors.filter((error) => !refusal.test(error)), []);
+  } finally {
+    if (errors.length > 0) console.error(errors.join("\n"));
+    await browser.close();
+  }
+});
