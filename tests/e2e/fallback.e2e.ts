@@ -216,3 +216,43 @@ Deno.test({
     await browser.close();
   }
 });
+
+Deno.test({
+  name: "demo pages with no WebSocket at all connect over the fallback",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  await using server = new Cli(cliArgs("--log-level", "debug"));
+  const base = `http://127.0.0.1:${await server.port()}`;
+  const browser: Browser = await launchChromium();
+  const errors: string[] = [];
+  try {
+    const context = await browser.newContext({
+      viewport: { width: 1200, height: 900 },
+    });
+    const room = `nows-${crypto.randomUUID().slice(0, 8)}`;
+    const pages: Page[] = [];
+    for (const name of ["C", "D"]) {
+      const page = await context.newPage();
+      watch(page, name, errors);
+      // An environment without the WebSocket global (an old or locked-down
+      // browser, a test harness that removed it).
+      await page.addInitScript("delete globalThis.WebSocket;");
+      await page.goto(`${base}/?room=${room}`);
+      assert.equal(await transportOf(page), "sse");
+      pages.push(page);
+    }
+    const [c, d] = pages;
+    await Promise.all([waitConnected(c), waitConnected(d)]);
+    await chat(c, "no WebSocket here", [d]);
+    await chat(d, "nor here", [c]);
+    assert.deepEqual(opens(server, room), { sse: 2, websocket: 0 });
+    await screenshot(d, "fallback-no-websocket.png");
+    await context.close();
+    assert.deepEqual(errors, []);
+  } finally {
+    if (errors.length > 0) console.error(errors.join("\n"));
+    await browser.close();
+  }
+});
