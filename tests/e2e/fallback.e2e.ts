@@ -10,7 +10,7 @@
  * forwards everything else, as a middlebox that strips upgrades does).
  * The server's debug log (`transport=sse` on a peer's open line) and the
  * page (`#step-socket[data-transport]`) show which transport each peer
- * used.
+ * used. A last test removes the `WebSocket` global altogether.
  *
  * Run with `deno task test:e2e`. It needs Debian's `chromium` on the PATH,
  * or its path in `CHROMIUM`. Screenshots go to `tests/artifacts/`.
