@@ -525,8 +525,9 @@ export class ContentEncoder {
    * overwritten.
    * @param start Where the payload starts in `buf`.
    * @param end Where the payload ends in `buf`.
-   * @returns The frame: a view of `buf` or of the encoder's buffer, valid
-   * until `buf` changes or the next call. Send or copy it at once.
+   * @returns The frame: `buf` itself, a view of it or of the encoder's
+   * buffer, valid until `buf` changes or the next call. Send or copy it at
+   * once.
    *
    * @example Relay a received frame without copying its payload
    * ```ts
@@ -555,8 +556,10 @@ export class ContentEncoder {
     if (header > start) {
       return this.encode(senderId, recipientId, buf.subarray(start, end));
     }
-    _writeHeader(buf, start - header, inner, senderId, recipientId, dl, false);
-    return buf.subarray(start - header, end);
+    const at = start - header;
+    _writeHeader(buf, at, inner, senderId, recipientId, dl, false);
+    // The whole of `buf` (a frame with the same header): no new view.
+    return at === 0 && end === buf.length ? buf : buf.subarray(at, end);
   }
 }
 

@@ -250,97 +250,89 @@ Deno.test("ContentEncoder writes the same frames as encodeContent, reusing its b
 });
 
 Deno.test("ContentEncoder.encodeInPlace writes the bytes of encodeContent, over the received frame when they fit", async (t) => {
-  // [name, received content, new senderId, new recipientId, fits in place]
-  const cases: [string, Content, number, number, boolean][] = [
-    [
-      "an answer to a joiner: same header",
-      {
-        senderId: 0,
-        recipientId: 2 ** 31 - 1,
-        lastData: false,
-        data: new Uint8Array(4096).fill(7),
-      },
-      0,
-      2 ** 31 - 1,
-      true,
-    ],
-    [
-      "lastData dropped: room to spare",
-      {
-        senderId: 0,
-        recipientId: 300,
-        lastData: true,
-        data: new Uint8Array(200).fill(1),
-      },
-      0,
-      300,
-      true,
-    ],
-    [
-      "a joiner's message gains its id: no room",
-      {
-        senderId: 0,
-        recipientId: 0,
-        lastData: false,
-        data: new Uint8Array(4096).fill(2),
-      },
-      2 ** 31 - 1,
-      0,
-      false,
-    ],
-    [
-      "a longer id than the received one: no room",
-      {
-        senderId: 0,
-        recipientId: 1,
-        lastData: false,
-        data: new Uint8Array(10).fill(3),
-      },
-      0,
-      2 ** 28,
-      false,
-    ],
-    [
-      "payload length crosses a varint size",
-      {
-        senderId: 5,
-        recipientId: 0,
-        lastData: false,
-        data: new Uint8Array(127).fill(4),
-      },
-      5,
-      0,
-      true,
-    ],
-    [
-      "an empty payload",
-      {
-        senderId: 9,
-        recipientId: 0,
-        lastData: false,
-        data: new Uint8Array(0),
-      },
-      0,
-      9,
-      false,
-    ],
-  ];
+  const content = (
+    senderId: number,
+    recipientId: number,
+    lastData: boolean,
+    size: number,
+  ): Content => ({
+    senderId,
+    recipientId,
+    lastData,
+    data: new Uint8Array(size).fill(size & 0xff),
+  });
+  const cases: {
+    name: string;
+    received: Content;
+    senderId: number;
+    recipientId: number;
+    /** The header fits over the received one. */
+    inPlace: boolean;
+    /** The frame is the received frame itself. */
+    whole: boolean;
+  }[] = [{
+    name: "an answer to a joiner: the same header",
+    received: content(0, 2 ** 31 - 1, false, 4096),
+    senderId: 0,
+    recipientId: 2 ** 31 - 1,
+    inPlace: true,
+    whole: true,
+  }, {
+    name: "lastData dropped: room to spare",
+    received: content(0, 300, true, 200),
+    senderId: 0,
+    recipientId: 300,
+    inPlace: true,
+    whole: false,
+  }, {
+    name: "a joiner's message gains its id: no room",
+    received: content(0, 0, false, 4096),
+    senderId: 2 ** 31 - 1,
+    recipientId: 0,
+    inPlace: false,
+    whole: false,
+  }, {
+    name: "a longer id than the received one: no room",
+    received: content(0, 1, false, 10),
+    senderId: 0,
+    recipientId: 2 ** 28,
+    inPlace: false,
+    whole: false,
+  }, {
+    name: "a payload length at a varint size's end",
+    received: content(5, 0, false, 127),
+    senderId: 5,
+    recipientId: 0,
+    inPlace: true,
+    whole: true,
+  }, {
+    name: "an empty payload",
+    received: content(9, 0, false, 0),
+    senderId: 0,
+    recipientId: 9,
+    inPlace: false,
+    whole: false,
+  }];
   const encoder = new ContentEncoder();
-  for (const [name, content, s, r, fits] of cases) {
-    await t.step(name, () => {
-      const received = encodeMessage({ type: "content", content });
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      const received = encodeMessage({ type: "content", content: c.received });
       const reader = new FrameReader();
       reader.read(received);
       const data = reader.data.slice();
       const frame = encoder.encodeInPlace(
-        s,
-        r,
+        c.senderId,
+        c.recipientId,
         reader.buf,
         reader.dataStart,
         reader.dataEnd,
       );
-      assert.deepStrictEqual(frame, encodeContent(s, r, data));
-      assert.equal(frame.buffer === received.buffer, fits, "in place");
+      assert.deepStrictEqual(
+        frame,
+        encodeContent(c.senderId, c.recipientId, data),
+      );
+      assert.equal(frame.buffer === received.buffer, c.inPlace, "in place");
+      assert.equal(frame === reader.buf, c.whole, "the received frame itself");
     });
   }
 });
