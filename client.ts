@@ -576,6 +576,8 @@ export async function fetchIceServers(
 }
 
 const _HEARTBEAT = encodeMessage({ type: "heartbeat", heartbeat: true });
+/** `WebSocket.OPEN`, which a page without WebSockets does not define. */
+const _OPEN = 1;
 const _ENCODER = new TextEncoder();
 
 /**
@@ -767,7 +769,7 @@ export class SigverClient extends EventTarget {
 
   /** Whether the socket is open (not closing or closed). */
   get open(): boolean {
-    return this.#socket.readyState === WebSocket.OPEN;
+    return this.#socket.readyState === _OPEN;
   }
 
   /**
@@ -952,7 +954,7 @@ export class SigverClient extends EventTarget {
   }
 
   #send(frame: Uint8Array, action: string): void {
-    if (this.#socket.readyState !== WebSocket.OPEN) {
+    if (this.#socket.readyState !== _OPEN) {
       throw new SigverCloseError(
         this.#close ?? _closeInfo(1006, "the socket is closing", false),
         action,
@@ -975,7 +977,7 @@ export class SigverClient extends EventTarget {
     }
     switch (message?.type) {
       case "heartbeat":
-        if (this.#socket.readyState === WebSocket.OPEN) {
+        if (this.#socket.readyState === _OPEN) {
           this.#socket.send(_HEARTBEAT);
         }
         return;
