@@ -14,6 +14,7 @@
 import type { AdmissionPolicy, Refusal } from "./lib/admission.ts";
 import { clientAddress } from "./lib/address.ts";
 import { TokenBucket } from "./lib/bucket.ts";
+import { cors, preflightHeaders } from "./lib/cors.ts";
 import {
   CLOSE_GOING_AWAY,
   CLOSE_MESSAGE_TOO_BIG,
@@ -29,7 +30,7 @@ import { Hub, type HubStats } from "./lib/hub.ts";
 import { keyHash, type LogFields, Logger, type LogLevel } from "./lib/log.ts";
 import { collect, renderMetrics, Tally } from "./lib/metrics.ts";
 import { SERVER_METRICS } from "./lib/server_metrics.ts";
-import { newSessionId } from "./lib/sse.ts";
+import { newSessionId, sessionHome } from "./lib/sse.ts";
 import { splitTokenPath, TokenAuthority } from "./lib/token.ts";
 import { checkKey, parsePeerUrl } from "./lib/url.ts";
 import { settleWithin } from "./deadline.ts";
@@ -51,6 +52,7 @@ import {
 import { answerPlain, type EndpointSource, textResponse } from "./endpoints.ts";
 import { type Arrival, arrive, type Gates } from "./route.ts";
 import { EdgeConn, type EdgeHost } from "./cluster/edge.ts";
+import { FORWARDED_HEADER, forwardSession } from "./cluster/forward.ts";
 import type { ClusterNode, ClusterView } from "./cluster/node.ts";
 
 export type { HandlerOptions } from "./options.ts";
@@ -128,6 +130,11 @@ function _closeLevel(code: number, by: "server" | "client"): LogLevel {
     : "info";
 }
 
+/** Drops an answer that will not be sent. */
+async function _discard(answer: Response | Promise<Response>): Promise<void> {
+  await (await answer).body?.cancel();
+}
+
 /** Whether a request opens (or resumes) a fallback stream. */
 function _wantsStream(request: Request): boolean {
   return request.method === "GET" &&
@@ -159,6 +166,8 @@ class _Handler
   readonly #log: Logger;
   readonly #readiness: (() => string | undefined) | undefined;
   readonly #moreMetrics: HandlerOptions["moreMetrics"];
+  /** The ICE servers path as a key (`/ice-servers` is `ice-servers`). */
+  readonly #iceKey: string | undefined;
   /** The clock's time at the last tick: the rate limit's coarse clock. */
   #now: number;
   #timer: Disposable | undefined;
@@ -223,8 +232,14 @@ class _Handler
       },
       refused: (reason) => this.rejections.add(reason),
       maxMessageSize: config.maxMessageSize,
+      elsewhere: this.cluster === undefined
+        ? undefined
+        : (request, id) => this.#forward(request, id),
     });
     this.#moreMetrics = options.moreMetrics;
+    this.#iceKey = this.ice === undefined || config.paths.ice === false
+      ? undefined
+      : config.paths.ice.slice(1);
     this.#now = config.clock.now();
   }
 
@@ -307,16 +322,33 @@ class _Handler
       return this.#peer(request, info, "websocket");
     }
     const session = _sessionOf(request);
+    const method = request.method;
     if (_wantsStream(request)) {
-      return session === null
-        ? this.#peer(request, info, "sse")
-        : this.#sessions.resume(request, session);
+      return this.#withCors(
+        request,
+        session === null
+          ? this.#peer(request, info, "sse")
+          : this.#sessions.resume(request, session),
+      );
+    }
+    if (session !== null && (method === "POST" || method === "DELETE")) {
+      return this.#withCors(request, this.#sessions.post(request, session));
     }
     if (
-      session !== null &&
-      (request.method === "POST" || request.method === "DELETE")
+      method === "OPTIONS" &&
+      request.headers.has("access-control-request-method") &&
+      parsePeerUrl(request.url)?.key !== this.#iceKey
     ) {
-      return this.#sessions.post(request, session);
+      return this.#withCors(
+        request,
+        new Response(null, {
+          status: 204,
+          headers: preflightHeaders(
+            "GET, POST, DELETE",
+            "Content-Type, Last-Event-ID",
+          ),
+        }),
+      );
     }
     return answerPlain(
       request,
@@ -324,6 +356,29 @@ class _Handler
       (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
     );
   };
+
+  /**
+   * Adds the CORS headers to a fallback answer, so that a page on an allowed
+   * origin can read it; a page on another origin gets 403 (its session's
+   * opening GET gets it from admission).
+   */
+  async #withCors(
+    request: Request,
+    answer: Response | Promise<Response>,
+  ): Promise<Response> {
+    const verdict = cors(
+      request.headers.get("origin"),
+      this.#config.admission.allowOrigins,
+    );
+    const response = verdict.allowed || request.method === "GET"
+      ? await answer
+      : (await _discard(answer),
+        textResponse(403, "Forbidden: origin not allowed"));
+    for (const [name, value] of Object.entries(verdict.headers)) {
+      response.headers.set(name, value);
+    }
+    return response;
+  }
 
   /** A new peer, on a WebSocket or the fallback. */
   #peer(
@@ -355,7 +410,7 @@ class _Handler
       now: this.#config.clock.now(),
     };
     if (transport === "sse") {
-      const id = newSessionId();
+      const id = newSessionId(this.cluster?.id);
       let conn: _Conn;
       if (arrival.kind === "edge") {
         conn = new EdgeConn(
@@ -426,6 +481,26 @@ class _Handler
       }
     }
     return conn;
+  }
+
+  /**
+   * Passes a request for a session that lives on another node on to it (a
+   * balancer sent it here): `undefined` when no live node holds it.
+   */
+  #forward(request: Request, id: string): Promise<Response> | undefined {
+    const home = sessionHome(id);
+    const cluster = this.cluster!;
+    if (
+      home === undefined || home === cluster.id ||
+      request.headers.has(FORWARDED_HEADER)
+    ) {
+      return undefined;
+    }
+    return cluster.nodeUrl(home).then((url) =>
+      url === undefined
+        ? textResponse(404, "Not Found: no such session")
+        : forwardSession(request, url, this.#config.maxMessageSize)
+    );
   }
 
   logEvent(level: LogLevel, event: string, fields?: LogFields): void {

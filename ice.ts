@@ -28,6 +28,7 @@
 import type { Refusal } from "./lib/admission.ts";
 import type { TokenAuthority } from "./lib/token.ts";
 import { checkIceUrls, DEFAULT_TURN_TTL, iceServersBody } from "./lib/turn.ts";
+import { cors, preflightHeaders } from "./lib/cors.ts";
 
 /** The TURN servers whose credentials `/ice-servers` hands out. */
 export interface TurnOptions {
@@ -72,8 +73,6 @@ export interface IceServersEndpointOptions {
 
 /** The methods the endpoint answers. */
 const _ALLOW = "GET, HEAD, OPTIONS";
-/** How long a browser may reuse a preflight's answer, in seconds. */
-const _PREFLIGHT_MAX_AGE = "600";
 /** `Authorization` is never covered by `Access-Control-Allow-Headers: *`. */
 const _ALLOW_HEADERS = "Authorization";
 const _BEARER = /^Bearer +([^\s]+) *$/i;
@@ -165,33 +164,28 @@ export class IceServersEndpoint {
     onRefusal?: (refusal: Refusal) => void,
   ): Promise<Response> {
     const origin = request.headers.get("origin");
+    const verdict = cors(origin, this.#origins);
     const headers = new Headers({
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",
+      ...verdict.headers,
     });
-    if (this.#origins.size === 0) {
-      headers.set("access-control-allow-origin", "*");
-    } else {
-      // The answer depends on Origin: caches keyed on the URL alone must not
-      // give one origin's answer to another.
-      headers.set("vary", "Origin");
-      if (origin !== null && this.#origins.has(origin)) {
-        headers.set("access-control-allow-origin", origin);
-      } else if (origin !== null) {
-        return _refuse(headers, onRefusal, {
-          status: 403,
-          reason: "origin",
-          message: `Forbidden: origin ${origin} is not allowed`,
-        });
-      }
+    if (!verdict.allowed) {
+      return _refuse(headers, onRefusal, {
+        status: 403,
+        reason: "origin",
+        message: `Forbidden: origin ${origin} is not allowed`,
+      });
     }
     const method = request.method;
     if (method === "OPTIONS") {
       headers.set("allow", _ALLOW);
       if (request.headers.has("access-control-request-method")) {
-        headers.set("access-control-allow-methods", _ALLOW);
-        headers.set("access-control-allow-headers", _ALLOW_HEADERS);
-        headers.set("access-control-max-age", _PREFLIGHT_MAX_AGE);
+        for (
+          const [name, value] of Object.entries(
+            preflightHeaders(_ALLOW, _ALLOW_HEADERS),
+          )
+        ) headers.set(name, value);
       }
       return new Response(null, { status: 204, headers });
     }

@@ -302,6 +302,15 @@ export interface SessionsOptions {
   refused(reason: string): void;
   /** Most bytes a POSTed frame may have. */
   maxMessageSize: number;
+  /**
+   * Answers a request for a session that does not live here, when another
+   * node holds it (on a cluster).
+   *
+   * @param request The request.
+   * @param id The session id.
+   * @returns The other node's answer, or `undefined` (then 404).
+   */
+  elsewhere?: (request: Request, id: string) => Promise<Response> | undefined;
 }
 
 /**
@@ -376,9 +385,9 @@ export class Sessions<C extends { readonly key: string | undefined }> {
    * @param id The session id it names.
    * @returns The response.
    */
-  resume(request: Request, id: string): Response {
+  resume(request: Request, id: string): Response | Promise<Response> {
     const entry = this.#find(request, id);
-    if (entry instanceof Response) return entry;
+    if (!("session" in entry)) return entry;
     return entry.session.open() ??
       _text(409, "Conflict: the session's stream is open already");
   }
@@ -392,8 +401,8 @@ export class Sessions<C extends { readonly key: string | undefined }> {
    */
   async post(request: Request, id: string): Promise<Response> {
     const entry = this.#find(request, id);
-    if (entry instanceof Response) {
-      await request.body?.cancel();
+    if (!("session" in entry)) {
+      if (entry instanceof Response) await request.body?.cancel();
       return entry;
     }
     if (request.method === "DELETE") {
@@ -413,9 +422,12 @@ export class Sessions<C extends { readonly key: string | undefined }> {
   #find(
     request: Request,
     id: string,
-  ): { session: SseSession; conn: C } | Response {
+  ): { session: SseSession; conn: C } | Response | Promise<Response> {
     const entry = isSessionId(id) ? this.#entries.get(id) : undefined;
-    if (entry === undefined) return _text(404, "Not Found: no such session");
+    if (entry === undefined) {
+      return (isSessionId(id) && this.#options.elsewhere?.(request, id)) ||
+        _text(404, "Not Found: no such session");
+    }
     if (this.#options.keyOf(request) !== entry.conn.key) {
       this.#options.refused("session_key");
       return _text(403, "Forbidden: the session belongs to another key");

@@ -186,6 +186,17 @@ export class LeaseStore {
     );
   }
 
+  /**
+   * Where a live node is reached.
+   *
+   * @param node The node's id.
+   * @returns Its cluster URL, or `undefined` when it is not alive.
+   */
+  async nodeUrl(node: string): Promise<string | undefined> {
+    const url = await this.#redis.command("GET", this.nodeKey(node));
+    return typeof url === "string" ? url : undefined;
+  }
+
   /** Removes this node's liveness key (a clean shutdown). */
   async retire(): Promise<void> {
     await this.#redis.command("DEL", this.nodeKey(this.#options.node));

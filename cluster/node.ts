@@ -130,6 +130,8 @@ export class ClusterNode {
   readonly #owned = new Map<string, number>();
   /** Releases in flight: a key is not claimed again until they end. */
   readonly #releasing = new Map<string, Promise<void>>();
+  /** URLs of other nodes, for a while, by id. */
+  readonly #nodeUrls = new Map<string, { url: string; until: number }>();
   /** Keys piped elsewhere, with their owner. */
   readonly #remote = new Map<string, _Remote>();
   #pipedIn = 0;
@@ -322,6 +324,29 @@ export class ClusterNode {
     const remote = this.#remote.get(key);
     if (remote === undefined || remote.node !== node) return;
     if (--remote.pipes <= 0) this.#remote.delete(key);
+  }
+
+  /**
+   * Where a live node is reached (for a fallback session that lives there).
+   *
+   * @param node The node's id.
+   * @returns Its cluster URL, or `undefined` when it is gone or Redis cannot
+   * say.
+   */
+  async nodeUrl(node: string): Promise<string | undefined> {
+    if (node === this.id) return this.#options.url;
+    const now = this.#options.clock.now();
+    const known = this.#nodeUrls.get(node);
+    if (known !== undefined && known.until > now) return known.url;
+    const url = await this.#ask(() => this.#store.nodeUrl(node));
+    if (url === undefined) this.#nodeUrls.delete(node);
+    else {
+      // A node's URL does not change while it lives: ask again only now and
+      // then, to notice that it died.
+      this.#nodeUrls.set(node, { url, until: now + this.#options.nodeTtl });
+      if (this.#nodeUrls.size > 1024) this.#nodeUrls.clear();
+    }
+    return url;
   }
 
   /**

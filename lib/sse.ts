@@ -24,21 +24,58 @@ export const SESSION_ID_BYTES = 16;
 const _B64URL = /^[A-Za-z0-9_-]{22,64}$/;
 
 /**
- * A new session id: 128 random bits in base64url, 22 characters.
+ * A new session id: 128 random bits in base64url (22 characters). On a
+ * cluster node, the node's id (16 hex digits) goes in front of them (32
+ * characters): another node that gets a request for the session knows
+ * where it lives.
  *
+ * @param home The id of the node that holds the session, on a cluster.
  * @returns The id.
+ * @throws {RangeError} When `home` is not 16 hex digits.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { isSessionId, newSessionId } from "./sse.ts";
+ * import { isSessionId, newSessionId, sessionHome } from "./sse.ts";
  * const id = newSessionId();
  * assert.equal(id.length, 22);
  * assert.ok(isSessionId(id));
+ * assert.equal(sessionHome(newSessionId("0123456789abcdef")), "0123456789abcdef");
+ * assert.equal(sessionHome(id), undefined);
  * ```
  */
-export function newSessionId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(SESSION_ID_BYTES));
+export function newSessionId(home?: string): string {
+  const random = crypto.getRandomValues(new Uint8Array(SESSION_ID_BYTES));
+  if (home === undefined) return _base64url(random);
+  if (!/^[0-9a-f]{16}$/.test(home)) {
+    throw new RangeError(
+      `Cannot make a session id: the node id ${home} is not 16 hex digits`,
+    );
+  }
+  const bytes = new Uint8Array(8 + SESSION_ID_BYTES);
+  for (let i = 0; i < 8; i++) {
+    bytes[i] = parseInt(home.slice(2 * i, 2 * i + 2), 16);
+  }
+  bytes.set(random, 8);
+  return _base64url(bytes);
+}
+
+/**
+ * The node that holds a session, when its id names one.
+ *
+ * @param id A session id.
+ * @returns The node's id (16 hex digits), or `undefined`.
+ */
+export function sessionHome(id: string): string | undefined {
+  if (id.length !== 32 || !isSessionId(id)) return undefined;
+  const bytes = unbase64(id.replace(/-/g, "+").replace(/_/g, "/"));
+  return Array.from(
+    bytes.subarray(0, 8),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+}
+
+function _base64url(bytes: Uint8Array): string {
   return base64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(
     /=+$/,
     "",

@@ -13,6 +13,7 @@ import {
   KEEP_ALIVE,
   newSessionId,
   sessionEvent,
+  sessionHome,
   type SseEvent,
   SseParser,
   unbase64,
@@ -124,4 +125,20 @@ Deno.test("the parser joins data lines, drops empty events and keeps no half lin
   assert.deepEqual(parser.push("\n\n"), [
     { event: "message", data: "half", id: undefined },
   ]);
+});
+
+Deno.test("a cluster node's session ids name it, with 128 random bits more", () => {
+  const home = "0123456789abcdef";
+  const ids = new Set<string>();
+  for (let i = 0; i < 100; i++) {
+    const id = newSessionId(home);
+    assert.match(id, /^[A-Za-z0-9_-]{32}$/);
+    assert.ok(isSessionId(id));
+    assert.equal(sessionHome(id), home);
+    ids.add(id.slice(11));
+  }
+  assert.equal(ids.size, 100);
+  assert.equal(sessionHome(newSessionId()), undefined);
+  assert.equal(sessionHome("not an id"), undefined);
+  assert.throws(() => newSessionId("not hex"), RangeError);
 });

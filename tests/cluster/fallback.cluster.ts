@@ -230,3 +230,106 @@ Deno.test("a fallback peer on an edge node is piped to the owner and relays with
   await member.close();
   await clusterSettled(cluster);
 });
+
+Deno.test("a fallback session's POSTs and DELETE reach it from any node", async (t) => {
+  await using cluster = await startCluster({ nodes: 3, balancer: "none" });
+  const [home, second, third] = cluster.nodes;
+  const key = `sse-${crypto.randomUUID().slice(0, 8)}`;
+  await using member = await TestPeer.open(`${home.url}/${key}`);
+  using _answer = answerHeartbeats(member);
+  assert.equal(await member.join(1), true);
+  const peer = await FallbackPeer.open(home, `/${key}`);
+
+  await t.step("frames POSTed to other nodes reach the session", async () => {
+    // As a round-robin balancer would spread them: the connect through one
+    // node, the content (below) through another.
+    const connect = await fetch(`${second.http}/${key}?session=${peer.id}`, {
+      method: "POST",
+      body: encodeMessage({
+        type: "connect",
+        connect: { id: 2, members: [] },
+      }).slice(),
+    });
+    assert.equal(connect.status, 204, await connect.text());
+    assert.deepEqual(await peer.next(), {
+      type: "connected",
+      connected: false,
+    });
+    const response = await fetch(`${third.http}/${key}?session=${peer.id}`, {
+      method: "POST",
+      body: encodeMessage({
+        type: "content",
+        content: {
+          senderId: 0,
+          recipientId: 0,
+          lastData: false,
+          data: new TextEncoder().encode("offer"),
+        },
+      }).slice(),
+    });
+    assert.equal(response.status, 204);
+    assert.equal((await member.nextContent()).data, "offer");
+  });
+
+  await t.step(
+    "another node answers 403 and 404 as the session's own would",
+    async () => {
+      const other = await fetch(`${second.http}/other?session=${peer.id}`, {
+        method: "POST",
+        body: new Uint8Array([0x08, 0x01]),
+      });
+      assert.equal(other.status, 403, await other.text());
+      const forged = peer.id.slice(0, 16) + "AAAAAAAAAAAAAAAA";
+      const unknown = await fetch(`${second.http}/${key}?session=${forged}`, {
+        method: "POST",
+        body: new Uint8Array([0x08, 0x01]),
+      });
+      assert.equal(unknown.status, 404, await unknown.text());
+    },
+  );
+
+  await t.step("a DELETE through another node ends it", async () => {
+    const response = await fetch(`${second.http}/${key}?session=${peer.id}`, {
+      method: "DELETE",
+    });
+    assert.equal(response.status, 204);
+    assert.equal(await peer.closed(), undefined, "no close event on DELETE");
+    const gone = await member.nextContent();
+    assert.equal(gone.data, "", "the member hears the joiner is gone");
+  });
+  await peer[Symbol.asyncDispose]();
+  await member.close();
+  await clusterSettled(cluster);
+});
+
+Deno.test("a fallback session works through a round-robin balancer", async () => {
+  await using cluster = await startCluster({
+    nodes: 3,
+    balancer: "round-robin",
+  });
+  const balancer = cluster.balancer!;
+  const key = `sse-${crypto.randomUUID().slice(0, 8)}`;
+  await using member = await TestPeer.open(`${balancer.url}/${key}`);
+  using _answer = answerHeartbeats(member);
+  assert.equal(await member.join(1), true);
+  const entry = { http: balancer.http } as SigverNode;
+  await using joiner = await FallbackPeer.open(entry, `/${key}`);
+  // Every request goes to the next node: the session's own on one in three.
+  assert.equal(await joiner.join(2), false);
+  for (let i = 0; i < 6; i++) {
+    await joiner.send({
+      type: "content",
+      content: {
+        senderId: 0,
+        recipientId: 0,
+        lastData: false,
+        data: new TextEncoder().encode(`offer ${i}`),
+      },
+    });
+    assert.equal((await member.nextContent()).data, `offer ${i}`);
+  }
+  assert.equal(await joiner.join(2, [1]), true);
+  await joiner[Symbol.asyncDispose]();
+  await member.close();
+  await clusterSettled(cluster);
+});
