@@ -492,19 +492,37 @@ export function summarize(runs: readonly RunResult[]): SummaryRow[] {
   if (runs[0]?.capacity) {
     const pct0 = () => med((x) => x.capacity?.sigver.holdPct);
     const peers = runs[0].capacity.sigver.peers;
+    // Heartbeats that came during the connect phase (it outlasted a
+    // heartbeat period) are not connection work: the target row leaves them
+    // out; the next row has the figure as measured.
+    const net = (c: CapacityResult | undefined) =>
+      c?.usPerConnectionNet ?? c?.usPerConnection;
     const conn = med((x) =>
-      ratio(
-        x.capacity?.sigver.usPerConnection,
-        x.capacity?.bare.usPerConnection,
-      )
+      ratio(net(x.capacity?.sigver), net(x.capacity?.bare))
     );
     rows.push({
       metric: "capacity: server CPU µs/new connection",
-      server: med((x) => x.capacity?.sigver.usPerConnection),
-      bare: med((x) => x.capacity?.bare.usPerConnection),
+      server: med((x) => net(x.capacity?.sigver)),
+      bare: med((x) => net(x.capacity?.bare)),
       ratio: conn,
       target: "<= 1.15x bare",
       ok: conn === null ? null : conn <= 1.15,
+    });
+    const beats = Math.max(
+      ...runs.map((x) => x.capacity?.sigver.beatsDuringConnect ?? 0),
+    );
+    rows.push({
+      metric: "capacity: server CPU µs/new connection, heartbeats included",
+      server: med((x) => x.capacity?.sigver.usPerConnection),
+      bare: med((x) => x.capacity?.bare.usPerConnection),
+      ratio: med((x) =>
+        ratio(
+          x.capacity?.sigver.usPerConnection,
+          x.capacity?.bare.usPerConnection,
+        )
+      ),
+      target: `heartbeats during the connect phase: up to ${beats} a run`,
+      ok: null,
     });
     rows.push({
       metric: "capacity: server CPU µs/member join (connect -> connected)",

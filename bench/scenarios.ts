@@ -24,6 +24,7 @@ import {
   cpuMicros,
   cpuPercent,
   Histogram,
+  netOfBeats,
   perOp,
   type ProcStat,
   readGauges,
@@ -628,6 +629,11 @@ export interface CapacityResult {
   connect: Window;
   /** Server CPU per new connection, µs. */
   usPerConnection: number | null;
+  /**
+   * The same without the heartbeats that came during the connect phase (when
+   * it lasts longer than a heartbeat period), at their cost while holding.
+   */
+  usPerConnectionNet: number | null;
   /** New connections per second. */
   connectRate: number;
   /** The join phase (sigver only). */
@@ -752,6 +758,15 @@ export async function capacity(
     peers: live,
     connect,
     usPerConnection: perOp(connect.serverCpuUs, opened),
+    usPerConnectionNet: perOp(
+      netOfBeats(
+        connect.serverCpuUs,
+        beatsDuringConnect,
+        hold.serverCpuUs,
+        heartbeats,
+      ),
+      opened,
+    ),
     connectRate: opened / (connect.ms / 1000),
     join,
     usPerMemberJoin: join && perOp(join.serverCpuUs, opened),

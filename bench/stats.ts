@@ -430,3 +430,23 @@ export function slope(
   }
   return sxx > 0 ? sxy / sxx : null;
 }
+
+/**
+ * CPU time of a phase without the heartbeats that came during it, at the
+ * cost per heartbeat measured while only heartbeats were going on.
+ *
+ * @param cpuUs CPU of the phase, µs.
+ * @param beats Heartbeats during the phase.
+ * @param holdCpuUs CPU of a phase of heartbeats only, µs.
+ * @param holdBeats Heartbeats during that phase.
+ * @returns The CPU left for the phase's own work, µs (never below 0).
+ */
+export function netOfBeats(
+  cpuUs: number,
+  beats: number,
+  holdCpuUs: number,
+  holdBeats: number,
+): number {
+  if (beats <= 0 || holdBeats <= 0) return cpuUs;
+  return Math.max(0, cpuUs - beats * holdCpuUs / holdBeats);
+}

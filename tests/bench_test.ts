@@ -9,6 +9,7 @@ import {
   Histogram,
   markdownTable,
   median,
+  netOfBeats,
   openFileLimits,
   parseProcStat,
   percentile,
@@ -473,4 +474,43 @@ Deno.test("summarize holds the idle-peer RSS to bare + the heartbeat allowance",
     )!;
   assert.deepEqual(row(17000 + RSS_ALLOWANCE).ok, true);
   assert.deepEqual(row(17001 + RSS_ALLOWANCE).ok, false);
+});
+
+Deno.test("netOfBeats takes out the heartbeats at their cost while holding", () => {
+  // 40 µs a heartbeat while holding (4,000,000 µs for 100,000 of them).
+  assert.deepEqual(netOfBeats(3_000_000, 5000, 4_000_000, 100_000), 2_800_000);
+  assert.deepEqual(netOfBeats(3_000_000, 0, 4_000_000, 100_000), 3_000_000);
+  assert.deepEqual(netOfBeats(3_000_000, 5000, 0, 0), 3_000_000);
+  assert.deepEqual(netOfBeats(100, 5000, 4_000_000, 100_000), 0);
+});
+
+Deno.test("summarize judges new connections net of heartbeats, and shows both", () => {
+  const run = (raw: number, net: number) => ({
+    ...fakeRun(10, 10, 100),
+    capacity: {
+      sigver: {
+        usPerConnection: raw,
+        usPerConnectionNet: net,
+        beatsDuringConnect: raw === net ? 0 : 6000,
+        rssPerPeer: 18000,
+        holdPct: 10,
+      },
+      bare: {
+        usPerConnection: 100,
+        usPerConnectionNet: 100,
+        beatsDuringConnect: 0,
+        rssPerPeer: 17000,
+        holdPct: 0,
+      },
+      floor: null,
+    },
+  } as unknown as RunResult);
+  const rows = summarize([run(105, 105), run(130, 108), run(110, 110)]);
+  const net = rows.find((r) =>
+    r.metric === "capacity: server CPU µs/new connection"
+  )!;
+  assert.deepEqual([net.server, net.ratio, net.ok], [108, 1.08, true]);
+  const raw = rows.find((r) => r.metric.endsWith("heartbeats included"))!;
+  assert.deepEqual([raw.server, raw.ratio], [110, 1.1]);
+  assert.match(raw.target, /up to 6000/);
 });
