@@ -10,7 +10,6 @@ import { systemClock } from "../clock.ts";
 import { deadline } from "../deadline.ts";
 import {
   closedBy,
-  driven,
   EMPTY_STATS,
   httpUrl,
   peerUrl,
