@@ -14,7 +14,6 @@
 import type { AdmissionPolicy, Refusal } from "./lib/admission.ts";
 import { clientAddress } from "./lib/address.ts";
 import { TokenBucket } from "./lib/bucket.ts";
-import { cors, preflightHeaders } from "./lib/cors.ts";
 import {
   CLOSE_GOING_AWAY,
   CLOSE_MESSAGE_TOO_BIG,
@@ -30,7 +29,7 @@ import { Hub, type HubStats } from "./lib/hub.ts";
 import { keyHash, type LogFields, Logger, type LogLevel } from "./lib/log.ts";
 import { collect, renderMetrics, Tally } from "./lib/metrics.ts";
 import { SERVER_METRICS } from "./lib/server_metrics.ts";
-import { newSessionId, sessionHome } from "./lib/sse.ts";
+import { newSessionId } from "./lib/sse.ts";
 import { splitTokenPath, TokenAuthority } from "./lib/token.ts";
 import { checkKey, parsePeerUrl } from "./lib/url.ts";
 import { settleWithin } from "./deadline.ts";
@@ -52,7 +51,7 @@ import {
 import { answerPlain, type EndpointSource, textResponse } from "./endpoints.ts";
 import { type Arrival, arrive, type Gates } from "./route.ts";
 import { EdgeConn, type EdgeHost } from "./cluster/edge.ts";
-import { FORWARDED_HEADER, forwardSession } from "./cluster/forward.ts";
+import { sessionForwarder } from "./cluster/forward.ts";
 import type { ClusterNode, ClusterView } from "./cluster/node.ts";
 
 export type { HandlerOptions } from "./options.ts";
@@ -128,25 +127,6 @@ function _closeLevel(code: number, by: "server" | "client"): LogLevel {
       code === ERR_BLOCKING_MEMBER
     ? "debug"
     : "info";
-}
-
-/** Drops an answer that will not be sent. */
-async function _discard(answer: Response | Promise<Response>): Promise<void> {
-  await (await answer).body?.cancel();
-}
-
-/** Whether a request opens (or resumes) a fallback stream. */
-function _wantsStream(request: Request): boolean {
-  return request.method === "GET" &&
-    (request.headers.get("accept") ?? "").includes("text/event-stream");
-}
-
-/** The session a fallback request names, if any. */
-function _sessionOf(request: Request): string | null {
-  const query = request.url.indexOf("?");
-  if (query === -1) return request.headers.get("last-event-id");
-  const id = new URLSearchParams(request.url.slice(query)).get("session");
-  return id ?? request.headers.get("last-event-id");
 }
 
 /** Any connection the handler holds. */
@@ -234,7 +214,9 @@ class _Handler
       maxMessageSize: config.maxMessageSize,
       elsewhere: this.cluster === undefined
         ? undefined
-        : (request, id) => this.#forward(request, id),
+        : sessionForwarder(this.cluster, config.maxMessageSize),
+      allowOrigins: config.admission.allowOrigins,
+      plain: (key) => key !== undefined && key === this.#iceKey,
     });
     this.#moreMetrics = options.moreMetrics;
     this.#iceKey = this.ice === undefined || config.paths.ice === false
@@ -321,64 +303,17 @@ class _Handler
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       return this.#peer(request, info, "websocket");
     }
-    const session = _sessionOf(request);
-    const method = request.method;
-    if (_wantsStream(request)) {
-      return this.#withCors(
-        request,
-        session === null
-          ? this.#peer(request, info, "sse")
-          : this.#sessions.resume(request, session),
-      );
-    }
-    if (session !== null && (method === "POST" || method === "DELETE")) {
-      return this.#withCors(request, this.#sessions.post(request, session));
-    }
-    if (
-      method === "OPTIONS" &&
-      request.headers.has("access-control-request-method") &&
-      parsePeerUrl(request.url)?.key !== this.#iceKey
-    ) {
-      return this.#withCors(
-        request,
-        new Response(null, {
-          status: 204,
-          headers: preflightHeaders(
-            "GET, POST, DELETE",
-            "Content-Type, Last-Event-ID",
-          ),
-        }),
-      );
-    }
+    const fallback = this.#sessions.answer(
+      request,
+      () => this.#peer(request, info, "sse"),
+    );
+    if (fallback !== undefined) return fallback;
     return answerPlain(
       request,
       this,
       (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
     );
   };
-
-  /**
-   * Adds the CORS headers to a fallback answer, so that a page on an allowed
-   * origin can read it; a page on another origin gets 403 (its session's
-   * opening GET gets it from admission).
-   */
-  async #withCors(
-    request: Request,
-    answer: Response | Promise<Response>,
-  ): Promise<Response> {
-    const verdict = cors(
-      request.headers.get("origin"),
-      this.#config.admission.allowOrigins,
-    );
-    const response = verdict.allowed || request.method === "GET"
-      ? await answer
-      : (await _discard(answer),
-        textResponse(403, "Forbidden: origin not allowed"));
-    for (const [name, value] of Object.entries(verdict.headers)) {
-      response.headers.set(name, value);
-    }
-    return response;
-  }
 
   /** A new peer, on a WebSocket or the fallback. */
   #peer(
@@ -481,26 +416,6 @@ class _Handler
       }
     }
     return conn;
-  }
-
-  /**
-   * Passes a request for a session that lives on another node on to it (a
-   * balancer sent it here): `undefined` when no live node holds it.
-   */
-  #forward(request: Request, id: string): Promise<Response> | undefined {
-    const home = sessionHome(id);
-    const cluster = this.cluster!;
-    if (
-      home === undefined || home === cluster.id ||
-      request.headers.has(FORWARDED_HEADER)
-    ) {
-      return undefined;
-    }
-    return cluster.nodeUrl(home).then((url) =>
-      url === undefined
-        ? textResponse(404, "Not Found: no such session")
-        : forwardSession(request, url, this.#config.maxMessageSize)
-    );
   }
 
   logEvent(level: LogLevel, event: string, fields?: LogFields): void {

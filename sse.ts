@@ -18,6 +18,7 @@
  * @module
  */
 
+import { cors, preflightHeaders } from "./lib/cors.ts";
 import {
   closeEvent,
   frameEvent,
@@ -311,6 +312,31 @@ export interface SessionsOptions {
    * @returns The other node's answer, or `undefined` (then 404).
    */
   elsewhere?: (request: Request, id: string) => Promise<Response> | undefined;
+  /** Origins allowed (empty: any), for the answers' CORS headers. */
+  allowOrigins: ReadonlySet<string>;
+  /**
+   * Whether a path (as a key) belongs to a plain endpoint that answers its
+   * own CORS preflights (the ICE servers).
+   *
+   * @param key The path without its leading `/`.
+   * @returns True for such a path.
+   */
+  plain(key: string | undefined): boolean;
+}
+
+/** Whether a request opens (or resumes) a fallback stream. */
+function _wantsStream(request: Request): boolean {
+  return request.method === "GET" &&
+    (request.headers.get("accept") ?? "").includes("text/event-stream");
+}
+
+/** The session a fallback request names, if any. */
+function _sessionOf(request: Request): string | null {
+  const query = request.url.indexOf("?");
+  const id = query === -1
+    ? null
+    : new URLSearchParams(request.url.slice(query)).get("session");
+  return id ?? request.headers.get("last-event-id");
 }
 
 /**
@@ -379,13 +405,76 @@ export class Sessions<C extends { readonly key: string | undefined }> {
   }
 
   /**
+   * Answers a request of the fallback transport: a GET that accepts
+   * `text/event-stream` (a new session, opened by `open`, or the resumption
+   * of one), a POST or DELETE that names a session, or a CORS preflight.
+   * Answers carry the CORS headers; a page on a refused origin gets 403
+   * before anything is done (a new session's GET gets it from admission).
+   *
+   * @param request The request.
+   * @param open Opens a new session: the gates, then the stream.
+   * @returns The answer, or `undefined` when the request is not the
+   * fallback's.
+   */
+  answer(
+    request: Request,
+    open: () => Response | Promise<Response>,
+  ): Response | Promise<Response> | undefined {
+    const session = _sessionOf(request);
+    const method = request.method;
+    let answer: () => Response | Promise<Response>;
+    if (_wantsStream(request)) {
+      answer = session === null ? open : () => this.#resume(request, session);
+    } else if (
+      session !== null && (method === "POST" || method === "DELETE")
+    ) {
+      answer = () => this.#post(request, session);
+    } else if (
+      method === "OPTIONS" &&
+      request.headers.has("access-control-request-method") &&
+      !this.#options.plain(new URL(request.url).pathname.slice(1))
+    ) {
+      answer = () =>
+        new Response(null, {
+          status: 204,
+          headers: preflightHeaders(
+            "GET, POST, DELETE",
+            "Content-Type, Last-Event-ID",
+          ),
+        });
+    } else return undefined;
+    return this.#withCors(request, answer);
+  }
+
+  async #withCors(
+    request: Request,
+    answer: () => Response | Promise<Response>,
+  ): Promise<Response> {
+    const verdict = cors(
+      request.headers.get("origin"),
+      this.#options.allowOrigins,
+    );
+    let response: Response;
+    if (verdict.allowed || request.method === "GET") response = await answer();
+    else {
+      this.#options.refused("origin");
+      await request.body?.cancel();
+      response = _text(403, "Forbidden: origin not allowed");
+    }
+    for (const [name, value] of Object.entries(verdict.headers)) {
+      response.headers.set(name, value);
+    }
+    return response;
+  }
+
+  /**
    * Answers a GET that resumes a session: its stream, or a refusal.
    *
    * @param request The GET.
    * @param id The session id it names.
    * @returns The response.
    */
-  resume(request: Request, id: string): Response | Promise<Response> {
+  #resume(request: Request, id: string): Response | Promise<Response> {
     const entry = this.#find(request, id);
     if (!("session" in entry)) return entry;
     return entry.session.open() ??
@@ -399,7 +488,7 @@ export class Sessions<C extends { readonly key: string | undefined }> {
    * @param id The session id it names.
    * @returns The response.
    */
-  async post(request: Request, id: string): Promise<Response> {
+  async #post(request: Request, id: string): Promise<Response> {
     const entry = this.#find(request, id);
     if (!("session" in entry)) {
       if (entry instanceof Response) await request.body?.cancel();

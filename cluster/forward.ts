@@ -10,6 +10,8 @@
  */
 
 import { readFrame } from "../sse.ts";
+import { sessionHome } from "../lib/sse.ts";
+import type { ClusterNode } from "./node.ts";
 
 /** The header that marks a passed-on request: it is never passed on again. */
 export const FORWARDED_HEADER = "x-sigver-forwarded";
@@ -78,4 +80,37 @@ export async function forwardSession(
     status: answer.status,
     headers: new Headers(answer.headers),
   });
+}
+
+/**
+ * Passes the requests for sessions that live on other nodes on to them: for
+ * `Sessions`' `elsewhere` option.
+ *
+ * @param cluster This node.
+ * @param maxBody Most bytes a POSTed frame may have.
+ * @returns The hook: a request and a session id in, the other node's answer
+ * (or 404 when no live node holds it) out; `undefined` when the session
+ * would live here (then it is unknown).
+ */
+export function sessionForwarder(
+  cluster: ClusterNode,
+  maxBody: number,
+): (request: Request, id: string) => Promise<Response> | undefined {
+  return (request, id) => {
+    const home = sessionHome(id);
+    if (
+      home === undefined || home === cluster.id ||
+      request.headers.has(FORWARDED_HEADER)
+    ) {
+      return undefined;
+    }
+    return cluster.nodeUrl(home).then((url) =>
+      url === undefined
+        ? new Response("Not Found: no such session\n", {
+          status: 404,
+          headers: { "content-type": "text/plain; charset=utf-8" },
+        })
+        : forwardSession(request, url, maxBody)
+    );
+  };
 }

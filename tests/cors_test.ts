@@ -6,6 +6,8 @@
 
 import assert from "node:assert/strict";
 import { cors, preflightHeaders } from "../lib/cors.ts";
+import { type SseEvent, SseParser } from "../lib/sse.ts";
+import { encodeMessage } from "../lib/wire.ts";
 import { httpUrl, startServer } from "./_helpers.ts";
 
 Deno.test("cors lets any origin read without an allow-list", () => {
@@ -107,4 +109,50 @@ Deno.test("the fallback refuses a page on another origin", async () => {
   );
   assert.equal(posted.status, 403);
   await posted.body?.cancel();
+});
+
+Deno.test("a POST from a refused origin never reaches the session", async () => {
+  await using server = startServer({
+    allowOrigins: ["https://app.example"],
+  });
+  const abort = new AbortController();
+  const stream = await fetch(httpUrl(server, "/room"), {
+    headers: { origin: "https://app.example", accept: "text/event-stream" },
+    signal: abort.signal,
+  });
+  const reader = stream.body!.pipeThrough(new TextDecoderStream())
+    .getReader();
+  const parser = new SseParser();
+  const events: SseEvent[] = [];
+  const next = async () => {
+    while (events.length === 0) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the stream ended");
+      events.push(...parser.push(value));
+    }
+    return events.shift()!;
+  };
+  const session = (await next()).data;
+  const connect = encodeMessage({
+    type: "connect",
+    connect: { id: 1, members: [] },
+  });
+  const refused = await fetch(httpUrl(server, `/room?session=${session}`), {
+    method: "POST",
+    headers: { origin: "https://evil.example" },
+    body: connect.slice(),
+  });
+  assert.equal(refused.status, 403);
+  await refused.body?.cancel();
+  // Then the same frame from no origin: its reply must be the first event.
+  const allowed = await fetch(httpUrl(server, `/room?session=${session}`), {
+    method: "POST",
+    body: connect.slice(),
+  });
+  assert.equal(allowed.status, 204);
+  await allowed.body?.cancel();
+  assert.equal((await next()).data, "IAE=", "connected: true, once");
+  assert.equal(server.handler.hub.counters.inConnect, 1);
+  abort.abort();
+  await reader.cancel().catch(() => {});
 });
