@@ -29,6 +29,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { serve, type ServeOptions, type SigverServer } from "../serve.ts";
 import { type Clock, ManualClock } from "../clock.ts";
 import { DeadlineError } from "../deadline.ts";
@@ -292,4 +293,73 @@ export function closedBy<T>(
   peer: { readonly closed: Promise<T> },
 ): Promise<T> {
   return driven(server, peer.closed, "the server to close the socket");
+}
+
+/** What {@linkcode bindTo} needs of a peer: a `TestPeer`, a fallback peer. */
+export interface SignalingPeer {
+  /** Sends `connect` and returns the `connected` reply. */
+  join(id: number, members?: number[]): Promise<boolean>;
+  /** Sends a `content` message. */
+  sendContent(content: { data: string }): void | Promise<void>;
+  /** The next message, which must be a `content`. */
+  nextContent(): Promise<
+    { senderId: number; recipientId: number; data: string }
+  >;
+}
+
+/**
+ * Binds a fresh joiner to the only member it can reach: the joiner sends
+ * `connect` listing no one, then a hello the member must receive.
+ *
+ * @param joiner The peer that joins.
+ * @param member The member it must be bound to.
+ * @param id The joiner's group id.
+ * @param hello What it says first.
+ * @returns The joiner's signaling id, as the member sees it.
+ */
+export async function bindTo(
+  joiner: SignalingPeer,
+  member: SignalingPeer,
+  id: number,
+  hello = `offer from ${id}`,
+): Promise<number> {
+  assert.equal(await joiner.join(id), false, "the joiner is bound");
+  await joiner.sendContent({ data: hello });
+  const got = await member.nextContent();
+  assert.equal(got.data, hello);
+  assert.equal(got.recipientId, 0);
+  assert.ok(got.senderId >= 1 && got.senderId <= 0x7fffffff);
+  return got.senderId;
+}
+
+/** A `content` as `nextContent()` returns it: its data a string. */
+export interface TextContent {
+  senderId: number;
+  recipientId: number;
+  lastData: boolean;
+  data: string;
+}
+
+/**
+ * What a member receives from its joiner `s` (`nextContent()`); with no
+ * data, the notice that the joiner is gone.
+ *
+ * @param s The joiner's signaling id.
+ * @param data The payload.
+ * @returns The content.
+ */
+export function fromJoiner(s: number, data: string): TextContent {
+  return { senderId: s, recipientId: 0, lastData: false, data };
+}
+
+/**
+ * What joiner `s` receives from its member (`nextContent()`); with no data,
+ * the notice that the member is gone.
+ *
+ * @param s The joiner's signaling id.
+ * @param data The payload.
+ * @returns The content.
+ */
+export function toJoiner(s: number, data: string): TextContent {
+  return { senderId: 0, recipientId: s, lastData: false, data };
 }

@@ -1,8 +1,8 @@
 /**
  * The wire contract across nodes: the protocol case table
- * (`_protocol_cases.ts`) run against one server and against a 3-node
- * cluster whose peers connect to different nodes, and heartbeats that pass
- * end to end through a pipe.
+ * (`tests/_protocol_cases.ts`, also run in process by `server_test.ts`) run
+ * against one CLI server and against a 3-node cluster whose peers connect
+ * to different nodes, and heartbeats that pass end to end through a pipe.
  *
  * Run with `deno task test:cluster` (real redis-server and processes).
  */
@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { startCluster } from "../../dev/cluster.ts";
 import { Cli, cliArgs } from "../_cli.ts";
 import { TestPeer } from "../_helpers.ts";
-import { runProtocolCases } from "./_protocol_cases.ts";
+import { runProtocolCases } from "../_protocol_cases.ts";
 import { answerHeartbeats, clusterSettled, since, views } from "./_support.ts";
 
 Deno.test("protocol cases hold on a single server", async (t) => {

@@ -1,17 +1,21 @@
 /**
  * The wire contract (`docs/PROTOCOL.md`) as one table of cases, run against
- * any deployment that speaks it: a single server, and a cluster whose peers
- * connect to different nodes (in the spirit of hono's
- * `src/router/common.case.test.ts`). A target says where the i-th peer of a
- * case connects; on a cluster, peer i goes to node i mod N, and the first
- * peer of a case to open its socket (index 0) makes that node the owner of
- * the case's key, so peers 1, 2... reach the group through pipes.
+ * every deployment that speaks it (in the spirit of hono's
+ * `src/router/common.case.test.ts`): the server in this process
+ * (`tests/server_test.ts`), the CLI server and a cluster whose peers connect
+ * to different nodes (`tests/cluster/protocol.cluster.ts`). A target says
+ * where the i-th peer of a case connects; on a cluster, peer i goes to node
+ * i mod N, and the first peer of a case to open its socket (index 0) makes
+ * that node the owner of the case's key, so peers 1, 2... reach the group
+ * through pipes.
  *
- * The cases look only at what peers see. "Nothing arrives" is never checked
- * by waiting: a peer that sent something that must be dropped then sends a
- * `connect`, whose reply proves the server handled what came before it on
- * that socket; the peer that must not receive it then gets a marker, or a
- * `connected` reply of its own, which must be its next message.
+ * The cases look at what peers see, and, when the server runs in this
+ * process, at what it holds too (stats, keys, dropped messages). "Nothing
+ * arrives" is never checked by waiting: a peer that sent something that
+ * must be dropped then sends a `connect`, whose reply proves the server
+ * handled what came before it on that socket; the peer that must not
+ * receive it then gets a marker, or a `connected` reply of its own, which
+ * must be its next message.
  *
  * ```ts ignore
  * await runProtocolCases(t, { url: (path, i) => `ws://127.0.0.1:${ports[i % 3]}${path}` });
@@ -21,14 +25,21 @@
  */
 
 import assert from "node:assert/strict";
-import { deadline } from "../../deadline.ts";
-import { decodeMessage, encodeMessage } from "../../lib/wire.ts";
+import { deadline } from "../deadline.ts";
+import type { HubStats } from "../lib/hub.ts";
+import { decodeMessage, encodeMessage } from "../lib/wire.ts";
 import {
+  bindTo,
+  closedBy,
   type CloseInfo,
+  fromJoiner,
   RawSocket,
   TestPeer,
+  type TestServer,
+  toJoiner,
   WAIT_TIMEOUT,
-} from "../_helpers.ts";
+  waitFor,
+} from "./_helpers.ts";
 
 /** Where peers connect. */
 export interface ProtocolTarget {
@@ -40,6 +51,13 @@ export interface ProtocolTarget {
    * @returns The URL.
    */
   url(path: string, index: number): string;
+  /**
+   * The server, when it runs in this process (`startServer()`), fresh for
+   * the case: a close it starts is then awaited by driving its clock, and
+   * the case also checks what it holds. Absent for servers in other
+   * processes, which a case sees only through its peers.
+   */
+  server?: TestServer;
 }
 
 /** One case of the table. */
@@ -59,7 +77,11 @@ const _OP_BINARY = 2;
 const ERR_MESSAGE = 4743;
 const ERR_BLOCKING_MEMBER = 4744;
 
-/** The peers of one case, on keys of their own; disposing closes them. */
+/**
+ * The peers of one case, on keys of their own, and what the case may ask of
+ * an in-process server (every check is skipped on other targets); disposing
+ * closes the peers.
+ */
 class _Peers implements AsyncDisposable {
   readonly key: string;
   readonly #target: ProtocolTarget;
@@ -91,9 +113,57 @@ class _Peers implements AsyncDisposable {
     return peer;
   }
 
+  /** Waits until the server closed `peer` (driving an in-process clock). */
+  closedByServer(peer: TestPeer): Promise<CloseInfo> {
+    const server = this.#target.server;
+    return server ? closedBy(server, peer) : peer.waitClosed();
+  }
+
+  /** Checks some of an in-process server's stats. */
+  expectStats(expected: Partial<HubStats>): void {
+    const server = this.#target.server;
+    if (server === undefined) return;
+    assert.deepEqual(_pick(server.handler.stats(), expected), expected);
+  }
+
+  /** Waits until some of an in-process server's stats are as expected. */
+  async waitStats(expected: Partial<HubStats>, what: string): Promise<void> {
+    const server = this.#target.server;
+    if (server === undefined) return;
+    await waitFor(() => {
+      const stats = _pick(server.handler.stats(), expected);
+      return JSON.stringify(stats) === JSON.stringify(expected);
+    }, what);
+  }
+
+  /** The keys of an in-process server's peers, sorted. */
+  expectKeys(expected: string[]): void {
+    const server = this.#target.server;
+    if (server === undefined) return;
+    const keys = [...server.handler.hub.peers()].map((p) => p.key);
+    assert.deepEqual(keys.sort(), [...expected].sort());
+  }
+
+  /** How many content messages an in-process server has dropped. */
+  dropped(): number {
+    return this.#target.server?.handler.hub.counters.dropped ?? 0;
+  }
+
+  /** Checks that an in-process server dropped `n` more since `before`. */
+  expectDropped(before: number, n: number): void {
+    if (this.#target.server === undefined) return;
+    assert.equal(this.dropped(), before + n, "dropped content messages");
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await Promise.all(this.#open.map((peer) => peer.close()));
   }
+}
+
+function _pick(stats: HubStats, expected: Partial<HubStats>) {
+  return Object.fromEntries(
+    Object.keys(expected).map((name) => [name, stats[name as keyof HubStats]]),
+  );
 }
 
 /** A peer spoken by hand, for request targets a `WebSocket` would rewrite. */
@@ -146,36 +216,6 @@ class _RawPeer implements Disposable {
   }
 }
 
-/**
- * Binds a fresh joiner to the only member it can reach and returns the
- * joiner's signaling id, as the member sees it.
- */
-async function _bindTo(
-  joiner: TestPeer,
-  member: TestPeer,
-  id: number,
-  hello = "offer",
-): Promise<number> {
-  assert.equal(await joiner.join(id), false, "the joiner is bound");
-  joiner.sendContent({ data: hello });
-  const got = await member.nextContent();
-  assert.equal(got.data, hello);
-  assert.equal(got.recipientId, 0);
-  assert.ok(got.senderId >= 1 && got.senderId <= 0x7fffffff);
-  return got.senderId;
-}
-
-/** The "gone" notice: content with no data. */
-function _gone(senderId: number, recipientId: number) {
-  return { senderId, recipientId, lastData: false, data: "" };
-}
-
-/** The close code a peer saw. */
-async function _closeCode(peer: TestPeer): Promise<number> {
-  const info: CloseInfo = await peer.waitClosed();
-  return info.code;
-}
-
 /** Where the only member sits: on the owner, or piped to it. */
 const _LAYOUTS = [
   { name: "on the owner node", anchor: false },
@@ -196,6 +236,19 @@ async function _member(
   return { member: await peers.open(1), next: 2 };
 }
 
+/** Frames a server must close a peer for with 4743, by what is wrong. */
+const _BAD_FRAMES: Record<string, string | number[]> = {
+  "a text frame": "hello",
+  "truncated content": [0x12, 0x05, 0x08],
+  "a varint longer than 10 bytes": [0x08, ...Array(10).fill(0xff), 0x01],
+  "a wire type not matching the field": [0x0a, 0x00],
+  "a truncated tag": [0x80],
+  "field number 0": [0x00, 0x01],
+  "no type: an empty frame": [],
+  "no type: an unknown varint field only": [0x28, 0x01],
+  "no type: an unknown length-delimited field only": [0x2a, 0x01, 0x00],
+};
+
 /** The table. */
 export const PROTOCOL_CASES: readonly ProtocolCase[] = [
   // Membership (PROTOCOL.md rules 1 to 4)
@@ -207,8 +260,9 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const a = await peers.open(0);
       const b = await peers.open(1);
       assert.equal(await a.join(7), true, "rule 1");
+      peers.expectStats({ groups: 1, members: 1 });
       // A is the group's member, with group id 7.
-      await _bindTo(b, a, 8);
+      await bindTo(b, a, 8);
       assert.equal(await b.join(8, [7]), true);
     },
   },
@@ -221,6 +275,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       assert.equal(await a.join(1), true);
       assert.equal(await a.join(1, [42]), true, "rule 2a");
       assert.equal(await a.join(1), true, "rule 2a");
+      peers.expectStats({ members: 1 });
       assert.equal(await b.join(2, [1]), true, "A is still member 1");
     },
   },
@@ -236,12 +291,15 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       ];
       assert.equal(await a.join(1), true);
       assert.equal(await b.join(2, [9, 1]), true, "rule 2b");
+      peers.expectStats({ members: 2, bindings: 0 });
       // Lists only the second member.
       assert.equal(await c.join(3, [2]), true, "rule 3");
+      peers.expectStats({ members: 3 });
       // A member asking again with a member in common stays.
       assert.equal(await b.join(2, [3]), true, "rule 3 keeps a member");
+      peers.expectStats({ members: 3 });
       // D lists nobody: bound to the first member in join order.
-      await _bindTo(d, a, 4);
+      await bindTo(d, a, 4);
       assert.equal(await d.join(4, [3]), true);
     },
   },
@@ -254,6 +312,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const b = await peers.open(1);
       assert.equal(await a.join(1), true);
       assert.equal(await b.join(2, [5, 6]), false, "rule 4");
+      peers.expectStats({ members: 1, bindings: 1 });
       b.sendContent({ data: "offer" });
       const got = await a.nextContent();
       assert.equal(got.data, "offer");
@@ -270,6 +329,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       assert.equal(await a.join(1), true);
       assert.equal(await b.join(2, [1]), true);
       assert.equal(await b.join(2, [77]), false, "rule 4 for a member");
+      peers.expectStats({ members: 1 });
       // B is no member any more: listing it does not let C in.
       assert.equal(await c.join(3, [2]), false);
       // B was bound to A, the only member left.
@@ -285,15 +345,16 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const { member: m, next } = await _member(peers, anchor);
       const j = await peers.open(next);
       assert.equal(await m.join(1), true);
-      const s = await _bindTo(j, m, 2);
+      const s = await bindTo(j, m, 2);
       // J tried M and M still is the only member: J replaces it.
       assert.equal(await j.join(2), true, "rule 2c");
-      assert.equal(await _closeCode(m), ERR_BLOCKING_MEMBER);
+      assert.equal((await peers.closedByServer(m)).code, ERR_BLOCKING_MEMBER);
       // J was still listening to M, so it hears that M is gone.
-      assert.deepEqual(await j.nextContent(), _gone(0, s));
+      assert.deepEqual(await j.nextContent(), toJoiner(s, ""));
       // J is now the member, with its own group id.
       const k = await peers.open(next + 1);
       assert.equal(await k.join(3, [2]), true);
+      peers.expectStats({ members: 2 });
     },
   })),
   {
@@ -328,7 +389,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const m2 = await peers.open(1);
       const j = await peers.open(2);
       assert.equal(await m1.join(1), true);
-      await _bindTo(j, m1, 2); // J tried M1
+      await bindTo(j, m1, 2); // J tried M1
       assert.equal(await j.join(2, [1]), true);
       assert.equal(await m2.join(3, [1]), true);
       // J leaves; with a cleared tried list it goes to M1 first again.
@@ -356,12 +417,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       assert.notEqual(s, 999);
       assert.ok(s >= 1 && s <= 0x7fffffff);
       m.sendContent({ senderId: 5, recipientId: s, data: "answer" });
-      assert.deepEqual(await j.nextContent(), {
-        senderId: 0,
-        recipientId: s,
-        lastData: false,
-        data: "answer",
-      });
+      assert.deepEqual(await j.nextContent(), toJoiner(s, "answer"));
       // Payload bytes go through untouched, whatever they are.
       const bytes = crypto.getRandomValues(new Uint8Array(1000));
       j.sendContent({ data: bytes });
@@ -379,20 +435,27 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       await using peers = new _Peers(target);
       const m = await peers.open(0);
       const j = await peers.open(1);
+      const j2 = await peers.open(2);
       assert.equal(await m.join(1), true);
       assert.equal(await j.join(2), false);
       j.sendContent({ data: "last", lastData: true });
       const got = await m.nextContent();
       assert.equal(got.data, "last");
       assert.equal(got.lastData, false, "lastData is not forwarded");
+      const before = peers.dropped();
       j.sendContent({ data: "too late" });
       // Its reply proves the server handled "too late" (the binding lives on).
       assert.equal(await j.join(2, [1]), true);
+      peers.expectDropped(before, 1);
       // The other direction still works.
       m.sendContent({ recipientId: got.senderId, data: "answer" });
       assert.equal((await j.nextContent()).data, "answer");
       // M's next message is the reply to its own connect, not "too late".
       assert.equal(await m.join(1, [2]), true);
+      // Marker: the next thing M receives is another joiner's offer.
+      assert.equal(await j2.join(3), false);
+      j2.sendContent({ data: "marker" });
+      assert.equal((await m.nextContent()).data, "marker");
     },
   },
   {
@@ -402,16 +465,13 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const m = await peers.open(0);
       const j = await peers.open(1);
       assert.equal(await m.join(1), true);
-      const s = await _bindTo(j, m, 2);
+      const s = await bindTo(j, m, 2);
       m.sendContent({ recipientId: s, data: "last", lastData: true });
-      assert.deepEqual(await j.nextContent(), {
-        senderId: 0,
-        recipientId: s,
-        lastData: false,
-        data: "last",
-      });
+      assert.deepEqual(await j.nextContent(), toJoiner(s, "last"));
+      const before = peers.dropped();
       m.sendContent({ recipientId: s, data: "too late" });
       assert.equal(await m.join(1), true, "M's frames were handled");
+      peers.expectDropped(before, 1);
       // The other direction still works.
       j.sendContent({ data: "candidate" });
       assert.equal((await m.nextContent()).data, "candidate");
@@ -427,10 +487,12 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const { member: m, next } = await _member(peers, anchor);
       const j = await peers.open(next);
       assert.equal(await m.join(1), true);
-      const s = await _bindTo(j, m, 2);
+      const s = await bindTo(j, m, 2);
       await m.close();
-      assert.deepEqual(await j.nextContent(), _gone(0, s));
+      assert.deepEqual(await j.nextContent(), toJoiner(s, ""));
       // The group went with its last member: J starts one.
+      await peers.waitStats({ groups: 0 }, "the group to go");
+      peers.expectStats({ bindings: 0 });
       assert.equal(await j.join(2), true);
     },
   })),
@@ -442,9 +504,9 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const { member: m, next } = await _member(peers, anchor);
       const j = await peers.open(next);
       assert.equal(await m.join(1), true);
-      const s = await _bindTo(j, m, 2);
+      const s = await bindTo(j, m, 2);
       await j.close();
-      assert.deepEqual(await m.nextContent(), _gone(s, 0));
+      assert.deepEqual(await m.nextContent(), fromJoiner(s, ""));
     },
   })),
   {
@@ -461,7 +523,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       assert.equal(await m.join(1), true);
       const ids: number[] = [];
       for (const [i, j] of joiners.entries()) {
-        ids.push(await _bindTo(j, m, 10 + i, `offer ${i}`));
+        ids.push(await bindTo(j, m, 10 + i, `offer ${i}`));
       }
       assert.equal(new Set(ids).size, 3);
       // Answer in reverse order: each joiner gets its own answer only.
@@ -469,16 +531,14 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
         m.sendContent({ recipientId: ids[i], data: `answer ${i}` });
       }
       for (const [i, j] of joiners.entries()) {
-        assert.deepEqual(await j.nextContent(), {
-          senderId: 0,
-          recipientId: ids[i],
-          lastData: false,
-          data: `answer ${i}`,
-        });
+        assert.deepEqual(
+          await j.nextContent(),
+          toJoiner(ids[i], `answer ${i}`),
+        );
       }
       // A gone joiner is reported with its own id.
       await joiners[1].close();
-      assert.deepEqual(await m.nextContent(), _gone(ids[1], 0));
+      assert.deepEqual(await m.nextContent(), fromJoiner(ids[1], ""));
     },
   },
   {
@@ -488,15 +548,10 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const m = await peers.open(0);
       const j = await peers.open(1);
       assert.equal(await m.join(1), true);
-      const s = await _bindTo(j, m, 2);
+      const s = await bindTo(j, m, 2);
       assert.equal(await j.join(2, [1]), true);
       j.sendContent({ data: "candidate" });
-      assert.deepEqual(await m.nextContent(), {
-        senderId: s,
-        recipientId: 0,
-        lastData: false,
-        data: "candidate",
-      });
+      assert.deepEqual(await m.nextContent(), fromJoiner(s, "candidate"));
       m.sendContent({ recipientId: s, data: "candidate back" });
       assert.equal((await j.nextContent()).data, "candidate back");
     },
@@ -510,26 +565,16 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const j = await peers.open(1, "?favored");
       const k = await peers.open(2);
       assert.equal(await m.join(1), true);
-      const sj = await _bindTo(j, m, 2);
+      const sj = await bindTo(j, m, 2);
       assert.equal(await j.join(2, [1]), true); // J is a member, still bound to M
       // K is steered to J, the favored member.
-      const sk = await _bindTo(k, j, 3);
+      const sk = await bindTo(k, j, 3);
       j.sendContent({ recipientId: sk, data: "answer for K" });
-      assert.deepEqual(await k.nextContent(), {
-        senderId: 0,
-        recipientId: sk,
-        lastData: false,
-        data: "answer for K",
-      });
+      assert.deepEqual(await k.nextContent(), toJoiner(sk, "answer for K"));
       // J's own binding to M still works; M's next message is this, not K's
       // answer.
       j.sendContent({ data: "for M" });
-      assert.deepEqual(await m.nextContent(), {
-        senderId: sj,
-        recipientId: 0,
-        lastData: false,
-        data: "for M",
-      });
+      assert.deepEqual(await m.nextContent(), fromJoiner(sj, "for M"));
     },
   },
   {
@@ -541,8 +586,9 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       const b = await peers.open(2);
       const stranger = await peers.open(3, "-elsewhere");
       assert.equal(await a.join(1), true);
-      const s = await _bindTo(j, a, 3);
+      const s = await bindTo(j, a, 3);
       assert.equal(await b.join(2, [1]), true);
+      const before = peers.dropped();
       // B is bound to nobody and J is A's joiner, not B's.
       b.sendContent({ data: "to nobody" });
       b.sendContent({ recipientId: s, data: "not my joiner" });
@@ -551,10 +597,12 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       // The replies prove both were handled before the markers below.
       assert.equal(await b.join(2, [1]), true);
       assert.equal(await stranger.join(9), true);
+      peers.expectDropped(before, 3);
       a.sendContent({ recipientId: s, data: "marker for J" });
       assert.equal((await j.nextContent()).data, "marker for J");
       j.sendContent({ data: "marker for A" });
       assert.equal((await a.nextContent()).data, "marker for A");
+      assert.equal(b.pending + stranger.pending, 0);
     },
   },
 
@@ -572,6 +620,8 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       // Decoded, `%2Fb` would be `/b`: they must stay two groups.
       assert.equal(await c.join(3), true);
       assert.equal(await d.join(4), true);
+      const { key } = peers;
+      peers.expectKeys([`${key}%20b`, `${key}%20b`, `${key}%2Fb`, `${key}/b`]);
     },
   },
   {
@@ -586,6 +636,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       assert.equal(await a.join(2), true);
       assert.equal(await b.join(3), true);
       assert.equal(await ab2.join(4), false, "same nested key, same group");
+      peers.expectStats({ groups: 3 });
     },
   },
   {
@@ -598,6 +649,8 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       assert.equal(await a.join(1), true);
       assert.equal(await b.join(2), false);
       assert.equal(await c.join(3), false);
+      peers.expectStats({ groups: 1 });
+      peers.expectKeys([peers.key, peers.key, peers.key]);
       b.sendContent({ data: "b" });
       c.sendContent({ data: "c" });
       const got = [(await a.nextContent()).data, (await a.nextContent()).data];
@@ -630,13 +683,23 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       "server closes with 4741 after the socket opened when the key is empty or too long",
     async run(target) {
       await using peers = new _Peers(target);
-      const paths = ["/", "/?favored", "/" + "k".repeat(513)];
+      const paths = [
+        "/",
+        "/?favored",
+        "/?a=1",
+        "/" + "k".repeat(513),
+        // 171 percent-encoded bytes, measured as they arrive.
+        "/" + "%41".repeat(171),
+      ];
       for (const [i, path] of paths.entries()) {
         const peer = peers.start(i, path);
         await peer.opened; // an HTTP error would reject: the socket opened
-        assert.equal(await _closeCode(peer), ERR_KEY, path);
+        assert.equal((await peers.closedByServer(peer)).code, ERR_KEY, path);
       }
-      const ok = await peers.open(3, "k".repeat(512 - peers.key.length));
+      const ok = await peers.open(
+        paths.length,
+        "k".repeat(512 - peers.key.length),
+      );
       assert.equal(await ok.join(1), true, "512 characters is accepted");
     },
   },
@@ -645,20 +708,15 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
       `server closes with 4743 a peer that sends a text or undecodable frame (peer ${name})`,
     async run(target) {
       await using peers = new _Peers(target);
-      const frames: (string | Uint8Array)[] = [
-        "hello",
-        new Uint8Array([0x12, 0x05, 0x08]),
-        new Uint8Array([]),
-      ];
       const first = anchor ? 1 : 0;
       if (anchor) await peers.open(0);
-      for (const [i, frame] of frames.entries()) {
+      for (const [i, [what, frame]] of Object.entries(_BAD_FRAMES).entries()) {
         // The same node each time: the owner's, or one that pipes to it.
         const peer = await peers.open(first + i * 3);
         await peer.join(10 + i);
-        peer.sendRaw(frame);
-        const info = await peer.waitClosed();
-        assert.equal(info.code, ERR_MESSAGE, `frame ${i}`);
+        peer.sendRaw(typeof frame === "string" ? frame : new Uint8Array(frame));
+        const info = await peers.closedByServer(peer);
+        assert.equal(info.code, ERR_MESSAGE, what);
         assert.notEqual(info.reason, "", "the reason comes with the code");
       }
     },
@@ -666,7 +724,7 @@ export const PROTOCOL_CASES: readonly ProtocolCase[] = [
 ];
 
 /**
- * Runs every case as a step of `t`.
+ * Runs every case as a step of `t`, all against one target.
  *
  * @param t The test.
  * @param target Where peers connect.
