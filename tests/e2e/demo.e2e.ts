@@ -8,48 +8,16 @@
  */
 
 import assert from "node:assert/strict";
-import type { Browser, Page } from "npm:playwright-core@1.65.1";
+import type { Browser } from "npm:playwright-core@1.65.1";
 import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
-
-const ROOT = new URL("../../", import.meta.url);
-const ARTIFACTS = new URL("tests/artifacts/", ROOT);
-
-/** Open data channels of a page whose RTCPeerConnection is "connected". */
-function connectedPeers(page: Page): Promise<number> {
-  return page.evaluate(() => {
-    // deno-lint-ignore no-explicit-any
-    const demo = (globalThis as any).sigverDemo;
-    // deno-lint-ignore no-explicit-any
-    return [...demo.state.peers.values()].filter((p: any) =>
-      p.pc.connectionState === "connected" && p.channel?.readyState === "open"
-    ).length;
-  });
-}
-
-async function waitConnected(page: Page, count: number): Promise<void> {
-  await page.waitForFunction(
-    (n) => {
-      // deno-lint-ignore no-explicit-any
-      const demo = (globalThis as any).sigverDemo;
-      // deno-lint-ignore no-explicit-any
-      return [...demo.state.peers.values()].filter((p: any) =>
-        p.pc.connectionState === "connected" && p.channel?.readyState === "open"
-      ).length >= n;
-    },
-    count,
-    { timeout: TIMEOUT },
-  );
-}
-
-async function chat(from: Page, text: string, to: Page[]): Promise<void> {
-  await from.fill("#text", text);
-  await from.click("#send");
-  for (const page of [from, ...to]) {
-    await page.locator("#messages .msg", { hasText: text }).waitFor({
-      timeout: TIMEOUT,
-    });
-  }
-}
+import {
+  ARTIFACTS,
+  chat,
+  connectedPeers,
+  screenshot,
+  waitConnected,
+  waitMember,
+} from "./_demo.ts";
 
 Deno.test({
   name: "demo pages connect over WebRTC through the server and chat",
@@ -81,18 +49,14 @@ Deno.test({
       await a.goto(`${server.base}/`);
       await a.fill("#room", room);
       await a.click("#join-button");
-      await a.locator("#step-member[data-state=ok]").waitFor({
-        timeout: TIMEOUT,
-      });
+      await waitMember(a);
       assert.match(
         await a.locator("#step-member").textContent() ?? "",
         /connected: true · first member of the room/,
       );
       await b.goto(`${server.base}/?room=${room}`);
       await Promise.all([waitConnected(a, 1), waitConnected(b, 1)]);
-      await b.locator("#step-member[data-state=ok]").waitFor({
-        timeout: TIMEOUT,
-      });
+      await waitMember(b);
       assert.equal(await connectedPeers(a), 1);
       assert.equal(await connectedPeers(b), 1);
     });
@@ -113,9 +77,7 @@ Deno.test({
         // The server binds each newcomer to the first member: A.
         await waitConnected(a, 2);
         assert.equal(await connectedPeers(b), 1);
-        await c.locator("#step-member[data-state=ok]").waitFor({
-          timeout: TIMEOUT,
-        });
+        await waitMember(c);
         // C and B are not linked directly: A relays along the tree.
         await chat(c, "C joined the chat", [a, b]);
         await chat(b, "welcome C", [a, c]);
@@ -124,13 +86,8 @@ Deno.test({
 
     await t.step("a screenshot of the demo page is written", async () => {
       // A: the first member, with two joiners; C: a joiner.
-      for (
-        const [page, name] of [[a, "demo.png"], [c, "demo-joiner.png"]] as const
-      ) {
-        const path = new URL(name, ARTIFACTS);
-        await page.screenshot({ path: path.pathname, fullPage: true });
-        assert.ok((await Deno.stat(path)).size > 10_000);
-      }
+      await screenshot(a, "demo.png");
+      await screenshot(c, "demo-joiner.png");
     });
 
     await t.step(

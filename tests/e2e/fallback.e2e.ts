@@ -22,9 +22,13 @@ import { Cli, cliArgs } from "../_cli.ts";
 import { waitFor } from "../_helpers.ts";
 import { keyHash } from "../../lib/log.ts";
 import { launchChromium, TIMEOUT, watch } from "./_browser.ts";
-
-const ROOT = new URL("../../", import.meta.url);
-const ARTIFACTS = new URL("tests/artifacts/", ROOT);
+import {
+  ARTIFACTS,
+  chat,
+  screenshot,
+  waitConnected,
+  waitMember,
+} from "./_demo.ts";
 
 /** In the page: `new WebSocket()` throws, as where a policy forbids it. */
 const BLOCK_WEBSOCKET = `(() => {
@@ -67,32 +71,6 @@ function upgradeStripper(target: string): AsyncDisposable & { base: string } {
   };
 }
 
-/** Pages whose data channel to a peer is open and connection "connected". */
-function waitConnected(page: Page, count = 1): Promise<unknown> {
-  return page.waitForFunction(
-    (n) => {
-      // deno-lint-ignore no-explicit-any
-      const demo = (globalThis as any).sigverDemo;
-      // deno-lint-ignore no-explicit-any
-      return [...demo.state.peers.values()].filter((p: any) =>
-        p.pc.connectionState === "connected" && p.channel?.readyState === "open"
-      ).length >= n;
-    },
-    count,
-    { timeout: TIMEOUT },
-  );
-}
-
-async function chat(from: Page, text: string, to: Page[]): Promise<void> {
-  await from.fill("#text", text);
-  await from.click("#send");
-  for (const page of [from, ...to]) {
-    await page.locator("#messages .msg", { hasText: text }).waitFor({
-      timeout: TIMEOUT,
-    });
-  }
-}
-
 /** The transport the page says its signaling socket uses. */
 async function transportOf(page: Page): Promise<string | null> {
   await page.locator("#step-socket[data-state=ok]").waitFor({
@@ -108,12 +86,6 @@ function opens(server: Cli, room: string): { sse: number; websocket: number } {
   );
   const sse = lines.filter((line) => / transport=sse\b/.test(line)).length;
   return { sse, websocket: lines.length - sse };
-}
-
-async function screenshot(page: Page, name: string): Promise<void> {
-  const path = new URL(name, ARTIFACTS);
-  await page.screenshot({ path: path.pathname, fullPage: true });
-  assert.ok((await Deno.stat(path)).size > 10_000);
 }
 
 /** A page of `context`, watched for errors, blocked from WebSockets or not. */
@@ -155,9 +127,7 @@ Deno.test({
         const b = await newPage(context, "B", errors, false);
         await a.goto(`${base}/?room=${room}`);
         assert.equal(await transportOf(a), "sse");
-        await a.locator("#step-member[data-state=ok]").waitFor({
-          timeout: TIMEOUT,
-        });
+        await waitMember(a);
         await b.goto(`${proxy.base}/?room=${room}`);
         assert.equal(await transportOf(b), "sse");
         await Promise.all([waitConnected(a), waitConnected(b)]);
@@ -185,9 +155,7 @@ Deno.test({
         const sse = await newPage(context, "SSE", errors, true);
         await ws.goto(`${base}/?room=${room}`);
         assert.equal(await transportOf(ws), "websocket");
-        await ws.locator("#step-member[data-state=ok]").waitFor({
-          timeout: TIMEOUT,
-        });
+        await waitMember(ws);
         await sse.goto(`${base}/?room=${room}`);
         assert.equal(await transportOf(sse), "sse");
         await Promise.all([waitConnected(ws), waitConnected(sse)]);

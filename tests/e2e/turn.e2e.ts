@@ -21,8 +21,9 @@
 // deno-lint-ignore-file no-explicit-any
 
 import assert from "node:assert/strict";
-import type { Page } from "npm:playwright-core@1.65.1";
+import type { Browser, BrowserContext, Page } from "npm:playwright-core@1.65.1";
 import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
+import { connectedPeers, waitConnected, waitMember } from "./_demo.ts";
 import { CLIENT_JS } from "../../demo/assets.gen.ts";
 import { waitFor } from "../_helpers.ts";
 import { deadline } from "../../deadline.ts";
@@ -153,27 +154,25 @@ function selectedPairs(
   }, which);
 }
 
-/** Open data channels of a demo page whose connection is "connected". */
-function demoConnected(page: Page): Promise<number> {
-  return page.evaluate(() => {
-    const demo = (globalThis as any).sigverDemo;
-    return [...demo.state.peers.values()].filter((p: any) =>
-      p.pc.connectionState === "connected" && p.channel?.readyState === "open"
-    ).length;
-  });
-}
-
-function waitDemoConnected(page: Page): Promise<unknown> {
-  return page.waitForFunction(
-    () => {
-      const demo = (globalThis as any).sigverDemo;
-      return [...demo.state.peers.values()].some((p: any) =>
-        p.pc.connectionState === "connected" && p.channel?.readyState === "open"
-      );
-    },
-    undefined,
-    { timeout: TIMEOUT },
-  );
+/**
+ * Demo pages A and B in a fresh room of `base`, with `query` (`&relay`...):
+ * A joins first and is the member, then B opens the room.
+ */
+async function demoPair(
+  browser: Browser,
+  base: string,
+  query: string,
+  errors: string[],
+): Promise<{ context: BrowserContext; room: string; a: Page; b: Page }> {
+  const context = await browser.newContext();
+  const room = `turn-${crypto.randomUUID().slice(0, 8)}`;
+  const [a, b] = [await context.newPage(), await context.newPage()];
+  watch(a, "A", errors);
+  watch(b, "B", errors);
+  await a.goto(`${base}/?room=${room}${query}`);
+  await waitMember(a);
+  await b.goto(`${base}/?room=${room}${query}`);
+  return { context, room, a, b };
 }
 
 async function demoLog(page: Page): Promise<string> {
@@ -203,19 +202,15 @@ Deno.test({
   const browser = await launchChromium();
   const errors: string[] = [];
   try {
-    const context = await browser.newContext();
-    const room = `turn-${crypto.randomUUID().slice(0, 8)}`;
     // The token opens the socket and /ice-servers (same origin: no CORS).
     const token = await mintToken(AUTH_SECRET, { prefix: "turn-" });
-    const [a, b] = [await context.newPage(), await context.newPage()];
-    watch(a, "A", errors);
-    watch(b, "B", errors);
-    await a.goto(`${server.base}/?room=${room}&relay&token=${token}`);
-    await a.locator("#step-member[data-state=ok]").waitFor({
-      timeout: TIMEOUT,
-    });
-    await b.goto(`${server.base}/?room=${room}&relay&token=${token}`);
-    await Promise.all([waitDemoConnected(a), waitDemoConnected(b)]);
+    const { context, room, a, b } = await demoPair(
+      browser,
+      server.base,
+      `&relay&token=${token}`,
+      errors,
+    );
+    await Promise.all([waitConnected(a), waitConnected(b)]);
     for (const page of [a, b]) {
       // The page keeps the token off the screen.
       const socket = await page.locator("#step-socket").textContent() ?? "";
@@ -417,16 +412,12 @@ Deno.test({
   const browser = await launchChromium();
   const errors: string[] = [];
   try {
-    const context = await browser.newContext();
-    const room = `turn-${crypto.randomUUID().slice(0, 8)}`;
-    const [a, b] = [await context.newPage(), await context.newPage()];
-    watch(a, "A", errors);
-    watch(b, "B", errors);
-    await a.goto(`${server.base}/?room=${room}&relay`);
-    await a.locator("#step-member[data-state=ok]").waitFor({
-      timeout: TIMEOUT,
-    });
-    await b.goto(`${server.base}/?room=${room}&relay`);
+    const { context, a, b } = await demoPair(
+      browser,
+      server.base,
+      "&relay",
+      errors,
+    );
     // coturn refuses the credentials: both pages say so in their log.
     for (const page of [a, b]) {
       await page.locator("#log li", { hasText: ": 401 " }).first().waitFor({
@@ -436,8 +427,8 @@ Deno.test({
     // And no connection comes up while we watch.
     const end = performance.now() + FAIL_WINDOW;
     while (performance.now() < end) {
-      assert.equal(await demoConnected(a), 0);
-      assert.equal(await demoConnected(b), 0);
+      assert.equal(await connectedPeers(a), 0);
+      assert.equal(await connectedPeers(b), 0);
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     assert.deepEqual(await selectedPairs(b, "demo"), []);

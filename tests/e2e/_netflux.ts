@@ -1,0 +1,157 @@
+/**
+ * Netflux 4.3.1 (npm) in pages, for the end-to-end tests that run the real
+ * client against one server (`netflux.e2e.ts`) or a cluster
+ * (`cluster.e2e.ts`): a page that loads its browser build, pages that join
+ * a group one by one, and the checks that they formed it, message each
+ * other over the WebRTC mesh and stay in it.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import NETFLUX from "npm:netflux@4.3.1/dist/netflux.browser.es5.umd.js" with {
+  type: "text",
+};
+import type { Browser, Page } from "npm:playwright-core@1.65.1";
+import { TIMEOUT, watch } from "./_browser.ts";
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>netflux</title>
+<script src="/netflux.js"></script><body>netflux</body>`;
+
+/**
+ * Serves the page and Netflux's browser build on a free loopback port;
+ * disposing of it stops it.
+ */
+export function servePage(): AsyncDisposable & { base: string } {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (r) =>
+      new URL(r.url).pathname === "/netflux.js"
+        ? new Response(NETFLUX, {
+          headers: { "content-type": "text/javascript" },
+        })
+        : new Response(PAGE, { headers: { "content-type": "text/html" } }),
+  );
+  return {
+    base: `http://127.0.0.1:${server.addr.port}/`,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** Opens a page and makes it join `key` with a Netflux WebGroup. */
+export async function join(
+  page: Page,
+  base: string,
+  signaling: string,
+  key: string,
+): Promise<void> {
+  await page.goto(base);
+  await page.evaluate(([url, key]) => {
+    // deno-lint-ignore no-explicit-any
+    const g = globalThis as any;
+    g.received = [];
+    g.wg = new g.netflux.WebGroup({
+      signalingServer: url,
+      rtcConfiguration: { iceServers: [] },
+    });
+    g.wg.onMessage = (_id: number, data: string) => g.received.push(data);
+    g.wg.join(key);
+  }, [signaling, key]);
+}
+
+/** The page's WebGroup: state (1 = joined), signaling state, members. */
+export function group(page: Page): Promise<
+  { state: number; signaling: number; members: number[] }
+> {
+  return page.evaluate(() => {
+    // deno-lint-ignore no-explicit-any
+    const wg = (globalThis as any).wg;
+    return {
+      state: wg.state,
+      signaling: wg.signalingState,
+      members: wg.members,
+    };
+  });
+}
+
+/**
+ * Users arriving one by one: `count` pages of `browser`, watched for
+ * errors, each joins `key` and waits until it is in the group of those
+ * before it.
+ *
+ * @returns The pages, in the order they joined.
+ */
+export async function joinOneByOne(
+  browser: Browser,
+  options: {
+    base: string;
+    signaling: string;
+    key: string;
+    count: number;
+    errors: string[];
+  },
+): Promise<Page[]> {
+  const pages: Page[] = [];
+  for (let i = 0; i < options.count; i++) {
+    const page = await browser.newPage();
+    watch(page, `page ${i}`, options.errors);
+    await join(page, options.base, options.signaling, options.key);
+    await page.waitForFunction(
+      (n) => {
+        // deno-lint-ignore no-explicit-any
+        const wg = (globalThis as any).wg;
+        return wg.state === 1 && wg.members.length === n;
+      },
+      i + 1,
+      { timeout: TIMEOUT },
+    );
+    pages.push(page);
+  }
+  return pages;
+}
+
+/** Every page sees the same members as the first. */
+export async function assertSameMembers(pages: Page[]): Promise<void> {
+  const ids = (await Promise.all(pages.map(group))).map((g) => g.members);
+  for (const members of ids) {
+    assert.deepEqual([...members].sort(), [...ids[0]].sort());
+  }
+}
+
+/** Every page says hello over the mesh, and hears every other one's. */
+export async function assertHelloFromEach(pages: Page[]): Promise<void> {
+  for (const [i, page] of pages.entries()) {
+    await page.evaluate((i) => {
+      // deno-lint-ignore no-explicit-any
+      (globalThis as any).wg.send(`hello from ${i}`);
+    }, i);
+  }
+  for (const [i, page] of pages.entries()) {
+    await page.waitForFunction(
+      // deno-lint-ignore no-explicit-any
+      (n) => (globalThis as any).received.length === n,
+      pages.length - 1,
+      { timeout: TIMEOUT },
+    );
+    const received: string[] = await page.evaluate(() =>
+      // deno-lint-ignore no-explicit-any
+      (globalThis as any).received
+    );
+    const others = pages.map((_, j) => j).filter((j) => j !== i);
+    assert.deepEqual(received.sort(), others.map((j) => `hello from ${j}`));
+  }
+}
+
+/**
+ * Waits past three heartbeat periods (15 s), then checks every page is
+ * still joined with all of them: had the server missed Netflux's
+ * heartbeats, it would have closed the pages with 4742 by then.
+ */
+export async function assertStillJoined(pages: Page[]): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 16_000));
+  for (const page of pages) {
+    const g = await group(page);
+    assert.equal(g.state, 1);
+    assert.equal(g.members.length, pages.length);
+  }
+}
