@@ -363,3 +363,61 @@ export function fromJoiner(s: number, data: string): TextContent {
 export function toJoiner(s: number, data: string): TextContent {
   return { senderId: 0, recipientId: s, lastData: false, data };
 }
+
+/** Options of {@linkcode upgradeStripper}. */
+export interface UpgradeStripperOptions {
+  /**
+   * Answer upgrades only once disposed of: a WebSocket that never opens.
+   * @default {false}
+   */
+  hold?: boolean;
+}
+
+/**
+ * A proxy on a free loopback port in front of `target` that refuses every
+ * WebSocket upgrade (400), as a middlebox that strips them does, and
+ * forwards every other request with its body streamed both ways: what
+ * sends a client to the fallback.
+ *
+ * @param target The `http://` base URL of the server behind it.
+ * @param options Whether refusals wait.
+ * @returns The proxy's port and base URLs; disposing of it stops it.
+ */
+export function upgradeStripper(
+  target: string,
+  options: UpgradeStripperOptions = {},
+): AsyncDisposable & { port: number; http: string; ws: string } {
+  const released = Promise.withResolvers<void>();
+  const proxy = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: () => {},
+  }, async (request) => {
+    if (request.headers.get("upgrade") !== null) {
+      if (options.hold) await released.promise;
+      return new Response("Bad Request: no WebSocket through here\n", {
+        status: 400,
+      });
+    }
+    const { pathname, search } = new URL(request.url);
+    const headers = new Headers(request.headers);
+    headers.delete("host");
+    const upstream = await fetch(`${target}${pathname}${search}`, {
+      method: request.method,
+      headers,
+      body: request.body,
+    });
+    // A client that goes away cancels the body, and so the upstream fetch.
+    return new Response(upstream.body, upstream);
+  });
+  const port = proxy.addr.port;
+  return {
+    port,
+    http: `http://127.0.0.1:${port}`,
+    ws: `ws://127.0.0.1:${port}`,
+    [Symbol.asyncDispose]: async () => {
+      released.resolve();
+      await proxy.shutdown();
+    },
+  };
+}

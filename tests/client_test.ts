@@ -13,6 +13,8 @@ import {
   httpUrl,
   peersOpen,
   startServer,
+  type TestServer,
+  upgradeStripper,
   WAIT_TIMEOUT,
   waitFor,
 } from "./_helpers.ts";
@@ -29,6 +31,7 @@ import {
   groupUrl,
   IceServersError,
   SigverClient,
+  type SigverClientOptions,
   SigverCloseError,
   SigverCloseEvent,
   tokenUrl,
@@ -53,21 +56,42 @@ function next<K extends "content" | "gone" | "close">(
   return deadline(event, WAIT_TIMEOUT, `a ${type} event`) as Promise<never>;
 }
 
-/** A member (group id 1) and a joiner (group id 2) bound to it. */
-async function pair(server: SigverServer, key = "room") {
-  const member = await SigverClient.open(base(server), key);
+/**
+ * A member (group id 1) and a joiner (group id 2) bound to it, both on the
+ * transport `options` choose.
+ */
+async function pair(
+  server: SigverServer,
+  key = "room",
+  options: SigverClientOptions = {},
+) {
+  const member = await SigverClient.open(base(server), key, options);
   assert.equal(await member.connect(1, []), true);
-  const joiner = await SigverClient.open(base(server), key);
+  const joiner = await SigverClient.open(base(server), key, options);
   assert.equal(await joiner.connect(2, []), false);
   return { member, joiner };
 }
 
-Deno.test("client relays content both ways between a joiner and its member", async () => {
-  await using server = startServer();
-  const { member, joiner } = await pair(server);
-  await using _m = member;
-  await using _j = joiner;
+/** The joiner's signaling id: the sender of its offer, at its member. */
+async function offer(
+  member: SigverClient,
+  joiner: SigverClient,
+): Promise<number> {
+  const got = next(member, "content");
+  joiner.send(0, "offer");
+  return (await got).senderId;
+}
 
+/**
+ * The joiner offers, the member answers with bytes: each side sees the ids
+ * and data the relay gives it.
+ *
+ * @returns The joiner's signaling id.
+ */
+async function offerAndAnswer(
+  member: SigverClient,
+  joiner: SigverClient,
+): Promise<number> {
   const offer = next(member, "content");
   joiner.send(0, "offer");
   const atMember = await offer;
@@ -84,7 +108,41 @@ Deno.test("client relays content both ways between a joiner and its member", asy
   assert.equal(atJoiner.senderId, 0);
   assert.equal(atJoiner.recipientId, signalingId);
   assert.deepEqual([...atJoiner.data], [1, 2, 3]);
+  return signalingId;
+}
 
+/**
+ * Six heartbeat periods, twice what closes a silent peer: the client
+ * answers every heartbeat and stays open.
+ */
+async function assertAnswersHeartbeats(
+  server: TestServer,
+  client: SigverClient,
+): Promise<void> {
+  let closed = false;
+  client.addEventListener("close", () => closed = true);
+  await peersOpen(server, 1);
+  const counters = server.handler.hub.counters;
+  for (let i = 1; i <= 6; i++) {
+    server.clock.advance(5000);
+    assert.equal(counters.outHeartbeat, i);
+    await waitFor(
+      () => counters.inHeartbeat === i,
+      `the client's heartbeat reply ${i}`,
+    );
+  }
+  assert.equal(server.handler.stats().peers, 1);
+  assert.equal(closed, false);
+  assert.equal(client.open, true);
+  assert.equal(await client.connect(1), true);
+}
+
+Deno.test("client relays content both ways between a joiner and its member", async () => {
+  await using server = startServer();
+  const { member, joiner } = await pair(server);
+  await using _m = member;
+  await using _j = joiner;
+  await offerAndAnswer(member, joiner);
   // Once connected to the member, the joiner is a member too.
   assert.equal(await joiner.connect(2, [1]), true);
 });
@@ -133,9 +191,7 @@ Deno.test("client surfaces gone when the member closes", async () => {
   await using server = startServer();
   const { member, joiner } = await pair(server);
   await using _j = joiner;
-  const offer = next(member, "content");
-  joiner.send(0, "offer");
-  const signalingId = (await offer).senderId;
+  const signalingId = await offer(member, joiner);
 
   const gone = next(joiner, "gone");
   await member.close();
@@ -151,9 +207,7 @@ Deno.test("client surfaces gone when a joiner closes", async () => {
   await using server = startServer();
   const { member, joiner } = await pair(server);
   await using _m = member;
-  const offer = next(member, "content");
-  joiner.send(0, "offer");
-  const signalingId = (await offer).senderId;
+  const signalingId = await offer(member, joiner);
 
   const gone = next(member, "gone");
   await joiner.close();
@@ -167,23 +221,7 @@ Deno.test("client surfaces gone when a joiner closes", async () => {
 Deno.test("client answers heartbeats so the server keeps it open", async () => {
   await using server = startServer();
   await using client = await SigverClient.open(base(server), "room");
-  let closed = false;
-  client.addEventListener("close", () => closed = true);
-  await peersOpen(server, 1);
-  const counters = server.handler.hub.counters;
-  // Six periods: a silent peer is closed after three.
-  for (let i = 1; i <= 6; i++) {
-    server.clock.advance(5000);
-    assert.equal(counters.outHeartbeat, i);
-    await waitFor(
-      () => counters.inHeartbeat === i,
-      `the client's heartbeat reply ${i}`,
-    );
-  }
-  assert.equal(server.handler.stats().peers, 1);
-  assert.equal(closed, false);
-  assert.equal(client.open, true);
-  assert.equal(await client.connect(1), true);
+  await assertAnswersHeartbeats(server, client);
 });
 
 Deno.test("client reports a refused key as ERR_KEY, as an event and as an error", async (t) => {
@@ -476,19 +514,6 @@ Deno.test("fetchIceServers asks the path under the server's own, and checks the 
 
 // The WebSocket-free fallback
 
-/** A member (group id 1) and a joiner (group id 2), both on the fallback. */
-async function ssePair(server: SigverServer, key = "room") {
-  const member = await SigverClient.open(base(server), key, {
-    transport: "sse",
-  });
-  assert.equal(await member.connect(1, []), true);
-  const joiner = await SigverClient.open(base(server), key, {
-    transport: "sse",
-  });
-  assert.equal(await joiner.connect(2, []), false);
-  return { member, joiner };
-}
-
 /** A server whose log lines are kept, debug ones included. */
 function loggedServer(): ReturnType<typeof startServer> & { lines: string[] } {
   const lines: string[] = [];
@@ -499,71 +524,13 @@ function loggedServer(): ReturnType<typeof startServer> & { lines: string[] } {
   return Object.assign(server, { lines });
 }
 
-/**
- * A proxy in front of `server` that refuses every WebSocket upgrade (400),
- * as a middlebox that strips them does, and forwards every other request
- * with its body streamed both ways. With `hold`, it answers upgrades only
- * when it is disposed of: a WebSocket that never opens.
- */
-function upgradeStripper(
-  server: SigverServer,
-  hold = false,
-): AsyncDisposable & { base: string; port: number } {
-  const released = Promise.withResolvers<void>();
-  const proxy = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onListen: () => {},
-  }, async (request) => {
-    if (request.headers.get("upgrade") !== null) {
-      if (hold) await released.promise;
-      return new Response("Bad Request: no WebSocket through here\n", {
-        status: 400,
-      });
-    }
-    const { pathname, search } = new URL(request.url);
-    const headers = new Headers(request.headers);
-    headers.delete("host");
-    const upstream = await fetch(httpUrl(server, pathname + search), {
-      method: request.method,
-      headers,
-      body: request.body,
-    });
-    // A client that goes away cancels the body, and so the upstream fetch.
-    return new Response(upstream.body, upstream);
-  });
-  return {
-    base: `ws://127.0.0.1:${proxy.addr.port}`,
-    port: proxy.addr.port,
-    [Symbol.asyncDispose]: async () => {
-      released.resolve();
-      await proxy.shutdown();
-    },
-  };
-}
-
 Deno.test("client over the fallback relays content both ways, with the same events", async () => {
   await using server = startServer();
-  const { member, joiner } = await ssePair(server);
+  const { member, joiner } = await pair(server, "room", { transport: "sse" });
   await using _j = joiner;
   assert.match(member.url, /^http:\/\/127\.0\.0\.1:\d+\/room$/);
   assert.equal(member.open, true);
-
-  const offer = next(member, "content");
-  joiner.send(0, "offer");
-  const atMember = await offer;
-  assert.ok(atMember instanceof ContentEvent);
-  assert.equal(atMember.recipientId, 0);
-  assert.equal(atMember.text(), "offer");
-  const signalingId = atMember.senderId;
-  assert.notEqual(signalingId, 0);
-
-  const answer = next(joiner, "content");
-  member.send(signalingId, new Uint8Array([1, 2, 3]));
-  const atJoiner = await answer;
-  assert.equal(atJoiner.senderId, 0);
-  assert.equal(atJoiner.recipientId, signalingId);
-  assert.deepEqual([...atJoiner.data], [1, 2, 3]);
+  const signalingId = await offerAndAnswer(member, joiner);
   assert.equal(await joiner.connect(2, [1]), true);
 
   // Frames keep their order: each POST waits for the one before.
@@ -596,18 +563,7 @@ Deno.test("client over the fallback answers heartbeats so the server keeps it op
   await using client = await SigverClient.open(base(server), "room", {
     transport: "sse",
   });
-  await peersOpen(server, 1);
-  const counters = server.handler.hub.counters;
-  for (let i = 1; i <= 6; i++) {
-    server.clock.advance(5000);
-    assert.equal(counters.outHeartbeat, i);
-    await waitFor(
-      () => counters.inHeartbeat === i,
-      `the client's heartbeat reply ${i}`,
-    );
-  }
-  assert.equal(client.open, true);
-  assert.equal(await client.connect(1), true);
+  await assertAnswersHeartbeats(server, client);
 });
 
 Deno.test("client over the fallback reports the server's close codes", async (t) => {
@@ -628,7 +584,9 @@ Deno.test("client over the fallback reports the server's close codes", async (t)
     assert.equal(event.wasClean, true);
   });
   await t.step("ERR_BLOCKING_MEMBER when a joiner replaces it", async () => {
-    const { member, joiner } = await ssePair(server, "blocking");
+    const { member, joiner } = await pair(server, "blocking", {
+      transport: "sse",
+    });
     await using _j = joiner;
     assert.equal(await joiner.connect(2, []), true);
     const event = await closedBy(server, member);
@@ -662,16 +620,14 @@ Deno.test("client open over the fallback rejects with the HTTP status the server
 
 Deno.test("client transport auto falls back when the WebSocket upgrade is refused", async () => {
   await using server = loggedServer();
-  await using proxy = upgradeStripper(server);
+  await using proxy = upgradeStripper(httpUrl(server, ""));
   // A WebSocket member straight to the server, a joiner behind the proxy.
   await using member = await SigverClient.open(base(server), "room");
   assert.equal(await member.connect(1), true);
-  await using joiner = await SigverClient.open(proxy.base, "room");
+  await using joiner = await SigverClient.open(proxy.ws, "room");
   assert.equal(joiner.url, `http://127.0.0.1:${proxy.port}/room`);
   assert.equal(await joiner.connect(2), false);
-  const offer = next(member, "content");
-  joiner.send(0, "offer");
-  const signalingId = (await offer).senderId;
+  const signalingId = await offer(member, joiner);
   const answer = next(joiner, "content");
   member.send(signalingId, "answer");
   assert.equal((await answer).text(), "answer");
@@ -683,8 +639,8 @@ Deno.test("client transport auto falls back when the WebSocket upgrade is refuse
 
 Deno.test("client transport auto falls back when the WebSocket is not open within fallbackAfter", async () => {
   await using server = loggedServer();
-  await using proxy = upgradeStripper(server, true);
-  await using client = await SigverClient.open(proxy.base, "room", {
+  await using proxy = upgradeStripper(httpUrl(server, ""), { hold: true });
+  await using client = await SigverClient.open(proxy.ws, "room", {
     fallbackAfter: 200,
   });
   assert.match(client.url, /^http:/);

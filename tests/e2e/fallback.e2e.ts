@@ -19,7 +19,7 @@
 import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Page } from "npm:playwright-core@1.65.1";
 import { Cli, cliArgs } from "../_cli.ts";
-import { waitFor } from "../_helpers.ts";
+import { upgradeStripper, waitFor } from "../_helpers.ts";
 import { keyHash } from "../../lib/log.ts";
 import { launchChromium, TIMEOUT, watch } from "./_browser.ts";
 import {
@@ -39,37 +39,6 @@ const BLOCK_WEBSOCKET = `(() => {
     }
   };
 })();`;
-
-/**
- * A proxy in front of the server that answers 400 to every WebSocket
- * upgrade and forwards everything else, bodies streamed both ways.
- */
-function upgradeStripper(target: string): AsyncDisposable & { base: string } {
-  const proxy = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onListen: () => {},
-  }, async (request) => {
-    if (request.headers.get("upgrade") !== null) {
-      return new Response("Bad Request: no WebSocket through here\n", {
-        status: 400,
-      });
-    }
-    const { pathname, search } = new URL(request.url);
-    const headers = new Headers(request.headers);
-    headers.delete("host");
-    const upstream = await fetch(`${target}${pathname}${search}`, {
-      method: request.method,
-      headers,
-      body: request.body,
-    });
-    return new Response(upstream.body, upstream);
-  });
-  return {
-    base: `http://127.0.0.1:${proxy.addr.port}`,
-    [Symbol.asyncDispose]: () => proxy.shutdown(),
-  };
-}
 
 /** The transport the page says its signaling socket uses. */
 async function transportOf(page: Page): Promise<string | null> {
@@ -128,7 +97,7 @@ Deno.test({
         await a.goto(`${base}/?room=${room}`);
         assert.equal(await transportOf(a), "sse");
         await waitMember(a);
-        await b.goto(`${proxy.base}/?room=${room}`);
+        await b.goto(`${proxy.http}/?room=${room}`);
         assert.equal(await transportOf(b), "sse");
         await Promise.all([waitConnected(a), waitConnected(b)]);
         await chat(a, "hello from A, over the fallback", [b]);
