@@ -421,3 +421,30 @@ export function upgradeStripper(
     },
   };
 }
+
+/**
+ * A WebSocket upgrade, spoken with `fetch`, that the server must refuse.
+ *
+ * @param server The server.
+ * @param path The request target.
+ * @param headers More request headers (`Origin`, `X-Forwarded-For`...).
+ * @returns The refusal's HTTP status and text.
+ */
+export async function refusedUpgrade(
+  server: SigverServer,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  const response = await fetch(httpUrl(server, path), {
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+      ...headers,
+    },
+  });
+  const body = await response.text();
+  assert.notEqual(response.status, 101, "the upgrade was accepted");
+  return { status: response.status, body };
+}

@@ -3,23 +3,24 @@
  * upgrade (status, text, metric, log line), tokens on nested keys and with
  * `?favored`, rotation, the server without secrets, `/ice-servers` over
  * HTTP, and the command line (`token`, `--auth-secret`, the TURN flags) as a
- * subprocess. Tokens and TURN credentials are built and checked here with
- * node:crypto, independently of the code under test.
+ * subprocess. Tokens and TURN credentials are built and checked with
+ * node:crypto (`_reference.ts`), independently of the code under test.
  */
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { createHmac } from "node:crypto";
 import type { ServeOptions, SigverServer } from "../serve.ts";
 import {
   closedBy,
   httpUrl,
   peerUrl,
+  refusedUpgrade,
   startServer,
   TestPeer,
   type TestServer,
   WAIT_TIMEOUT,
 } from "./_helpers.ts";
+import { refCredential, refToken } from "./_reference.ts";
 import { ManualClock } from "../clock.ts";
 import { Cli, cliArgs, ROOT, SERVER } from "./_cli.ts";
 import { deadline } from "../deadline.ts";
@@ -31,21 +32,6 @@ const KEY = "team-7f3a/standup";
 
 function nowS(): number {
   return Math.floor(Date.now() / 1000);
-}
-
-/** A token built from the contract alone. */
-function refToken(secret: string, expiry: number, prefix = ""): string {
-  const signature = createHmac("sha256", secret)
-    .update(`v1|${expiry}|${prefix}`)
-    .digest("base64url");
-  return `v1.${expiry}.${
-    Buffer.from(prefix).toString("base64url")
-  }.${signature}`;
-}
-
-/** base64(HMAC-SHA1(secret, username)), as coturn checks it. */
-function refCredential(secret: string, username: string): string {
-  return createHmac("sha1", secret).update(username).digest("base64");
 }
 
 /** A server that needs tokens, whose log lines are kept. */
@@ -60,24 +46,6 @@ function authServer(
     clock: new ManualClock(),
   });
   return Object.assign(server, { lines });
-}
-
-/** An upgrade the server is expected to refuse: its status and text. */
-async function refused(
-  server: SigverServer,
-  path: string,
-): Promise<{ status: number; body: string }> {
-  const response = await fetch(httpUrl(server, path), {
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      "sec-websocket-version": "13",
-    },
-  });
-  const body = await response.text();
-  assert.notEqual(response.status, 101, "the upgrade was accepted");
-  return { status: response.status, body };
 }
 
 async function rejections(server: SigverServer): Promise<Map<string, number>> {
@@ -130,7 +98,7 @@ Deno.test("an upgrade without a well-formed token gets 401", async (t) => {
   for (const [name, path, reason] of cases) {
     await t.step(name, async () => {
       const before = (await rejections(server)).get(reason) ?? 0;
-      const { status, body } = await refused(server, path);
+      const { status, body } = await refusedUpgrade(server, path);
       assert.equal(status, 401);
       assert.match(body, /^Unauthorized: /);
       assert.equal((await rejections(server)).get(reason), before + 1);
@@ -180,7 +148,10 @@ Deno.test("an upgrade with a refused token gets 403", async (t) => {
   for (const [name, token, key, reason] of cases) {
     await t.step(name, async () => {
       const before = (await rejections(server)).get(reason) ?? 0;
-      const { status, body } = await refused(server, `/t/${token}/${key}`);
+      const { status, body } = await refusedUpgrade(
+        server,
+        `/t/${token}/${key}`,
+      );
       assert.equal(status, 403);
       assert.match(body, /^Forbidden: /);
       assert.equal((await rejections(server)).get(reason), before + 1);
@@ -191,8 +162,11 @@ Deno.test("an upgrade with a refused token gets 403", async (t) => {
 Deno.test("a refused upgrade is logged with its reason, never its token or key", async () => {
   await using server = authServer();
   const forged = refToken("not the secret", nowS() + 600);
-  assert.equal((await refused(server, `/t/${forged}/${KEY}`)).status, 403);
-  assert.equal((await refused(server, `/${KEY}`)).status, 401);
+  assert.equal(
+    (await refusedUpgrade(server, `/t/${forged}/${KEY}`)).status,
+    403,
+  );
+  assert.equal((await refusedUpgrade(server, `/${KEY}`)).status, 401);
   const rejects = server.lines.filter((line) => / reject /.test(line));
   assert.equal(rejects.length, 2, server.lines.join("\n"));
   assert.match(rejects[0], /reason=token_signature status=403/);
@@ -224,7 +198,7 @@ Deno.test("tokens open a nested key: peers with different tokens meet in a/b/c",
   );
   // The key is what follows the token: not a/b/c, nor t/<token>/a/b/c.
   assert.equal(
-    (await refused(server, `/t/${scoped}/a/c`)).status,
+    (await refusedUpgrade(server, `/t/${scoped}/a/c`)).status,
     403,
   );
 });
@@ -265,7 +239,7 @@ Deno.test("rotation: a token of any listed secret opens, another is refused", as
     peerUrl(server, `/t/${refToken(SECRET, expiry)}/${KEY}`),
   );
   const gone = refToken("retired secret", expiry);
-  assert.equal((await refused(server, `/t/${gone}/${KEY}`)).status, 403);
+  assert.equal((await refusedUpgrade(server, `/t/${gone}/${KEY}`)).status, 403);
 });
 
 Deno.test("without a secret /t/x/y is the key t/x/y", async () => {

@@ -1,13 +1,12 @@
 // Unit tests of ice.ts: the /ice-servers endpoint answers Requests directly,
-// no socket involved. Expected credentials and tokens are built here with
-// node:crypto, independently of the code under test.
+// no socket involved. Expected credentials and tokens are built with
+// node:crypto (`_reference.ts`), independently of the code under test.
 
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import { createHmac } from "node:crypto";
 import { IceServersEndpoint, type IceServersEndpointOptions } from "../ice.ts";
 import type { Refusal } from "../lib/admission.ts";
 import { TokenAuthority } from "../lib/token.ts";
+import { refCredential, refToken } from "./_reference.ts";
 
 const TURN_SECRET = "coturn-static-auth-secret";
 const AUTH_SECRET = "sigver-auth-secret";
@@ -21,21 +20,6 @@ const TURN = {
   stunUrls: ["stun:stun.example:3478"],
   ttl: 600,
 };
-
-/** base64(HMAC-SHA1(secret, username)), as coturn checks it. */
-function refCredential(secret: string, username: string): string {
-  return createHmac("sha1", secret).update(username).digest("base64");
-}
-
-/** A token built from the contract alone, expiring `expiry` (unix s). */
-function refToken(secret: string, expiry: number, prefix = ""): string {
-  const signature = createHmac("sha256", secret)
-    .update(`v1|${expiry}|${prefix}`)
-    .digest("base64url");
-  return `v1.${expiry}.${
-    Buffer.from(prefix).toString("base64url")
-  }.${signature}`;
-}
 
 function endpoint(
   options: IceServersEndpointOptions = {},

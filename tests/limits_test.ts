@@ -19,6 +19,7 @@ import {
   peersOpen,
   peerUrl,
   RawSocket,
+  refusedUpgrade,
   settled,
   startServer,
   TestPeer,
@@ -41,26 +42,6 @@ function parseMetrics(text: string): Map<string, number> {
     samples.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
   return samples;
-}
-
-/** A WebSocket upgrade the server is expected to refuse: status and text. */
-async function refused(
-  server: SigverServer,
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: string }> {
-  const response = await fetch(httpUrl(server, path), {
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      "sec-websocket-version": "13",
-      ...headers,
-    },
-  });
-  const body = await response.text();
-  assert.notEqual(response.status, 101, "the upgrade was accepted");
-  return { status: response.status, body };
 }
 
 /** A member and a joiner bound to it, in group `key`. */
@@ -145,7 +126,7 @@ Deno.test("maxMessageSize relays a frame of exactly the limit", async () => {
 Deno.test("maxPeers answers 503 before the upgrade when the server is full", async () => {
   await using server = startServer({ maxPeers: 2 });
   const p = await pair(server, "room");
-  const answer = await refused(server, "/room");
+  const answer = await refusedUpgrade(server, "/room");
   assert.deepEqual(answer, {
     status: 503,
     body: "Service Unavailable: the server is full\n",
@@ -167,7 +148,11 @@ Deno.test("maxPeersPerAddress answers 429 when the last X-Forwarded-For address 
   const xff = (chain: string) => ({ "x-forwarded-for": chain });
   const p = await pair(server, "room", xff("10.0.0.1, 203.0.113.7"));
   // Only the last entry (the one the trusted proxy saw) counts.
-  const answer = await refused(server, "/room", xff("10.9.9.9, 203.0.113.7"));
+  const answer = await refusedUpgrade(
+    server,
+    "/room",
+    xff("10.9.9.9, 203.0.113.7"),
+  );
   assert.deepEqual(answer, {
     status: 429,
     body: "Too Many Requests: too many peers from this address\n",
@@ -192,7 +177,7 @@ Deno.test("maxPeersPerAddress counts the Forwarded address without its port", as
   await using a = await TestPeer.open(peerUrl(server, "/room"), {
     headers: fwd('for="[2001:db8::1]:4711";proto=https'),
   });
-  const answer = await refused(
+  const answer = await refusedUpgrade(
     server,
     "/room",
     fwd('for=192.0.2.1, for="[2001:db8::1]:4712"'),
@@ -202,7 +187,7 @@ Deno.test("maxPeersPerAddress counts the Forwarded address without its port", as
     headers: fwd("for=192.0.2.43:4711"),
   });
   assert.equal(
-    (await refused(server, "/room", fwd("for=192.0.2.43:4712"))).status,
+    (await refusedUpgrade(server, "/room", fwd("for=192.0.2.43:4712"))).status,
     429,
   );
   await closeAll(a, b);
@@ -387,7 +372,7 @@ Deno.test("allowOrigins answers 403 when the Origin is not listed", async () => 
   await using server = startServer({ allowOrigins: ["https://app.example"] });
   const origin = { origin: "https://app.example" };
   const p = await pair(server, "room", origin);
-  const answer = await refused(server, "/room", {
+  const answer = await refusedUpgrade(server, "/room", {
     origin: "https://evil.example",
   });
   assert.deepEqual(answer, {
@@ -411,7 +396,7 @@ Deno.test("requireOrigin answers 403 when an upgrade has no Origin", async () =>
     allowOrigins: ["https://app.example"],
     requireOrigin: true,
   });
-  const answer = await refused(server, "/room");
+  const answer = await refusedUpgrade(server, "/room");
   assert.deepEqual(answer, {
     status: 403,
     body: "Forbidden: origin (none) is not allowed\n",
@@ -499,7 +484,7 @@ Deno.test("drain answers upgrades and readiness with 503 and keeps liveness 200"
   await using server = startServer();
   const p = await pair(server, "room");
   server.handler.drain();
-  assert.deepEqual(await refused(server, "/room"), {
+  assert.deepEqual(await refusedUpgrade(server, "/room"), {
     status: 503,
     body: "Service Unavailable: the server is shutting down\n",
   });
@@ -541,7 +526,7 @@ Deno.test("shutdown refuses upgrades with 503 while a socket is still closing", 
   await waitFor(() => server.handler.stats().peers === 1, "the raw peer");
   const stopped = server.shutdown();
   // The raw socket has not answered the close yet: still draining.
-  assert.equal((await refused(server, "/room")).status, 503);
+  assert.equal((await refusedUpgrade(server, "/room")).status, 503);
   const ready = await fetch(httpUrl(server, "/readyz"));
   assert.deepEqual([ready.status, await ready.text()], [503, "draining\n"]);
   const frame = await slow.readFrame();
@@ -567,7 +552,7 @@ Deno.test("log lines carry the peer id and key hash, never the key", async () =>
     });
     const origin = { origin: "https://app.example" };
     const p = await pair(server, key, origin);
-    assert.equal((await refused(server, `/${key}`)).status, 403);
+    assert.equal((await refusedUpgrade(server, `/${key}`)).status, 403);
     p.joiner.sendRaw(new Uint8Array(65));
     assert.equal((await closedBy(server, p.joiner)).code, 1009);
     await p.member.close(1000, "bye");
