@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SERVER } from "./_cli.ts";
+import { cliArgs, denoArgs } from "./_cli.ts";
 import { TestPeer } from "./_helpers.ts";
 import { deadline } from "../deadline.ts";
 
@@ -28,16 +28,7 @@ class LimitedServer implements AsyncDisposable {
         "-c",
         `ulimit -n ${LIMIT} && exec "$0" "$@"`,
         Deno.execPath(),
-        "run",
-        "--quiet",
-        "--allow-net",
-        "--allow-read",
-        SERVER,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        ...args,
+        ...denoArgs(cliArgs(...args)),
       ],
       env: { NO_COLOR: "1" },
       stdin: "null",
