@@ -1,9 +1,9 @@
 /**
  * Netflux 4.3.1 (npm) in pages, for the end-to-end tests that run the real
  * client against one server (`netflux.e2e.ts`) or a cluster
- * (`cluster.e2e.ts`): a page that loads its browser build, pages that join
- * a group one by one, and the checks that they formed it, message each
- * other over the WebRTC mesh and stay in it.
+ * (`cluster.e2e.ts`): Chromium and a page that loads its browser build,
+ * pages that join a group one by one, and the checks that they formed it,
+ * message each other over the WebRTC mesh and stay in it.
  *
  * @module
  */
@@ -13,17 +13,14 @@ import NETFLUX from "npm:netflux@4.3.1/dist/netflux.browser.es5.umd.js" with {
   type: "text",
 };
 import type { Browser, Page } from "npm:playwright-core@1.65.1";
-import { TIMEOUT, watch } from "./_browser.ts";
+import { launchChromium, TIMEOUT, watch } from "./_browser.ts";
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>netflux</title>
 <script src="/netflux.js"></script><body>netflux</body>`;
 
-/**
- * Serves the page and Netflux's browser build on a free loopback port;
- * disposing of it stops it.
- */
-export function servePage(): AsyncDisposable & { base: string } {
-  const server = Deno.serve(
+/** Serves the page and Netflux's browser build on a free loopback port. */
+function _servePage(): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     (r) =>
       new URL(r.url).pathname === "/netflux.js"
@@ -32,10 +29,76 @@ export function servePage(): AsyncDisposable & { base: string } {
         })
         : new Response(PAGE, { headers: { "content-type": "text/html" } }),
   );
-  return {
-    base: `http://127.0.0.1:${server.addr.port}/`,
-    [Symbol.asyncDispose]: () => server.shutdown(),
-  };
+}
+
+/**
+ * Headless Chromium and a server of the Netflux page, for the pages of one
+ * test; disposing of it closes the browser, then the page server.
+ */
+export class NetfluxPages implements AsyncDisposable {
+  /** The browser. */
+  readonly browser: Browser;
+  /** The page's URL. */
+  readonly base: string;
+  /** Page and console errors of the pages {@linkcode joinOneByOne} opened. */
+  readonly errors: string[] = [];
+  readonly #web: Deno.HttpServer<Deno.NetAddr>;
+
+  private constructor(web: Deno.HttpServer<Deno.NetAddr>, browser: Browser) {
+    this.#web = web;
+    this.browser = browser;
+    this.base = `http://127.0.0.1:${web.addr.port}/`;
+  }
+
+  /** Serves the page and launches Chromium. */
+  static async launch(): Promise<NetfluxPages> {
+    const web = _servePage();
+    try {
+      return new NetfluxPages(web, await launchChromium());
+    } catch (error) {
+      await web.shutdown();
+      throw error;
+    }
+  }
+
+  /**
+   * Users arriving one by one: `count` pages, watched for errors, each
+   * joins `key` through `signaling` and waits until it is in the group of
+   * those before it.
+   *
+   * @returns The pages, in the order they joined.
+   */
+  async joinOneByOne(
+    signaling: string,
+    key: string,
+    count: number,
+  ): Promise<Page[]> {
+    const pages: Page[] = [];
+    for (let i = 0; i < count; i++) {
+      const page = await this.browser.newPage();
+      watch(page, `page ${i}`, this.errors);
+      await join(page, this.base, signaling, key);
+      await page.waitForFunction(
+        (n) => {
+          // deno-lint-ignore no-explicit-any
+          const wg = (globalThis as any).wg;
+          return wg.state === 1 && wg.members.length === n;
+        },
+        i + 1,
+        { timeout: TIMEOUT },
+      );
+      pages.push(page);
+    }
+    return pages;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.browser.close();
+    } finally {
+      await this.#web.shutdown();
+    }
+  }
 }
 
 /** Opens a page and makes it join `key` with a Netflux WebGroup. */
@@ -72,42 +135,6 @@ export function group(page: Page): Promise<
       members: wg.members,
     };
   });
-}
-
-/**
- * Users arriving one by one: `count` pages of `browser`, watched for
- * errors, each joins `key` and waits until it is in the group of those
- * before it.
- *
- * @returns The pages, in the order they joined.
- */
-export async function joinOneByOne(
-  browser: Browser,
-  options: {
-    base: string;
-    signaling: string;
-    key: string;
-    count: number;
-    errors: string[];
-  },
-): Promise<Page[]> {
-  const pages: Page[] = [];
-  for (let i = 0; i < options.count; i++) {
-    const page = await browser.newPage();
-    watch(page, `page ${i}`, options.errors);
-    await join(page, options.base, options.signaling, options.key);
-    await page.waitForFunction(
-      (n) => {
-        // deno-lint-ignore no-explicit-any
-        const wg = (globalThis as any).wg;
-        return wg.state === 1 && wg.members.length === n;
-      },
-      i + 1,
-      { timeout: TIMEOUT },
-    );
-    pages.push(page);
-  }
-  return pages;
 }
 
 /** Every page sees the same members as the first. */

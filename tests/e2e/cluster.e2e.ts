@@ -13,13 +13,11 @@
 
 import assert from "node:assert/strict";
 import { startCluster } from "../../dev/cluster.ts";
-import { launchChromium } from "./_browser.ts";
 import {
   assertHelloFromEach,
   assertSameMembers,
   assertStillJoined,
-  joinOneByOne,
-  servePage,
+  NetfluxPages,
 } from "./_netflux.ts";
 
 Deno.test({
@@ -34,45 +32,33 @@ Deno.test({
     balancer: "round-robin",
   });
   const signaling = cluster.balancer!.url;
-  await using web = servePage();
-  const browser = await launchChromium();
-  const errors: string[] = [];
-  try {
-    const key = `netflux-cluster-${crypto.randomUUID().slice(0, 8)}`;
-    const pages = await joinOneByOne(browser, {
-      base: web.base,
-      signaling,
-      key,
-      count: 3,
-      errors,
-    });
-    await assertSameMembers(pages);
-    // The pages' signaling sockets landed on more than one node.
-    const served = await Promise.all(
-      cluster.nodes.map((node) => node.metric("sigver_connections_total")),
-    );
-    assert.ok(
-      served.filter((n) => n > 0).length >= 2,
-      `connections by node: ${served}`,
-    );
-    console.log(`signaling connections by node: ${served}`);
-    const views = await Promise.all(cluster.nodes.map((node) => node.view()));
-    assert.ok(
-      views.some((view) => view.pipedIn > 0),
-      `some page is piped to the owner: ${JSON.stringify(views)}`,
-    );
+  await using netflux = await NetfluxPages.launch();
+  const key = `netflux-cluster-${crypto.randomUUID().slice(0, 8)}`;
+  const pages = await netflux.joinOneByOne(signaling, key, 3);
+  await assertSameMembers(pages);
+  // The pages' signaling sockets landed on more than one node.
+  const served = await Promise.all(
+    cluster.nodes.map((node) => node.metric("sigver_connections_total")),
+  );
+  assert.ok(
+    served.filter((n) => n > 0).length >= 2,
+    `connections by node: ${served}`,
+  );
+  console.log(`signaling connections by node: ${served}`);
+  const views = await Promise.all(cluster.nodes.map((node) => node.view()));
+  assert.ok(
+    views.some((view) => view.pipedIn > 0),
+    `some page is piped to the owner: ${JSON.stringify(views)}`,
+  );
 
-    await assertHelloFromEach(pages);
-    // Had the owner missed Netflux's heartbeats through the pipes, it would
-    // have closed pages with 4742.
-    await assertStillJoined(pages);
-    for (const node of cluster.nodes) {
-      const metrics = await node.metrics();
-      assert.doesNotMatch(metrics, /sigver_closes_total\{code="474\d"/);
-      assert.doesNotMatch(metrics, /sigver_closes_total\{code="1012"/);
-    }
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
+  await assertHelloFromEach(pages);
+  // Had the owner missed Netflux's heartbeats through the pipes, it would
+  // have closed pages with 4742.
+  await assertStillJoined(pages);
+  for (const node of cluster.nodes) {
+    const metrics = await node.metrics();
+    assert.doesNotMatch(metrics, /sigver_closes_total\{code="474\d"/);
+    assert.doesNotMatch(metrics, /sigver_closes_total\{code="1012"/);
   }
+  assert.deepEqual(netflux.errors, []);
 });

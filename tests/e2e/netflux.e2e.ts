@@ -10,15 +10,14 @@
  */
 
 import assert from "node:assert/strict";
-import { launchChromium, startCli, TIMEOUT } from "./_browser.ts";
+import { startCli, TIMEOUT } from "./_browser.ts";
 import {
   assertHelloFromEach,
   assertSameMembers,
   assertStillJoined,
   group,
   join,
-  joinOneByOne,
-  servePage,
+  NetfluxPages,
 } from "./_netflux.ts";
 import { mintToken } from "../../lib/token.ts";
 import { waitFor } from "../_helpers.ts";
@@ -33,29 +32,17 @@ Deno.test({
   // every 5 s (it does not echo the server's), so the interval stays 5 s.
   await using server = await startCli();
   const signaling = server.base.replace("http", "ws");
-  await using web = servePage();
-  const browser = await launchChromium();
-  const errors: string[] = [];
-  try {
-    const key = `netflux-${crypto.randomUUID().slice(0, 8)}`;
-    const pages = await joinOneByOne(browser, {
-      base: web.base,
-      signaling,
-      key,
-      count: 3,
-      errors,
-    });
-    await assertSameMembers(pages);
-    await assertHelloFromEach(pages);
-    await assertStillJoined(pages);
-    const metrics = await (await fetch(`${server.base}/metrics`)).text();
-    assert.match(metrics, /^sigver_peers 3$/m);
-    assert.match(metrics, /^sigver_members 3$/m);
-    assert.doesNotMatch(metrics, /sigver_closes_total\{code="474\d"/);
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  await using netflux = await NetfluxPages.launch();
+  const key = `netflux-${crypto.randomUUID().slice(0, 8)}`;
+  const pages = await netflux.joinOneByOne(signaling, key, 3);
+  await assertSameMembers(pages);
+  await assertHelloFromEach(pages);
+  await assertStillJoined(pages);
+  const metrics = await (await fetch(`${server.base}/metrics`)).text();
+  assert.match(metrics, /^sigver_peers 3$/m);
+  assert.match(metrics, /^sigver_members 3$/m);
+  assert.doesNotMatch(metrics, /sigver_closes_total\{code="474\d"/);
+  assert.deepEqual(netflux.errors, []);
 });
 
 Deno.test({
@@ -70,50 +57,38 @@ Deno.test({
   // signaling URL with it, to which Netflux appends "/<key>".
   const token = await mintToken(secret, { prefix: "netflux-", ttl: 600 });
   const wsBase = server.base.replace("http", "ws");
-  await using web = servePage();
-  const browser = await launchChromium();
-  const errors: string[] = [];
-  try {
-    const key = `netflux-${crypto.randomUUID().slice(0, 8)}`;
-    const pages = await joinOneByOne(browser, {
-      base: web.base,
-      signaling: `${wsBase}/t/${token}`,
-      key,
-      count: 2,
-      errors,
-    });
-    await pages[0].evaluate(() => {
-      // deno-lint-ignore no-explicit-any
-      (globalThis as any).wg.send("hello with a token");
-    });
-    await pages[1].waitForFunction(
-      // deno-lint-ignore no-explicit-any
-      () => (globalThis as any).received.includes("hello with a token"),
-      undefined,
-      { timeout: TIMEOUT },
-    );
+  await using netflux = await NetfluxPages.launch();
+  const key = `netflux-${crypto.randomUUID().slice(0, 8)}`;
+  const pages = await netflux.joinOneByOne(`${wsBase}/t/${token}`, key, 2);
+  await pages[0].evaluate(() => {
+    // deno-lint-ignore no-explicit-any
+    (globalThis as any).wg.send("hello with a token");
+  });
+  await pages[1].waitForFunction(
+    // deno-lint-ignore no-explicit-any
+    () => (globalThis as any).received.includes("hello with a token"),
+    undefined,
+    { timeout: TIMEOUT },
+  );
 
-    // A token signed with another secret: the upgrade gets 403.
-    const forged = await mintToken("not the server's secret", {
-      prefix: "netflux-",
-    });
-    const outsider = await browser.newPage();
-    await join(outsider, web.base, `${wsBase}/t/${forged}`, key);
-    await waitFor(async () => {
-      const metrics = await (await fetch(`${server.base}/metrics`)).text();
-      return /^sigver_rejections_total\{reason="token_signature"\} [1-9]/m
-        .test(metrics);
-    }, "the server to refuse the forged token");
-    const g = await group(outsider);
-    assert.notEqual(g.state, 1);
-    for (const page of pages) {
-      assert.equal((await group(page)).members.length, 2);
-    }
+  // A token signed with another secret: the upgrade gets 403.
+  const forged = await mintToken("not the server's secret", {
+    prefix: "netflux-",
+  });
+  const outsider = await netflux.browser.newPage();
+  await join(outsider, netflux.base, `${wsBase}/t/${forged}`, key);
+  await waitFor(async () => {
     const metrics = await (await fetch(`${server.base}/metrics`)).text();
-    assert.match(metrics, /^sigver_peers 2$/m);
-    assert.match(metrics, /^sigver_members 2$/m);
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
+    return /^sigver_rejections_total\{reason="token_signature"\} [1-9]/m
+      .test(metrics);
+  }, "the server to refuse the forged token");
+  const g = await group(outsider);
+  assert.notEqual(g.state, 1);
+  for (const page of pages) {
+    assert.equal((await group(page)).members.length, 2);
   }
+  const metrics = await (await fetch(`${server.base}/metrics`)).text();
+  assert.match(metrics, /^sigver_peers 2$/m);
+  assert.match(metrics, /^sigver_members 2$/m);
+  assert.deepEqual(netflux.errors, []);
 });
