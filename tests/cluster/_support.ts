@@ -1,7 +1,8 @@
 /**
- * What the cluster tests share: a peer that answers the heartbeats it gets,
- * a look at the cluster's keys in Redis, fake Redis servers that answer
- * garbage or nothing, and one-line checks of the nodes' views.
+ * What the cluster tests share: fresh keys, peers closed at the end of a
+ * test, a peer that answers the heartbeats it gets, a look at the
+ * cluster's keys in Redis, fake Redis servers that answer garbage or
+ * nothing, and one-line checks of the nodes' views.
  *
  * @module
  */
@@ -14,6 +15,31 @@ export { waitFor };
 
 /** The cluster's Redis prefix (the nodes run with the default). */
 export const PREFIX = "sigver:";
+
+/**
+ * A key no other test uses.
+ *
+ * @param name What the key is for, its prefix.
+ * @returns `<name>-<8 random hex digits>`.
+ */
+export function uniqueKey(name: string): string {
+  return `${name}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * Closes peers at the end of a test, whatever state they are in: those in
+ * `peers` when it is disposed, so a test may push more.
+ *
+ * @param peers The peers.
+ * @returns Closes them when disposed.
+ */
+export function closing(peers: TestPeer[]): AsyncDisposable {
+  return {
+    [Symbol.asyncDispose]: async () => {
+      await Promise.all(peers.map((peer) => peer.close()));
+    },
+  };
+}
 
 /**
  * Answers every heartbeat a peer receives, as Netflux does, until disposed

@@ -10,30 +10,19 @@ import assert from "node:assert/strict";
 import { type SigverNode, startCluster } from "../../dev/cluster.ts";
 import { PIPE_HEADERS, PipeAuthority } from "../../lib/pipe_auth.ts";
 import { decodeMessage, encodeMessage } from "../../lib/wire.ts";
-import { RawSocket, TestPeer } from "../_helpers.ts";
+import { bindTo, fromJoiner, RawSocket, TestPeer } from "../_helpers.ts";
 import {
   answerHeartbeats,
+  closing,
   fakeRedis,
   leases,
   since,
+  uniqueKey,
   views,
   waitFor,
 } from "./_support.ts";
 
 const OP_BINARY = 2;
-
-function _key(name: string): string {
-  return `${name}-${crypto.randomUUID().slice(0, 8)}`;
-}
-
-/** Closes peers at the end of a test, whatever state they are in. */
-function _closing(peers: TestPeer[]): AsyncDisposable {
-  return {
-    [Symbol.asyncDispose]: async () => {
-      await Promise.all(peers.map((peer) => peer.close()));
-    },
-  };
-}
 
 /** Headers as `RawSocket` takes them. */
 function _lines(headers: Record<string, string>): string[] {
@@ -61,12 +50,7 @@ async function _relayOnce(
   round: string,
 ): Promise<void> {
   joiner.sendContent({ data: `up ${round}` });
-  assert.deepEqual(await member.nextContent(), {
-    senderId: s,
-    recipientId: 0,
-    lastData: false,
-    data: `up ${round}`,
-  });
+  assert.deepEqual(await member.nextContent(), fromJoiner(s, `up ${round}`));
   member.sendContent({ recipientId: s, data: `down ${round}` });
   assert.equal((await joiner.nextContent()).data, `down ${round}`);
 }
@@ -77,29 +61,25 @@ async function _spanningGroup(
   edge: SigverNode,
   peers: TestPeer[],
 ): Promise<{ key: string; member: TestPeer; joiner: TestPeer; s: number }> {
-  const key = _key("span");
+  const key = uniqueKey("span");
   const member = await TestPeer.open(`${owner.url}/${key}`);
   const joiner = await TestPeer.open(`${edge.url}/${key}`);
   peers.push(member, joiner);
   assert.equal(await member.join(1), true);
-  assert.equal(await joiner.join(2), false);
-  joiner.sendContent({ data: "hello" });
-  const s = (await member.nextContent()).senderId;
+  const s = await bindTo(joiner, member, 2, "hello");
   return { key, member, joiner, s };
 }
 
 /** A new key is served on `node`: a member and a joiner relay. */
 async function _newKeyServed(node: SigverNode, peers: TestPeer[]) {
   const start = performance.now();
-  const key = _key("new");
+  const key = uniqueKey("new");
   const a = await TestPeer.open(`${node.url}/${key}`);
   const b = await TestPeer.open(`${node.url}/${key}`);
   peers.push(a, b);
   assert.equal(await a.join(1), true);
-  assert.equal(await b.join(2), false);
-  b.sendContent({ data: "offer" });
-  const offer = await a.nextContent();
-  a.sendContent({ recipientId: offer.senderId, data: "answer" });
+  const s = await bindTo(b, a, 2);
+  a.sendContent({ recipientId: s, data: "answer" });
   assert.equal((await b.nextContent()).data, "answer");
   return since(start);
 }
@@ -107,7 +87,7 @@ async function _newKeyServed(node: SigverNode, peers: TestPeer[]) {
 Deno.test("a node-to-node upgrade with a missing or wrong signature gets 403; a signed one opens", async (t) => {
   await using cluster = await startCluster({ nodes: 1, balancer: "none" });
   const [node] = cluster.nodes;
-  const key = _key("pipe");
+  const key = uniqueKey("pipe");
   const path = `/${key}?favored`;
   const claims = {
     node: "forger",
@@ -192,7 +172,7 @@ Deno.test("a client that sends the pipes' internal headers gets them ignored: li
     ],
   });
   const [owner, edge] = cluster.nodes;
-  const key = _key("headers");
+  const key = uniqueKey("headers");
   const path = `/${key}`;
   const client = (address: string, more: Record<string, string> = {}) => ({
     "x-forwarded-for": address,
@@ -286,7 +266,7 @@ Deno.test("a Redis that answers garbage from the start does not stop a node: it 
   });
   const [node] = cluster.nodes;
   const peers: TestPeer[] = [];
-  await using _peers = _closing(peers);
+  await using _peers = closing(peers);
   await _newKeyServed(node, peers);
   await _newKeyServed(node, peers);
   assert.ok(fake.connections > 0, "the node did talk to the fake");
@@ -301,7 +281,7 @@ Deno.test("a Redis replaced by one that answers garbage does not stop the nodes:
   await using cluster = await startCluster({ nodes: 2, balancer: "none" });
   const [n0, n1] = cluster.nodes;
   const peers: TestPeer[] = [];
-  await using _peers = _closing(peers);
+  await using _peers = closing(peers);
   const group = await _spanningGroup(n0, n1, peers);
   using _answer = answerHeartbeats(group.member, group.joiner);
 
@@ -328,7 +308,7 @@ Deno.test("a stalled Redis (SIGSTOP) does not stop the nodes: existing and new p
   const [n0, n1] = cluster.nodes;
   const redis = cluster.redis!;
   const peers: TestPeer[] = [];
-  await using _peers = _closing(peers);
+  await using _peers = closing(peers);
   const group = await _spanningGroup(n0, n1, peers);
   using _answer = answerHeartbeats(group.member, group.joiner);
   const before = await leases(cluster.redisUrl);
@@ -372,18 +352,13 @@ Deno.test("a piped peer over the size limit is closed with 1009 at the edge, and
   });
   const [n0, n1] = cluster.nodes;
   const peers: TestPeer[] = [];
-  await using _peers = _closing(peers);
+  await using _peers = closing(peers);
   const group = await _spanningGroup(n0, n1, peers);
   group.joiner.sendContent({ data: "x".repeat(900) });
   assert.equal((await group.member.nextContent()).data.length, 900);
   group.joiner.sendContent({ data: "x".repeat(2000) });
   const info = await group.joiner.waitClosed();
   assert.equal(info.code, 1009, info.reason);
-  assert.deepEqual(await group.member.nextContent(), {
-    senderId: group.s,
-    recipientId: 0,
-    lastData: false,
-    data: "",
-  });
+  assert.deepEqual(await group.member.nextContent(), fromJoiner(group.s, ""));
   assert.match(n1.process.output, /reason=message_size|1009/);
 });

@@ -7,43 +7,19 @@
 
 import assert from "node:assert/strict";
 import { type LocalCluster, startCluster } from "../../dev/cluster.ts";
-import { TestPeer } from "../_helpers.ts";
+import { bindTo, fromJoiner, TestPeer, toJoiner } from "../_helpers.ts";
 import {
   answerHeartbeats,
+  closing,
   clusterSettled,
   leases,
   since,
+  uniqueKey,
   views,
   waitFor,
 } from "./_support.ts";
 
 const SERVICE_RESTART = 1012;
-
-function _key(name: string): string {
-  return `${name}-${crypto.randomUUID().slice(0, 8)}`;
-}
-
-/** Closes peers at the end of a test, whatever state they are in. */
-function _closing(peers: TestPeer[]): AsyncDisposable {
-  return {
-    [Symbol.asyncDispose]: async () => {
-      await Promise.all(peers.map((peer) => peer.close()));
-    },
-  };
-}
-
-/** Binds `joiner` to `member` and returns the joiner's signaling id. */
-async function _bind(
-  joiner: TestPeer,
-  member: TestPeer,
-  id: number,
-): Promise<number> {
-  assert.equal(await joiner.join(id), false);
-  joiner.sendContent({ data: `hello from ${id}` });
-  const got = await member.nextContent();
-  assert.equal(got.data, `hello from ${id}`);
-  return got.senderId;
-}
 
 /** Waits until every running node says Redis is `state`. */
 async function _redisIs(
@@ -61,18 +37,17 @@ async function _redisIs(
 Deno.test("owner killed with SIGKILL: its piped peers get 1012, new peers are served within 2 s and the group forms again on one node", async () => {
   await using cluster = await startCluster({ nodes: 3, balancer: "none" });
   const [n0, n1, n2] = cluster.nodes;
-  const key = _key("owner-killed");
+  const key = uniqueKey("owner-killed");
   const a = await TestPeer.open(`${n0.url}/${key}`);
   const b = await TestPeer.open(`${n1.url}/${key}`);
   const c = await TestPeer.open(`${n2.url}/${key}`);
   const j = await TestPeer.open(`${n1.url}/${key}`);
-  const again: TestPeer[] = [];
-  await using _peers = _closing([a, b, c, j]);
-  await using _again = _closing(again);
+  const peers = [a, b, c, j];
+  await using _peers = closing(peers);
   assert.equal(await a.join(1), true);
   assert.equal(await b.join(2, [1]), true);
   assert.equal(await c.join(3, [2]), true);
-  await _bind(j, a, 4);
+  await bindTo(j, a, 4);
   const id0 = (await n0.view()).node;
   assert.equal((await leases(cluster.redisUrl)).get(key), id0);
 
@@ -83,7 +58,7 @@ Deno.test("owner killed with SIGKILL: its piped peers get 1012, new peers are se
   // key has not expired, and both nodes race to take it over.
   const arrivals = Promise.all([n1, n1, n2, n2].map(async (node) => {
     const peer = await TestPeer.open(`${node.url}/${key}`);
-    again.push(peer);
+    peers.push(peer);
     return { peer, at: since(killed) };
   }));
   const closes = await Promise.all(
@@ -123,14 +98,9 @@ Deno.test("owner killed with SIGKILL: its piped peers get 1012, new peers are se
   assert.equal(await p1.join(2), true);
   assert.equal(await p3.join(3, [2]), true);
   assert.equal(await p2.join(4, [3]), true);
-  const s = await _bind(p4, p1, 5);
+  const s = await bindTo(p4, p1, 5);
   p1.sendContent({ recipientId: s, data: "answer" });
-  assert.deepEqual(await p4.nextContent(), {
-    senderId: 0,
-    recipientId: s,
-    lastData: false,
-    data: "answer",
-  });
+  assert.deepEqual(await p4.nextContent(), toJoiner(s, "answer"));
   console.log(
     `closes after ${closes.map((c) => c.at)} ms; peers back after ${
       back.map((b) => b.at)
@@ -167,12 +137,7 @@ async function _traffic(
       member.sendContent({ recipientId: s, data: `down ${round}` });
     }
     for (const { peer, s } of joiners) {
-      assert.deepEqual(await peer.nextContent(), {
-        senderId: 0,
-        recipientId: s,
-        lastData: false,
-        data: `down ${round}`,
-      });
+      assert.deepEqual(await peer.nextContent(), toJoiner(s, `down ${round}`));
     }
     count.rounds++;
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -182,22 +147,22 @@ async function _traffic(
 Deno.test("Redis killed and restarted during traffic: no peer dropped, new keys served, leases back", async () => {
   await using cluster = await startCluster({ nodes: 3, balancer: "none" });
   const [n0, n1, n2] = cluster.nodes;
-  const key = _key("redis-down");
+  const key = uniqueKey("redis-down");
   const m = await TestPeer.open(`${n0.url}/${key}`);
   const b = await TestPeer.open(`${n1.url}/${key}`);
   const j1 = await TestPeer.open(`${n1.url}/${key}`);
   const j2 = await TestPeer.open(`${n2.url}/${key}`);
   const established = [m, b, j1, j2];
   const later: TestPeer[] = [];
-  await using _peers = _closing(established);
-  await using _later = _closing(later);
+  await using _peers = closing(established);
+  await using _later = closing(later);
   using _answer = answerHeartbeats(...established);
   assert.equal(await m.join(1), true);
   assert.equal(await b.join(2, [1]), true);
   // Two joiners piped from two nodes, bound to the member on the owner.
   const joiners = [
-    { peer: j1, s: await _bind(j1, m, 3) },
-    { peer: j2, s: await _bind(j2, m, 4) },
+    { peer: j1, s: await bindTo(j1, m, 3) },
+    { peer: j2, s: await bindTo(j2, m, 4) },
   ];
   const id0 = (await n0.view()).node;
   const id2 = (await n2.view()).node;
@@ -231,26 +196,25 @@ Deno.test("Redis killed and restarted during traffic: no peer dropped, new keys 
   await stopTraffic();
 
   // A new key is served, by the node it arrives at.
-  const lone = _key("new-while-down");
+  const lone = uniqueKey("new-while-down");
   const x = await TestPeer.open(`${n2.url}/${lone}`);
   const y = await TestPeer.open(`${n2.url}/${lone}`);
   later.push(x, y);
   assert.equal(await x.join(1), true);
-  const sy = await _bind(y, x, 2);
+  const sy = await bindTo(y, x, 2);
   x.sendContent({ recipientId: sy, data: "served" });
   assert.equal((await y.nextContent()).data, "served");
   // A new peer of the spanning group, on a node that pipes the group,
   // still reaches the owner.
   const j3 = await TestPeer.open(`${n1.url}/${key}`);
   later.push(j3);
-  const s3 = await _bind(j3, m, 5);
+  const s3 = await bindTo(j3, m, 5);
   await j3.close();
-  assert.deepEqual(await m.nextContent(), {
-    senderId: s3,
-    recipientId: 0,
-    lastData: false,
-    data: "",
-  }, "M hears that J3 left");
+  assert.deepEqual(
+    await m.nextContent(),
+    fromJoiner(s3, ""),
+    "M hears that J3 left",
+  );
   assert.ok(await n2.metric("sigver_cluster_local_while_down_total") >= 1);
   assert.equal(await n0.metric("sigver_cluster_redis_up"), 0);
 
@@ -273,7 +237,7 @@ Deno.test("Redis killed and restarted during traffic: no peer dropped, new keys 
   assert.equal(await n0.metric("sigver_cluster_redis_up"), 1);
 
   // With Redis back, a new key's peers on two nodes meet in one group.
-  const fresh = _key("after");
+  const fresh = uniqueKey("after");
   const p = await TestPeer.open(`${n1.url}/${fresh}`);
   const q = await TestPeer.open(`${n2.url}/${fresh}`);
   later.push(p, q);
@@ -291,31 +255,29 @@ Deno.test("Redis killed and restarted during traffic: no peer dropped, new keys 
 Deno.test("an edge node killed with SIGKILL: the owner keeps the group and tells the members its peers are gone", async () => {
   await using cluster = await startCluster({ nodes: 3, balancer: "none" });
   const [n0, n1, n2] = cluster.nodes;
-  const key = _key("edge-killed");
+  const key = uniqueKey("edge-killed");
   const a = await TestPeer.open(`${n0.url}/${key}`);
   const b = await TestPeer.open(`${n1.url}/${key}`);
   const j = await TestPeer.open(`${n1.url}/${key}`);
-  const later: TestPeer[] = [];
-  await using _peers = _closing([a, b, j]);
-  await using _later = _closing(later);
+  const peers = [a, b, j];
+  await using _peers = closing(peers);
   assert.equal(await a.join(1), true);
   assert.equal(await b.join(2, [1]), true);
-  const s = await _bind(j, a, 3);
+  const s = await bindTo(j, a, 3);
 
   await cluster.killNode(1);
-  assert.deepEqual(await a.nextContent(), {
-    senderId: s,
-    recipientId: 0,
-    lastData: false,
-    data: "",
-  }, "A hears that its joiner is gone");
+  assert.deepEqual(
+    await a.nextContent(),
+    fromJoiner(s, ""),
+    "A hears that its joiner is gone",
+  );
   for (const peer of [b, j]) {
     assert.equal((await peer.waitClosed()).wasClean, false);
   }
   // B left the group: listing it alone lets no one in; listing A does.
   const c = await TestPeer.open(`${n2.url}/${key}`);
   const d = await TestPeer.open(`${n2.url}/${key}`);
-  later.push(c, d);
+  peers.push(c, d);
   assert.equal(await c.join(4, [2]), false, "B is no member any more");
   assert.equal(await d.join(5, [1]), true, "A's group lives on");
   await waitFor(
@@ -331,12 +293,11 @@ Deno.test("an edge node killed with SIGKILL: the owner keeps the group and tells
 Deno.test("owner stopped with SIGTERM: its piped peers are closed, and a new peer is served at once by another node", async () => {
   await using cluster = await startCluster({ nodes: 2, balancer: "none" });
   const [n0, n1] = cluster.nodes;
-  const key = _key("owner-stopped");
+  const key = uniqueKey("owner-stopped");
   const a = await TestPeer.open(`${n0.url}/${key}`);
   const b = await TestPeer.open(`${n1.url}/${key}`);
-  const later: TestPeer[] = [];
-  await using _peers = _closing([a, b]);
-  await using _later = _closing(later);
+  const peers = [a, b];
+  await using _peers = closing(peers);
   assert.equal(await a.join(1), true);
   assert.equal(await b.join(2, [1]), true);
 
@@ -350,7 +311,7 @@ Deno.test("owner stopped with SIGTERM: its piped peers are closed, and a new pee
     `piped peer closed with ${closed.code} ${closed.reason}`,
   );
   const back = await TestPeer.open(`${n1.url}/${key}`);
-  later.push(back);
+  peers.push(back);
   assert.equal(await back.join(2), true);
   const at = since(stopped);
   assert.ok(at < 2000, `served ${at} ms after the SIGTERM`);
@@ -367,12 +328,11 @@ Deno.test("a key split while Redis was down heals when it returns: the losing no
   const [n0, n1] = cluster.nodes;
   await cluster.killRedis();
   await _redisIs(cluster, "down");
-  const key = _key("split");
+  const key = uniqueKey("split");
   const a = await TestPeer.open(`${n0.url}/${key}`);
   const b = await TestPeer.open(`${n1.url}/${key}`);
-  const later: TestPeer[] = [];
-  await using _peers = _closing([a, b]);
-  await using _later = _closing(later);
+  const peers = [a, b];
+  await using _peers = closing(peers);
   using _answer = answerHeartbeats(a, b);
   // The documented risk: each node owns the key, two groups under one key.
   assert.equal(await a.join(1), true);
@@ -394,7 +354,7 @@ Deno.test("a key split while Redis was down heals when it returns: the losing no
   // The loser's peer comes back to its node, which now pipes it to the
   // winner: one group again.
   const again = await TestPeer.open(`${loser.node.url}/${key}`);
-  later.push(again);
+  peers.push(again);
   assert.equal(await again.join(7, [winner.id]), true);
   assert.equal((await loser.node.view()).pipedOut, 1);
   assert.equal(
@@ -407,12 +367,11 @@ Deno.test("a key split while Redis was down heals when it returns: the losing no
 Deno.test("a frozen owner (SIGSTOP): a new peer is served by takeover within 2 s, and the stale group closes with 1012 once the owner wakes", async () => {
   await using cluster = await startCluster({ nodes: 2, balancer: "none" });
   const [n0, n1] = cluster.nodes;
-  const key = _key("frozen");
+  const key = uniqueKey("frozen");
   const a = await TestPeer.open(`${n0.url}/${key}`);
   const b = await TestPeer.open(`${n1.url}/${key}`);
-  const later: TestPeer[] = [];
-  await using _peers = _closing([a, b]);
-  await using _later = _closing(later);
+  const peers = [a, b];
+  await using _peers = closing(peers);
   assert.equal(await a.join(1), true);
   assert.equal(await b.join(2, [1]), true);
 
@@ -421,7 +380,7 @@ Deno.test("a frozen owner (SIGSTOP): a new peer is served by takeover within 2 s
     // The frozen owner accepts TCP but answers nothing: the pipe times out.
     const frozen = performance.now();
     const c = await TestPeer.open(`${n1.url}/${key}`);
-    later.push(c);
+    peers.push(c);
     assert.equal(await c.join(3), true, "C starts the group on node 1");
     const at = since(frozen);
     assert.ok(at < 2000, `served ${at} ms after the owner froze`);
@@ -441,18 +400,17 @@ Deno.test("a frozen owner (SIGSTOP): a new peer is served by takeover within 2 s
   console.log(`the stale group closed ${since(woke)} ms after the owner woke`);
   assert.equal(await n0.metric("sigver_cluster_lost_leases_total"), 1);
   const b2 = await TestPeer.open(`${n1.url}/${key}`);
-  later.push(b2);
+  peers.push(b2);
   assert.equal(await b2.join(2, [3]), true, "B rejoins the group on node 1");
 });
 
 Deno.test("an owner restarted on its address after SIGKILL (as a process manager does): a peer of its old group is served within 2 s", async () => {
   await using cluster = await startCluster({ nodes: 2, balancer: "none" });
   const [, n1] = cluster.nodes;
-  const key = _key("restarted");
+  const key = uniqueKey("restarted");
   const a = await TestPeer.open(`${cluster.nodes[0].url}/${key}`);
-  const later: TestPeer[] = [];
-  await using _peers = _closing([a]);
-  await using _later = _closing(later);
+  const peers = [a];
+  await using _peers = closing(peers);
   assert.equal(await a.join(1), true);
 
   // The new process listens where the old one did, with a new node id; the
@@ -465,7 +423,7 @@ Deno.test("an owner restarted on its address after SIGKILL (as a process manager
   for (let i = 0; i < 100 && served === undefined; i++) {
     for (const node of [n1, n0]) {
       const peer = new TestPeer(`${node.url}/${key}`);
-      later.push(peer);
+      peers.push(peer);
       try {
         await peer.opened;
         assert.equal(await peer.join(1), true);
