@@ -1,9 +1,9 @@
 /**
  * The WebSocket-free fallback over real HTTP, spoken by hand the way a
- * client written from the issue and `docs/fallback.md` speaks it: `fetch`
- * for the stream, the POSTs and the DELETE, `SseParser` for the event text,
- * an independent strict base64 decoder, and nothing of the package's own
- * fallback client (`client_sse.ts`), so that these tests check the wire.
+ * client written from the issue and `docs/fallback.md` speaks it
+ * (`_sse_peer.ts`: `fetch`, `SseParser`, a strict base64 decoder, and
+ * nothing of the package's own fallback client), so that these tests check
+ * the wire.
  *
  * The server runs on a `ManualClock`: heartbeats, keep-alives and the
  * closes the server starts happen when a test moves the clock.
@@ -11,8 +11,10 @@
 
 import assert from "node:assert/strict";
 import {
+  bindTo,
   closedBy,
   EMPTY_STATS,
+  fromJoiner,
   httpUrl,
   peersOpen,
   peerUrl,
@@ -20,334 +22,24 @@ import {
   startServer,
   TestPeer,
   type TestServer,
+  toJoiner,
   turn,
   WAIT_TIMEOUT,
   waitFor,
 } from "./_helpers.ts";
+import { fromBase64Url, SsePeer } from "./_sse_peer.ts";
 import type { SigverServer } from "../serve.ts";
-import { deadline } from "../deadline.ts";
-import { type Content, decodeMessage, encodeMessage } from "../lib/wire.ts";
-import type { Message } from "../lib/wire.ts";
-import { type SseEvent, SseParser } from "../lib/sse.ts";
+import {
+  type Content,
+  decodeMessage,
+  encodeMessage,
+  type Message,
+} from "../lib/wire.ts";
 import { mintToken } from "../lib/token.ts";
 import { Rng } from "../dev/rng.ts";
 
 /** The default heartbeat period (ms): a silent peer is closed after three. */
 const BEAT = 5000;
-
-const STANDARD_BASE64 =
-  /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Bytes of standard base64 (padding included), checked strictly. */
-function fromBase64(text: string): Uint8Array {
-  assert.match(text, STANDARD_BASE64, `not standard base64: ${text}`);
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
-/** Bytes of base64url without padding, checked strictly. */
-function fromBase64Url(text: string): Uint8Array {
-  assert.match(text, /^[A-Za-z0-9_-]+$/, `not base64url: ${text}`);
-  const standard = text.replaceAll("-", "+").replaceAll("_", "/");
-  return fromBase64(standard + "=".repeat((4 - standard.length % 4) % 4));
-}
-
-/** The data of a close event. */
-interface CloseData {
-  code: number;
-  reason: string;
-}
-
-/** One response of the fallback's stream, read in the background. */
-class EventStream {
-  readonly response: Response;
-  /** Every character read so far, comments included. */
-  text = "";
-  /** Whether the stream has ended (or was cancelled). */
-  ended = false;
-  /** Resolves with the close event's data, if one comes. */
-  readonly closed: Promise<CloseData>;
-  /** Resolves once the stream has ended. */
-  readonly done: Promise<void>;
-  #events: SseEvent[] = [];
-  #waiters: (() => void)[] = [];
-  #abort: AbortController;
-  #close = Promise.withResolvers<CloseData>();
-
-  constructor(response: Response, abort: AbortController) {
-    this.response = response;
-    this.#abort = abort;
-    this.closed = this.#close.promise;
-    this.done = this.#read();
-  }
-
-  /** GETs `url` with `Accept: text/event-stream` (and `headers`). */
-  static async open(url: string, headers?: HeadersInit): Promise<EventStream> {
-    const abort = new AbortController();
-    const response = await fetch(url, {
-      headers: { accept: "text/event-stream", ...headers },
-      signal: abort.signal,
-    });
-    return new EventStream(response, abort);
-  }
-
-  async #read(): Promise<void> {
-    const parser = new SseParser();
-    try {
-      const body = this.response.body;
-      if (body === null) return;
-      for await (const chunk of body.pipeThrough(new TextDecoderStream())) {
-        this.text += chunk;
-        for (const event of parser.push(chunk)) {
-          this.#events.push(event);
-          if (event.event === "close") {
-            this.#close.resolve(JSON.parse(event.data));
-          }
-        }
-        this.#wake();
-      }
-    } catch {
-      // Cancelled by the test.
-    } finally {
-      this.ended = true;
-      this.#wake();
-    }
-  }
-
-  /** The next event; throws once the stream ended with none left. */
-  async next(timeout: number = WAIT_TIMEOUT): Promise<SseEvent> {
-    await deadline(this.#arrival(), timeout, "an event");
-    const event = this.#events.shift();
-    if (event === undefined) {
-      throw new Error("Expected an event, but the stream ended");
-    }
-    return event;
-  }
-
-  /**
-   * Waits until the stream has ended, and checks that nothing is left to
-   * read but, at most, its close event.
-   */
-  async end(): Promise<void> {
-    await deadline(this.done, WAIT_TIMEOUT, "the stream to end");
-    const left = this.#events.filter((e) => e.event !== "close");
-    assert.deepEqual(left, [], "events before the end, not read");
-    assert.ok(this.#events.length <= 1, "more than one close event");
-  }
-
-  /** The comment lines read so far. */
-  comments(): string[] {
-    return this.text.split(/\r\n|\r|\n/).filter((l) => l.startsWith(":"));
-  }
-
-  /** Drops the connection, as a client that went away. */
-  async cancel(): Promise<void> {
-    this.#abort.abort();
-    await this.done;
-  }
-
-  async #arrival(): Promise<void> {
-    while (this.#events.length === 0 && !this.ended) {
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    }
-  }
-
-  #wake(): void {
-    for (const wake of this.#waiters.splice(0)) wake();
-  }
-}
-
-/** A `content` to send; absent fields are zero. */
-type ContentInit = Partial<Omit<Content, "data">> & { data?: string };
-
-/** A frame as it came down the stream. */
-interface Frame {
-  bytes: Uint8Array;
-  message: Message;
-}
-
-interface SsePeerOptions {
-  /** Headers of the opening GET (an Origin...). */
-  headers?: HeadersInit;
-  /** Let `next()` return heartbeats too (otherwise only counted). */
-  keepHeartbeats?: boolean;
-}
-
-/** A fallback peer: its session, its stream, its POSTs. */
-class SsePeer implements AsyncDisposable {
-  /** The URL the session was opened on. */
-  readonly url: string;
-  /** The session id. */
-  readonly id: string;
-  /** The stream being read. */
-  stream: EventStream;
-  /** Heartbeats received so far. */
-  heartbeats = 0;
-  /** The bytes of every frame read so far. */
-  readonly received: Uint8Array[] = [];
-  readonly #keepHeartbeats: boolean;
-
-  private constructor(
-    url: string,
-    id: string,
-    stream: EventStream,
-    keepHeartbeats: boolean,
-  ) {
-    this.url = url;
-    this.id = id;
-    this.stream = stream;
-    this.#keepHeartbeats = keepHeartbeats;
-  }
-
-  /** Opens a session on `path` and reads its session event. */
-  static async open(
-    server: SigverServer,
-    path: string,
-    options: SsePeerOptions = {},
-  ): Promise<SsePeer> {
-    const url = httpUrl(server, path);
-    const stream = await EventStream.open(url, options.headers);
-    if (stream.response.status !== 200) {
-      await stream.done;
-      throw new Error(
-        `Expected 200, got ${stream.response.status}: ${stream.text}`,
-      );
-    }
-    const first = await stream.next();
-    assert.equal(first.event, "session");
-    return new SsePeer(
-      url,
-      first.data,
-      stream,
-      options.keepHeartbeats ?? false,
-    );
-  }
-
-  /** Resolves with the data of the current stream's close event. */
-  get closed(): Promise<CloseData> {
-    return this.stream.closed;
-  }
-
-  /** The URL of the session's requests: the opening URL with `session`. */
-  sessionUrl(url: string = this.url): string {
-    return `${url}${url.includes("?") ? "&" : "?"}session=${this.id}`;
-  }
-
-  /** POSTs a body to the session; the answer's status and text. */
-  async post(
-    body: Uint8Array | BodyInit | null,
-    url: string = this.sessionUrl(),
-    init: RequestInit = {},
-  ): Promise<{ status: number; text: string }> {
-    const response = await fetch(url, {
-      method: "POST",
-      body: body instanceof Uint8Array ? new Uint8Array(body) : body,
-      ...init,
-    });
-    return { status: response.status, text: await response.text() };
-  }
-
-  /** Sends one message up; the POST must get 204 with no body. */
-  async send(message: Message): Promise<void> {
-    const { status, text } = await this.post(encodeMessage(message));
-    assert.equal(status, 204, text);
-    assert.equal(text, "");
-  }
-
-  async sendContent(content: ContentInit = {}): Promise<void> {
-    await this.send({
-      type: "content",
-      content: {
-        senderId: content.senderId ?? 0,
-        recipientId: content.recipientId ?? 0,
-        lastData: content.lastData ?? false,
-        data: new TextEncoder().encode(content.data ?? ""),
-      },
-    });
-  }
-
-  async sendHeartbeat(): Promise<void> {
-    await this.send({ type: "heartbeat", heartbeat: true });
-  }
-
-  /** The next frame, heartbeats included, as bytes and decoded. */
-  async nextFrame(): Promise<Frame> {
-    const event = await this.stream.next();
-    assert.equal(
-      event.event,
-      "message",
-      `expected a frame, got ${event.event}: ${event.data}`,
-    );
-    const bytes = fromBase64(event.data);
-    this.received.push(bytes);
-    const message = decodeMessage(bytes);
-    assert.ok(message !== undefined, "a frame with no type");
-    return { bytes, message };
-  }
-
-  /** The next message (heartbeats only counted, unless kept). */
-  async next(): Promise<Message> {
-    for (;;) {
-      const { message } = await this.nextFrame();
-      if (message.type !== "heartbeat") return message;
-      this.heartbeats++;
-      if (this.#keepHeartbeats) return message;
-    }
-  }
-
-  async join(id: number, members: number[] = []): Promise<boolean> {
-    await this.send({ type: "connect", connect: { id, members } });
-    const reply = await this.next();
-    assert.equal(reply.type, "connected", JSON.stringify(reply));
-    return (reply as { connected: boolean }).connected;
-  }
-
-  async nextContent(): Promise<Omit<Content, "data"> & { data: string }> {
-    const message = await this.next();
-    if (message.type !== "content") {
-      throw new Error(`Expected content, got ${JSON.stringify(message)}`);
-    }
-    return {
-      ...message.content,
-      data: new TextDecoder().decode(message.content.data),
-    };
-  }
-
-  /** Resumes the session with a new GET; it must answer 200. */
-  async resume(headers?: HeadersInit, url = this.sessionUrl()): Promise<void> {
-    const stream = await EventStream.open(url, headers);
-    assert.equal(stream.response.status, 200, stream.text);
-    this.stream = stream;
-    const first = await stream.next();
-    assert.deepEqual([first.event, first.data], ["session", this.id]);
-  }
-
-  /** Ends the session: the DELETE's status. */
-  async delete(): Promise<number> {
-    const response = await fetch(this.sessionUrl(), { method: "DELETE" });
-    await response.body?.cancel();
-    return response.status;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.stream.ended) await this.delete();
-    await this.stream.cancel();
-  }
-}
-
-/** Binds `joiner` to the only member and returns its signaling id. */
-async function bind(
-  joiner: SsePeer | TestPeer,
-  member: SsePeer | TestPeer,
-  id: number,
-): Promise<number> {
-  assert.equal(await joiner.join(id), false);
-  await joiner.sendContent({ data: `offer from ${id}` });
-  const got = await member.nextContent();
-  assert.equal(got.data, `offer from ${id}`);
-  assert.notEqual(got.senderId, 0);
-  assert.equal(got.recipientId, 0);
-  return got.senderId;
-}
 
 /**
  * A bound pair in the group `good`, a WebSocket member and a fallback
@@ -357,26 +49,22 @@ async function bystanders(server: SigverServer) {
   const member = await TestPeer.open(peerUrl(server, "/good"));
   assert.equal(await member.join(1), true);
   const joiner = await SsePeer.open(server, "/good");
-  const signalingId = await bind(joiner, member, 2);
+  const signalingId = await bindTo(joiner, member, 2);
   let round = 0;
   return {
     /** Both directions still relay, and nothing else arrived. */
     async relay(): Promise<void> {
       round++;
       await joiner.sendContent({ data: `ping ${round}` });
-      assert.deepEqual(await member.nextContent(), {
-        senderId: signalingId,
-        recipientId: 0,
-        lastData: false,
-        data: `ping ${round}`,
-      });
+      assert.deepEqual(
+        await member.nextContent(),
+        fromJoiner(signalingId, `ping ${round}`),
+      );
       member.sendContent({ recipientId: signalingId, data: `pong ${round}` });
-      assert.deepEqual(await joiner.nextContent(), {
-        senderId: 0,
-        recipientId: signalingId,
-        lastData: false,
-        data: `pong ${round}`,
-      });
+      assert.deepEqual(
+        await joiner.nextContent(),
+        toJoiner(signalingId, `pong ${round}`),
+      );
     },
     async [Symbol.asyncDispose](): Promise<void> {
       await joiner[Symbol.asyncDispose]();
@@ -622,19 +310,9 @@ Deno.test("two fallback peers run a whole signaling session: join, bind, relay, 
 
   // Member -> joiner, by the signaling id.
   await member.sendContent({ recipientId: s, data: "answer" });
-  assert.deepEqual(await joiner.nextContent(), {
-    senderId: 0,
-    recipientId: s,
-    lastData: false,
-    data: "answer",
-  });
+  assert.deepEqual(await joiner.nextContent(), toJoiner(s, "answer"));
   await joiner.sendContent({ data: "candidate" });
-  assert.deepEqual(await member.nextContent(), {
-    senderId: s,
-    recipientId: 0,
-    lastData: false,
-    data: "candidate",
-  });
+  assert.deepEqual(await member.nextContent(), fromJoiner(s, "candidate"));
 
   // Content that matches no binding is dropped.
   const dropped = server.handler.hub.counters.dropped;
@@ -649,12 +327,7 @@ Deno.test("two fallback peers run a whole signaling session: join, bind, relay, 
   // The joiner leaves: its member hears it is gone.
   assert.equal(await joiner.delete(), 204);
   await joiner.stream.end();
-  assert.deepEqual(await member.nextContent(), {
-    senderId: s,
-    recipientId: 0,
-    lastData: false,
-    data: "",
-  });
+  assert.deepEqual(await member.nextContent(), fromJoiner(s, ""));
 });
 
 Deno.test("a WebSocket peer and a fallback peer relay to each other in one group", async (t) => {
@@ -663,43 +336,23 @@ Deno.test("a WebSocket peer and a fallback peer relay to each other in one group
     await using member = await TestPeer.open(peerUrl(server, "/mixed-a"));
     assert.equal(await member.join(1), true);
     const joiner = await SsePeer.open(server, "/mixed-a");
-    const s = await bind(joiner, member, 2);
+    const s = await bindTo(joiner, member, 2);
     member.sendContent({ recipientId: s, data: "answer" });
-    assert.deepEqual(await joiner.nextContent(), {
-      senderId: 0,
-      recipientId: s,
-      lastData: false,
-      data: "answer",
-    });
+    assert.deepEqual(await joiner.nextContent(), toJoiner(s, "answer"));
     assert.equal(await joiner.join(2, [1]), true);
     assert.equal(await joiner.delete(), 204);
     await joiner.stream.end();
-    assert.deepEqual(await member.nextContent(), {
-      senderId: s,
-      recipientId: 0,
-      lastData: false,
-      data: "",
-    });
+    assert.deepEqual(await member.nextContent(), fromJoiner(s, ""));
   });
   await t.step("a fallback member, a WebSocket joiner", async () => {
     await using member = await SsePeer.open(server, "/mixed-b");
     assert.equal(await member.join(1), true);
     const joiner = await TestPeer.open(peerUrl(server, "/mixed-b"));
-    const s = await bind(joiner, member, 2);
+    const s = await bindTo(joiner, member, 2);
     await member.sendContent({ recipientId: s, data: "answer" });
-    assert.deepEqual(await joiner.nextContent(), {
-      senderId: 0,
-      recipientId: s,
-      lastData: false,
-      data: "answer",
-    });
+    assert.deepEqual(await joiner.nextContent(), toJoiner(s, "answer"));
     await joiner.close();
-    assert.deepEqual(await member.nextContent(), {
-      senderId: s,
-      recipientId: 0,
-      lastData: false,
-      data: "",
-    });
+    assert.deepEqual(await member.nextContent(), fromJoiner(s, ""));
   });
   await settled(server);
   assert.deepEqual(server.handler.stats(), EMPTY_STATS);
@@ -776,7 +429,7 @@ Deno.test("a POSTed body over --max-message-size gets 413, and the session lives
   });
   await t.step("a frame of exactly the limit is relayed", async () => {
     const joiner = await SsePeer.open(server, "/room");
-    const s = await bind(joiner, peer, 2);
+    const s = await bindTo(joiner, peer, 2);
     const content = (data: string) =>
       encodeMessage({
         type: "content",
@@ -895,7 +548,7 @@ Deno.test("a session whose stream dropped is closed by the heartbeat rule, and i
   });
   assert.equal(await member.join(1), true);
   const joiner = await SsePeer.open(server, "/room");
-  const s = await bind(joiner, member, 2);
+  const s = await bindTo(joiner, member, 2);
   // The joiner's connection drops, and it never comes back.
   await joiner.stream.cancel();
   for (let period = 1; period <= 2; period++) {
@@ -939,7 +592,7 @@ Deno.test("a resumed stream delivers what was queued while none was open", async
   await using joiner = await SsePeer.open(server, "/room", {
     keepHeartbeats: true,
   });
-  const s = await bind(joiner, member, 2);
+  const s = await bindTo(joiner, member, 2);
   await joiner.stream.cancel();
 
   await t.step("with ?session=<id>", async () => {
@@ -952,12 +605,7 @@ Deno.test("a resumed stream delivers what was queued while none was open", async
     );
     server.clock.advance(BEAT);
     await joiner.resume();
-    assert.deepEqual(await joiner.nextContent(), {
-      senderId: 0,
-      recipientId: s,
-      lastData: false,
-      data: "answer",
-    });
+    assert.deepEqual(await joiner.nextContent(), toJoiner(s, "answer"));
     assert.deepEqual(await joiner.next(), {
       type: "heartbeat",
       heartbeat: true,
@@ -991,7 +639,7 @@ Deno.test("DELETE ends the session: 204, the stream ends, the id is forgotten", 
   await using member = await SsePeer.open(server, "/room");
   assert.equal(await member.join(1), true);
   const joiner = await SsePeer.open(server, "/room");
-  const s = await bind(joiner, member, 2);
+  const s = await bindTo(joiner, member, 2);
   assert.equal(await joiner.delete(), 204);
   // The stream ends without a close event: the client closed it.
   await joiner.stream.end();
@@ -1000,12 +648,7 @@ Deno.test("DELETE ends the session: 204, the stream ends, the id is forgotten", 
     false,
     joiner.stream.text,
   );
-  assert.deepEqual(await member.nextContent(), {
-    senderId: s,
-    recipientId: 0,
-    lastData: false,
-    data: "",
-  });
+  assert.deepEqual(await member.nextContent(), fromJoiner(s, ""));
   assert.equal(await joiner.delete(), 404);
   assert.equal(
     (await joiner.post(encodeMessage({ type: "heartbeat", heartbeat: true })))
@@ -1047,7 +690,7 @@ Deno.test("?favored makes a fallback peer favored: joiners are bound to it first
   await using favored = await SsePeer.open(server, "/room?favored");
   assert.equal(await favored.join(2, [1]), true);
   await using joiner = await TestPeer.open(peerUrl(server, "/room"));
-  await bind(joiner, favored, 3);
+  await bindTo(joiner, favored, 3);
   // Its POSTs need the session only: the flag went with the opening GET.
   assert.equal(favored.sessionUrl(), `${favored.url}&session=${favored.id}`);
 });
@@ -1060,7 +703,7 @@ Deno.test("access tokens: /t/<token>/<key> opens a session of <key>, no token 40
   assert.equal(await member.join(1), true);
   // POSTs go to the path the session was opened on, token included.
   await using joiner = await SsePeer.open(server, `/t/${token}/room`);
-  await bind(joiner, member, 2);
+  await bindTo(joiner, member, 2);
 
   const none = await refusedStream(httpUrl(server, "/room"));
   assert.equal(none.status, 401);
@@ -1106,7 +749,7 @@ Deno.test("only a GET that accepts text/event-stream is a group, and then on any
       await using sse = await SsePeer.open(server, "/healthz");
       assert.equal(await sse.join(1), true);
       await using ws = await TestPeer.open(peerUrl(server, "/healthz"));
-      await bind(ws, sse, 2);
+      await bindTo(ws, sse, 2);
     },
   );
   await t.step(
