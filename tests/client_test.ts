@@ -72,14 +72,14 @@ async function pair(
   return { member, joiner };
 }
 
-/** The joiner's signaling id: the sender of its offer, at its member. */
+/** The joiner sends "offer": the content event its member gets. */
 async function offer(
   member: SigverClient,
   joiner: SigverClient,
-): Promise<number> {
+): Promise<ContentEvent> {
   const got = next(member, "content");
   joiner.send(0, "offer");
-  return (await got).senderId;
+  return await got;
 }
 
 /**
@@ -92,9 +92,7 @@ async function offerAndAnswer(
   member: SigverClient,
   joiner: SigverClient,
 ): Promise<number> {
-  const offer = next(member, "content");
-  joiner.send(0, "offer");
-  const atMember = await offer;
+  const atMember = await offer(member, joiner);
   assert.ok(atMember instanceof ContentEvent);
   assert.notEqual(atMember.senderId, 0);
   assert.equal(atMember.recipientId, 0);
@@ -191,7 +189,7 @@ Deno.test("client surfaces gone when the member closes", async () => {
   await using server = startServer();
   const { member, joiner } = await pair(server);
   await using _j = joiner;
-  const signalingId = await offer(member, joiner);
+  const signalingId = (await offer(member, joiner)).senderId;
 
   const gone = next(joiner, "gone");
   await member.close();
@@ -207,7 +205,7 @@ Deno.test("client surfaces gone when a joiner closes", async () => {
   await using server = startServer();
   const { member, joiner } = await pair(server);
   await using _m = member;
-  const signalingId = await offer(member, joiner);
+  const signalingId = (await offer(member, joiner)).senderId;
 
   const gone = next(member, "gone");
   await joiner.close();
@@ -627,7 +625,7 @@ Deno.test("client transport auto falls back when the WebSocket upgrade is refuse
   await using joiner = await SigverClient.open(proxy.ws, "room");
   assert.equal(joiner.url, `http://127.0.0.1:${proxy.port}/room`);
   assert.equal(await joiner.connect(2), false);
-  const signalingId = await offer(member, joiner);
+  const signalingId = (await offer(member, joiner)).senderId;
   const answer = next(joiner, "content");
   member.send(signalingId, "answer");
   assert.equal((await answer).text(), "answer");

@@ -99,6 +99,22 @@ async function refusedStream(
 }
 
 /**
+ * A session that ended is forgotten: a POST and a GET with its id get 404,
+ * and its close was counted once, with `labels` (`code="1000",by="client"`).
+ */
+async function assertForgotten(
+  server: SigverServer,
+  peer: SsePeer,
+  labels: string,
+): Promise<void> {
+  const heartbeat = encodeMessage({ type: "heartbeat", heartbeat: true });
+  assert.equal((await peer.post(heartbeat)).status, 404);
+  assert.equal((await refusedStream(peer.sessionUrl())).status, 404);
+  const metrics = await scrape(server);
+  assert.equal(metrics.get(`sigver_closes_total{${labels}}`), 1);
+}
+
+/**
  * Opens the session's stream by hand on a TCP socket, reads its session
  * event, then closes the socket and waits until the server has closed its
  * side: from then on the server holds no stream for the session and queues
@@ -573,14 +589,7 @@ Deno.test("a session whose stream dropped is closed by the heartbeat rule, and i
   );
   assert.ok(got.some((m) => m.type === "heartbeat"));
   assert.equal(server.handler.hub.size, 1);
-  assert.equal(
-    (await joiner.post(encodeMessage({ type: "heartbeat", heartbeat: true })))
-      .status,
-    404,
-  );
-  assert.equal((await refusedStream(joiner.sessionUrl())).status, 404);
-  const metrics = await scrape(server);
-  assert.equal(metrics.get('sigver_closes_total{code="4742",by="server"}'), 1);
+  await assertForgotten(server, joiner, 'code="4742",by="server"');
 });
 
 // Resuming, ending
@@ -650,14 +659,7 @@ Deno.test("DELETE ends the session: 204, the stream ends, the id is forgotten", 
   );
   assert.deepEqual(await member.nextContent(), fromJoiner(s, ""));
   assert.equal(await joiner.delete(), 404);
-  assert.equal(
-    (await joiner.post(encodeMessage({ type: "heartbeat", heartbeat: true })))
-      .status,
-    404,
-  );
-  assert.equal((await refusedStream(joiner.sessionUrl())).status, 404);
-  const metrics = await scrape(server);
-  assert.equal(metrics.get('sigver_closes_total{code="1000",by="client"}'), 1);
+  await assertForgotten(server, joiner, 'code="1000",by="client"');
 
   // A session whose stream dropped ends the same way.
   assert.equal(await member.delete(), 204);
