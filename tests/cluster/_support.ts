@@ -7,9 +7,10 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { RedisClient } from "../../cluster/redis.ts";
 import type { LocalCluster, SigverNode } from "../../dev/cluster.ts";
-import { type TestPeer, waitFor } from "../_helpers.ts";
+import { bindTo, TestPeer, waitFor } from "../_helpers.ts";
 
 export { waitFor };
 
@@ -59,6 +60,30 @@ export function answerHeartbeats(...peers: TestPeer[]): Disposable {
     }
   }, 20);
   return { [Symbol.dispose]: () => clearInterval(timer) };
+}
+
+/**
+ * A new key is served by `node`: a member and a joiner on it, bound, relay
+ * an answer.
+ *
+ * @param node The node.
+ * @param peers Where the two peers go, to be closed with the test's.
+ * @returns The key, and the milliseconds it took.
+ */
+export async function newKeyServed(
+  node: SigverNode,
+  peers: TestPeer[],
+): Promise<{ key: string; took: number }> {
+  const start = performance.now();
+  const key = uniqueKey("new");
+  const a = await TestPeer.open(`${node.url}/${key}`);
+  const b = await TestPeer.open(`${node.url}/${key}`);
+  peers.push(a, b);
+  assert.equal(await a.join(1), true);
+  const s = await bindTo(b, a, 2);
+  a.sendContent({ recipientId: s, data: "answer" });
+  assert.equal((await b.nextContent()).data, "answer");
+  return { key, took: since(start) };
 }
 
 /**

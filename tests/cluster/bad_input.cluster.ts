@@ -16,7 +16,7 @@ import {
   closing,
   fakeRedis,
   leases,
-  since,
+  newKeyServed,
   uniqueKey,
   views,
   waitFor,
@@ -68,20 +68,6 @@ async function _spanningGroup(
   assert.equal(await member.join(1), true);
   const s = await bindTo(joiner, member, 2, "hello");
   return { key, member, joiner, s };
-}
-
-/** A new key is served on `node`: a member and a joiner relay. */
-async function _newKeyServed(node: SigverNode, peers: TestPeer[]) {
-  const start = performance.now();
-  const key = uniqueKey("new");
-  const a = await TestPeer.open(`${node.url}/${key}`);
-  const b = await TestPeer.open(`${node.url}/${key}`);
-  peers.push(a, b);
-  assert.equal(await a.join(1), true);
-  const s = await bindTo(b, a, 2);
-  a.sendContent({ recipientId: s, data: "answer" });
-  assert.equal((await b.nextContent()).data, "answer");
-  return since(start);
 }
 
 Deno.test("a node-to-node upgrade with a missing or wrong signature gets 403; a signed one opens", async (t) => {
@@ -267,8 +253,8 @@ Deno.test("a Redis that answers garbage from the start does not stop a node: it 
   const [node] = cluster.nodes;
   const peers: TestPeer[] = [];
   await using _peers = closing(peers);
-  await _newKeyServed(node, peers);
-  await _newKeyServed(node, peers);
+  await newKeyServed(node, peers);
+  await newKeyServed(node, peers);
   assert.ok(fake.connections > 0, "the node did talk to the fake");
   assert.equal((await node.view()).redis, "down");
   assert.equal(await node.metric("sigver_cluster_redis_up"), 0);
@@ -290,7 +276,7 @@ Deno.test("a Redis replaced by one that answers garbage does not stop the nodes:
   await using fake = fakeRedis("garbage", port);
   await waitFor(() => fake.connections >= 2, "the nodes to reach the fake");
   await _relayOnce(group.member, group.joiner, group.s, "garbage");
-  const took = await _newKeyServed(n1, peers);
+  const { took } = await newKeyServed(n1, peers);
   // The spanning group still takes new peers through its pipe.
   const late = await TestPeer.open(`${n1.url}/${group.key}`);
   peers.push(late);
@@ -319,13 +305,13 @@ Deno.test("a stalled Redis (SIGSTOP) does not stop the nodes: existing and new p
     await _relayOnce(group.member, group.joiner, group.s, "stalled");
     // The first new key waits for the node's Redis timeout (1 s), then is
     // served here.
-    const took = await _newKeyServed(n1, peers);
+    const { took } = await newKeyServed(n1, peers);
     assert.ok(took < 3000, `a new key took ${took} ms`);
     await waitFor(async () => {
       const all = await Promise.all([n0.view(), n1.view()]);
       return all.every((view) => view.redis === "down");
     }, "the nodes to give up on Redis");
-    const next = await _newKeyServed(n0, peers);
+    const { took: next } = await newKeyServed(n0, peers);
     assert.ok(next < 1000, `a new key took ${next} ms once Redis is down`);
     await _relayOnce(group.member, group.joiner, group.s, "still");
     console.log(`new keys served in ${took} and ${next} ms with Redis stalled`);

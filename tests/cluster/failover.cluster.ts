@@ -13,6 +13,7 @@ import {
   closing,
   clusterSettled,
   leases,
+  newKeyServed,
   since,
   uniqueKey,
   views,
@@ -196,14 +197,7 @@ Deno.test("Redis killed and restarted during traffic: no peer dropped, new keys 
   await stopTraffic();
 
   // A new key is served, by the node it arrives at.
-  const lone = uniqueKey("new-while-down");
-  const x = await TestPeer.open(`${n2.url}/${lone}`);
-  const y = await TestPeer.open(`${n2.url}/${lone}`);
-  later.push(x, y);
-  assert.equal(await x.join(1), true);
-  const sy = await bindTo(y, x, 2);
-  x.sendContent({ recipientId: sy, data: "served" });
-  assert.equal((await y.nextContent()).data, "served");
+  const { key: lone } = await newKeyServed(n2, later);
   // A new peer of the spanning group, on a node that pipes the group,
   // still reaches the owner.
   const j3 = await TestPeer.open(`${n1.url}/${key}`);
