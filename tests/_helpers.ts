@@ -423,6 +423,17 @@ export function upgradeStripper(
 }
 
 /**
+ * The headers of a WebSocket upgrade request (with a fixed key), for
+ * upgrades spoken with `fetch`: what a refusal answers shows that way.
+ */
+export const UPGRADE_HEADERS: Readonly<Record<string, string>> = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+/**
  * A WebSocket upgrade, spoken with `fetch`, that the server must refuse.
  *
  * @param server The server.
@@ -436,13 +447,7 @@ export async function refusedUpgrade(
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string }> {
   const response = await fetch(httpUrl(server, path), {
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      "sec-websocket-version": "13",
-      ...headers,
-    },
+    headers: { ...UPGRADE_HEADERS, ...headers },
   });
   const body = await response.text();
   assert.notEqual(response.status, 101, "the upgrade was accepted");

@@ -18,6 +18,7 @@ import {
   startServer,
   TestPeer,
   type TestServer,
+  UPGRADE_HEADERS,
   WAIT_TIMEOUT,
 } from "./_helpers.ts";
 import { refCredential, refToken } from "./_reference.ts";
@@ -599,12 +600,7 @@ Deno.test("a CLI server with --auth-secret lets in the token the CLI minted", as
     `ws://${base}/t/${token}/${KEY}?favored`,
   );
   const plain = await fetch(`http://${base}/${KEY}`, {
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      "sec-websocket-version": "13",
-    },
+    headers: UPGRADE_HEADERS,
   });
   await plain.body?.cancel();
   assert.equal(plain.status, 401);

@@ -12,7 +12,7 @@
  */
 
 import assert from "node:assert/strict";
-import { TestPeer } from "../_helpers.ts";
+import { TestPeer, UPGRADE_HEADERS } from "../_helpers.ts";
 import { Child, freePort } from "../dist/_child.ts";
 import { relaySession } from "../dist/_session.ts";
 
@@ -186,13 +186,7 @@ async function _upgradeStatus(
   const response = await fetch(url, {
     client,
     signal: AbortSignal.timeout(WAIT),
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      "sec-websocket-version": "13",
-      ...headers,
-    },
+    headers: { ...UPGRADE_HEADERS, ...headers },
   });
   if (response.status === 101) {
     await response.body?.cancel();
