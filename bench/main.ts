@@ -8,12 +8,23 @@
  * deno task bench --quick    # 1 short run, under a minute
  * deno task bench --only relay --runs 5
  * deno task bench --only soak   # 100,000 cycles, then the hub must be empty
+ * deno task bench --cluster     # 2 nodes on Redis against 1: peers, relay, Redis
+ * deno task bench --only relay-sse   # the fallback against WebSocket
  * ```
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import {
+  type BenchCluster,
+  holdPeers,
+  type HoldResult,
+  pipedCheck,
+  type RedisLoad,
+  RENEWAL_PERIOD,
+  startCluster,
+} from "./cluster.ts";
 import {
   type Machine,
   machine,
@@ -32,15 +43,18 @@ import {
   type Env,
   relay,
   type RelayResult,
+  type RelaySide,
   soak,
   type SoakResult,
   Tally,
 } from "./scenarios.ts";
 import {
   fmt,
+  type Layout,
   markdownTable,
   median,
   openFileLimits,
+  place,
   ratio,
   SOAK_GAUGES,
   type SummaryRow,
@@ -48,10 +62,20 @@ import {
 
 const USAGE = `Usage: deno task bench [options]
 
-  --quick               one short run (under a minute)
+  --quick               one short run (under a minute; --cluster: under 2)
   --runs <n>            runs (default 3, 1 with --quick)
-  --only <list>         scenarios, comma-separated: relay,churn,capacity,soak
+  --only <list>         scenarios, comma-separated: relay,churn,capacity,soak,
+                        cluster-relay,cluster-capacity,relay-sse
                         (default relay,churn,capacity: soak is a leak check)
+  --cluster             the cluster scenarios: --only cluster-relay,cluster-capacity
+                        (2 nodes on a real redis-server, one per core, against
+                        1 node: peers held, CPU per relayed message with key
+                        affinity and with every pair split, Redis operations)
+  --cluster-peers <n>   peers held by the 2 nodes (default 37500, 4000 with --quick)
+  --redis-groups <n>    groups at which Redis is measured first (default 19500,
+                        2000 with --quick)
+  --relay-nodes <how>   cluster-relay: "split" (node i on CPU i, the default)
+                        or "shared" (both nodes on the single node's CPU 1)
   --cycles <n>          soak cycles (default 100000, 20000 with --quick); the
                         first 20000 (half, when fewer) are the warm-up
   --peers <n>           capacity peers (default 19500, 2000 with --quick)
@@ -105,6 +129,14 @@ export interface BenchConfig {
   sigver?: string;
   /** Also measure the bare relay with heartbeats in the capacity scenario. */
   floor: boolean;
+  /** Peers the 2-node cluster holds. */
+  clusterPeers: number;
+  /** Groups at which Redis is measured first. */
+  redisGroups: number;
+  /** Seconds of each Redis window. */
+  redisWindow: number;
+  /** Where cluster-relay's nodes run: one per CPU, or both on CPU 1. */
+  relayNodes: "split" | "shared";
 }
 
 /**
@@ -114,6 +146,30 @@ export interface BenchConfig {
  */
 export const RSS_ALLOWANCE = 2048;
 
+/**
+ * Relay configurations of the cluster and fallback comparisons: a small
+ * signaling message (an ICE candidate) and a large one (an SDP), one in
+ * flight per pair.
+ */
+export const PAIR_CASES: readonly { size: number; window: number }[] = [
+  { size: 256, window: 1 },
+  { size: 4096, window: 1 },
+];
+
+/** The scenarios `--only` takes. */
+export const SCENARIOS: readonly string[] = [
+  "relay",
+  "churn",
+  "capacity",
+  "soak",
+  "cluster-relay",
+  "cluster-capacity",
+  "relay-sse",
+];
+
+/** Pairs per side in the relay scenarios. */
+const PAIRS = 50;
+
 /** Relay configurations of the issue: sizes x windows. */
 export const RELAY_CASES: readonly { size: number; window: number }[] = [
   { size: 256, window: 1 },
@@ -122,7 +178,15 @@ export const RELAY_CASES: readonly { size: number; window: number }[] = [
   { size: 4096, window: 4 },
 ];
 
-function _config(args: string[]): BenchConfig | undefined {
+/**
+ * Reads the flags.
+ *
+ * @param args The flags.
+ * @returns The configuration, or `undefined` for `--help`.
+ * @throws {RangeError} For a value out of range or an unknown scenario.
+ * @throws {TypeError} For an unknown flag.
+ */
+export function parseConfig(args: string[]): BenchConfig | undefined {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -142,6 +206,10 @@ function _config(args: string[]): BenchConfig | undefined {
       sigver: { type: "string" },
       floor: { type: "boolean" },
       "no-floor": { type: "boolean" },
+      cluster: { type: "boolean" },
+      "cluster-peers": { type: "string" },
+      "redis-groups": { type: "string" },
+      "relay-nodes": { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -156,12 +224,21 @@ function _config(args: string[]): BenchConfig | undefined {
     return n;
   };
   const only = new Set(
-    (values.only ?? "relay,churn,capacity").split(",").map((s) => s.trim()),
+    (values.only ??
+      (values.cluster
+        ? "cluster-relay,cluster-capacity"
+        : "relay,churn,capacity")).split(",").map((s) => s.trim()),
   );
   for (const s of only) {
-    if (!["relay", "churn", "capacity", "soak"].includes(s)) {
+    if (!SCENARIOS.includes(s)) {
       throw new RangeError(`invalid scenario in --only: '${s}'`);
     }
+  }
+  const relayNodes = values["relay-nodes"] ?? "split";
+  if (relayNodes !== "split" && relayNodes !== "shared") {
+    throw new RangeError(
+      `invalid value for --relay-nodes: '${relayNodes}' (split or shared)`,
+    );
   }
   const peers = num("peers", values.peers, quick ? 2000 : 19500);
   if (peers > 19500) {
@@ -188,6 +265,15 @@ function _config(args: string[]): BenchConfig | undefined {
     pin: !(values["no-pin"] ?? false),
     sigver: values.sigver,
     floor: values["no-floor"] ? false : values.floor ?? !quick,
+    clusterPeers: Math.floor(
+      num("cluster-peers", values["cluster-peers"], quick ? 4000 : 37500),
+    ),
+    redisGroups: Math.floor(
+      num("redis-groups", values["redis-groups"], quick ? 2000 : 19500),
+    ),
+    // Whole renewal periods (10/3 s): 1 with --quick, 3.
+    redisWindow: (quick ? 1 : 3) * RENEWAL_PERIOD,
+    relayNodes,
   };
 }
 
@@ -222,6 +308,28 @@ export interface RunResult {
   } | null;
   /** The soak: many cycles, then the hub must be empty. */
   soak: SoakResult | null;
+  /**
+   * Relay on one node, on 2 nodes with key affinity, and on 2 nodes with
+   * every pair split (CPU summed over the nodes), for each case.
+   */
+  clusterRelay: {
+    single: RelayResult;
+    /** The control: two plain nodes (no Redis), each pair on one. */
+    two: RelayResult;
+    affinity: RelayResult;
+    split: RelayResult;
+  }[];
+  /**
+   * Idle peers held by one node, by a 1-node cluster (the same pinning: a
+   * cluster node's own cost) and by the 2-node cluster.
+   */
+  clusterHold: {
+    single: HoldResult;
+    clusterOne: HoldResult;
+    cluster: HoldResult;
+  } | null;
+  /** Relay with both peers on the fallback against both on WebSocket. */
+  sseRelay: { ws: RelayResult; sse: RelayResult }[];
   /** Log lines sigver wrote during the run. */
   sigverLogLines: number;
   /** Windows in which the load generator, not the server, was the limit. */
@@ -279,6 +387,9 @@ async function _run(
     churnFloor: null,
     capacity: null,
     soak: null,
+    clusterRelay: [],
+    clusterHold: null,
+    sseRelay: [],
     sigverLogLines: 0,
     loadgenBound: [],
     errors: tally,
@@ -293,7 +404,7 @@ async function _run(
     try {
       for (const c of RELAY_CASES) {
         const rc = {
-          pairs: 50,
+          pairs: PAIRS,
           size: c.size,
           window: c.window,
           seconds: config.seconds,
@@ -302,8 +413,8 @@ async function _run(
         };
         const [sr, br] = await relay(
           [
-            { server: s, protocol: true },
-            { server: b, protocol: false },
+            { name: "sigver", servers: [s], protocol: true },
+            { name: "bare", servers: [b], protocol: false },
           ],
           rc,
           env,
@@ -405,10 +516,203 @@ async function _run(
       await finish(s);
     }
   }
+  if (config.only.has("cluster-relay")) {
+    // The single node on the server CPU as in the relay scenario; the
+    // cluster's nodes one per CPU (the load generator shares CPU 0 with
+    // node 0), or both on the server CPU with --relay-nodes shared. The
+    // control: two plain nodes (no Redis) pinned as the cluster's, each
+    // pair on one of them, as with key affinity: what spreading the same
+    // load over two processes costs, cluster or not.
+    const nodeCpus = [0, 1].map((i) =>
+      !pinned ? undefined : config.relayNodes === "shared" ? 1 : i
+    );
+    const s = await sigver();
+    const plain: ServerProcess[] = [];
+    let cluster: BenchCluster | undefined;
+    try {
+      for (const c of nodeCpus) {
+        plain.push(
+          await startServer({
+            kind: "sigver",
+            cpu: c,
+            flags: config.sigverFlags,
+            denoFlags: config.denoFlags,
+            script: config.sigver,
+          }),
+        );
+      }
+      cluster = await startCluster({
+        cpus: nodeCpus,
+        flags: config.sigverFlags,
+        denoFlags: config.denoFlags,
+        script: config.sigver,
+      });
+      const on = (
+        name: string,
+        nodes: readonly ServerProcess[],
+        layout: Layout,
+        check: boolean,
+      ): RelaySide => ({
+        name,
+        servers: nodes,
+        protocol: true,
+        ports: (i) => {
+          const p = place(layout, i, nodes.length);
+          return { member: nodes[p.member].port, joiner: nodes[p.joiner].port };
+        },
+        check: check ? pipedCheck(nodes, layout, PAIRS) : undefined,
+      });
+      for (const c of PAIR_CASES) {
+        const [single, two, affinity, split] = await relay(
+          [
+            { name: "single", servers: [s], protocol: true },
+            on("two", plain, "affinity", false),
+            on("affinity", cluster.nodes, "affinity", true),
+            on("split", cluster.nodes, "split", true),
+          ],
+          _relayConfig(config, c),
+          env,
+          tally,
+        );
+        for (const r of [single, two, affinity, split]) {
+          bound(`cluster relay ${c.size}B ${r.name}`, r);
+        }
+        result.clusterRelay.push({ single, two, affinity, split });
+      }
+    } finally {
+      await finish(s);
+      for (const n of plain) await finish(n);
+      for (const n of cluster?.nodes ?? []) await finish(n);
+      await cluster?.stop();
+    }
+  }
+  if (config.only.has("cluster-capacity")) {
+    const hold = {
+      redisGroups: config.redisGroups,
+      redisWindow: config.redisWindow,
+      hold: config.hold,
+      concurrency: 64,
+      perProcess: 10000,
+      sources: config.sources || 8,
+    };
+    // One node on the server CPU, its load on CPU 0 (as in capacity).
+    const s = await sigver();
+    let single: HoldResult;
+    try {
+      single = await holdPeers(
+        [s],
+        undefined,
+        {
+          ...hold,
+          peers: config.peers,
+          loadCpus: pinned ? "0" : undefined,
+        },
+        env,
+        tally,
+      );
+    } finally {
+      await finish(s);
+    }
+    // The same on a 1-node cluster: what being a cluster node costs per
+    // peer held and per join (leases), pinned as the single node, and the
+    // Redis load of exactly that many groups.
+    let one: BenchCluster | undefined;
+    let clusterOne: HoldResult;
+    try {
+      one = await startCluster({
+        cpus: [pinned ? 1 : undefined],
+        redisCpus: pinned ? "0" : undefined,
+        flags: config.sigverFlags,
+        denoFlags: config.denoFlags,
+        script: config.sigver,
+      });
+      clusterOne = await holdPeers(
+        one.nodes,
+        one,
+        {
+          ...hold,
+          redisGroups: 0,
+          peers: config.peers,
+          loadCpus: pinned ? "0" : undefined,
+        },
+        env,
+        tally,
+      );
+    } finally {
+      for (const n of one?.nodes ?? []) await finish(n);
+      await one?.stop();
+    }
+    // Two nodes, one per CPU; the load and Redis go where there is room.
+    const all = pinned ? `0-${facts.cpus - 1}` : undefined;
+    let cluster: BenchCluster | undefined;
+    try {
+      cluster = await startCluster({
+        cpus: [0, 1].map((i) => pinned ? i : undefined),
+        redisCpus: all,
+        flags: config.sigverFlags,
+        denoFlags: config.denoFlags,
+        script: config.sigver,
+      });
+      const held = await holdPeers(
+        cluster.nodes,
+        cluster,
+        {
+          ...hold,
+          peers: config.clusterPeers,
+          loadCpus: all,
+        },
+        env,
+        tally,
+      );
+      result.clusterHold = { single, clusterOne, cluster: held };
+    } finally {
+      for (const n of cluster?.nodes ?? []) await finish(n);
+      await cluster?.stop();
+    }
+  }
+  if (config.only.has("relay-sse")) {
+    // Two sigver processes on the server CPU: one whose pairs are on
+    // WebSocket, one whose pairs are on the fallback.
+    const ws = await sigver();
+    const sse = await sigver();
+    try {
+      for (const c of PAIR_CASES) {
+        const [w, e] = await relay(
+          [
+            { name: "ws", servers: [ws], protocol: true },
+            { name: "sse", servers: [sse], protocol: true, transport: "sse" },
+          ],
+          _relayConfig(config, c),
+          env,
+          tally,
+        );
+        bound(`relay-sse ${c.size}B ws`, w);
+        bound(`relay-sse ${c.size}B sse`, e);
+        result.sseRelay.push({ ws: w, sse: e });
+      }
+    } finally {
+      await finish(ws);
+      await finish(sse);
+    }
+  }
   result.sigverLogLines = logLines;
   result.seconds = (performance.now() - t0) / 1000;
   result.ok = tally.total === 0 && (result.soak?.pass ?? true);
   return result;
+}
+
+function _relayConfig(
+  config: BenchConfig,
+  c: { size: number; window: number },
+) {
+  return {
+    pairs: PAIRS,
+    size: c.size,
+    window: c.window,
+    seconds: config.seconds,
+    warmup: config.warmup,
+    slice: config.quick ? 0.5 : 1,
+  };
 }
 
 /**
@@ -649,6 +953,249 @@ export function summarize(runs: readonly RunResult[]): SummaryRow[] {
   return rows;
 }
 
+/** Targets of issue #10's cluster rows. */
+export const CLUSTER_TARGETS = {
+  /** Idle peers held by 2 nodes. */
+  peers: 37000,
+  /** CPU per relayed message with key affinity, over one node's. */
+  affinity: 1.05,
+  /** CPU per relayed message with every pair split, over one node's. */
+  split: 2,
+} as const;
+
+/**
+ * The cluster and fallback table: medians over the runs; each ratio is the
+ * median of the per-run ratios to the reference of the same run (one node,
+ * or the WebSocket relay).
+ *
+ * @param runs The results of the runs.
+ * @returns The rows ("measured" and "reference" columns).
+ */
+export function summarizeCluster(runs: readonly RunResult[]): SummaryRow[] {
+  const rows: SummaryRow[] = [];
+  const med = (f: (r: RunResult) => number | null | undefined) =>
+    median(runs.map((r) => f(r) ?? null));
+  const cases = runs[0]?.clusterRelay?.length ?? 0;
+  for (let i = 0; i < cases; i++) {
+    const size = runs[0].clusterRelay[i].single.size;
+    const at = (x: RunResult) => x.clusterRelay?.[i];
+    rows.push({
+      metric: `cluster relay ${size} B: server CPU µs/msg, 1 node`,
+      server: med((x) => at(x)?.single.usPerMsg),
+      bare: null,
+      ratio: null,
+      target: `${fmt(med((x) => at(x)?.single.rate), 0)} msgs/s`,
+      ok: null,
+    });
+    const two = med((x) => ratio(at(x)?.two?.usPerMsg, at(x)?.single.usPerMsg));
+    rows.push({
+      metric:
+        `cluster relay ${size} B: control, 2 plain nodes (no Redis), each pair on one`,
+      server: med((x) => at(x)?.two?.usPerMsg),
+      bare: med((x) => at(x)?.single.usPerMsg),
+      ratio: two,
+      target: `what 2 processes cost (${
+        fmt(med((x) => at(x)?.two?.rate), 0)
+      } msgs/s)`,
+      ok: null,
+    });
+    for (const layout of ["affinity", "split"] as const) {
+      const r = med((x) =>
+        ratio(at(x)?.[layout].usPerMsg, at(x)?.single.usPerMsg)
+      );
+      const control = med((x) =>
+        ratio(at(x)?.[layout].usPerMsg, at(x)?.two?.usPerMsg)
+      );
+      const limit = CLUSTER_TARGETS[layout];
+      rows.push({
+        metric: `cluster relay ${size} B: 2 nodes, ${
+          layout === "affinity" ? "key affinity" : "every pair split (piped)"
+        }, summed over the nodes`,
+        server: med((x) => at(x)?.[layout].usPerMsg),
+        bare: med((x) => at(x)?.single.usPerMsg),
+        ratio: r,
+        target: `<= ${limit.toFixed(2)}x 1 node (${
+          fmt(med((x) => at(x)?.[layout].rate), 0)
+        } msgs/s; ${fmt(control, 3)}x the control)`,
+        ok: r === null ? null : r <= limit,
+      });
+    }
+  }
+  const hold = (x: RunResult) => x.clusterHold;
+  if (runs[0]?.clusterHold) {
+    const first = runs[0].clusterHold;
+    rows.push({
+      metric: "peers held: 2 nodes (reference: 1 node)",
+      server: med((x) => hold(x)?.cluster.peers),
+      bare: med((x) => hold(x)?.single.peers),
+      ratio: med((x) => ratio(hold(x)?.cluster.peers, hold(x)?.single.peers)),
+      target: `>= ${CLUSTER_TARGETS.peers} (asked ${first.cluster.target} ` +
+        `and ${first.single.target})`,
+      ok: runs.every((x) =>
+        (hold(x)?.cluster.peers ?? 0) >= CLUSTER_TARGETS.peers
+      ),
+    });
+    rows.push({
+      metric: "heartbeats per peer while holding, fewest: 2 nodes (1 node)",
+      server: med((x) => hold(x)?.cluster.beats.min),
+      bare: med((x) => hold(x)?.single.beats.min),
+      ratio: null,
+      target: `every peer >= ${first.cluster.beatsExpected} and open; ` +
+        "the nodes got their answers (3 setups, every run)",
+      ok: runs.every((x) =>
+        [
+          x.clusterHold?.single,
+          x.clusterHold?.clusterOne,
+          x.clusterHold
+            ?.cluster,
+        ].every(beatsAnswered)
+      ),
+    });
+    rows.push({
+      metric: "CPU % of a core holding: 2 nodes, summed (1 node)",
+      server: med((x) => hold(x)?.cluster.holdPct),
+      bare: med((x) => hold(x)?.single.holdPct),
+      ratio: null,
+      target: `per node: ${
+        first.cluster.perNode.map((_, n) =>
+          fmt(med((x) => hold(x)?.cluster.perNode[n]?.cpuPct), 1)
+        ).join(" / ")
+      } %`,
+      ok: null,
+    });
+    const per10k = (h: HoldResult | undefined) =>
+      h && h.peers > 0 ? h.holdPct / h.peers * 10000 : null;
+    rows.push({
+      metric: "CPU % of a core per 10,000 idle peers: 1-node cluster (1 node)",
+      server: med((x) => per10k(hold(x)?.clusterOne)),
+      bare: med((x) => per10k(hold(x)?.single)),
+      ratio: med((x) =>
+        ratio(per10k(hold(x)?.clusterOne), per10k(hold(x)?.single))
+      ),
+      target: `2 nodes: ${fmt(med((x) => per10k(hold(x)?.cluster)), 2)}`,
+      ok: null,
+    });
+    const rssMb = (h: HoldResult | undefined, n: number) =>
+      h?.perNode[n] ? h.perNode[n].rssHeld / 2 ** 20 : null;
+    rows.push({
+      metric: "RSS per node holding, MiB: 2 nodes, node 1 (1 node)",
+      server: med((x) => rssMb(hold(x)?.cluster, 0)),
+      bare: med((x) => rssMb(hold(x)?.single, 0)),
+      ratio: null,
+      target: `node 2: ${fmt(med((x) => rssMb(hold(x)?.cluster, 1)), 1)} MiB`,
+      ok: null,
+    });
+    const rssPeer = (h: HoldResult | undefined) =>
+      median(h?.perNode.map((n) => n.rssPerPeer) ?? []);
+    rows.push({
+      metric: "RSS per idle peer, bytes: 1-node cluster (1 node)",
+      server: med((x) => rssPeer(hold(x)?.clusterOne)),
+      bare: med((x) => rssPeer(hold(x)?.single)),
+      ratio: med((x) =>
+        ratio(rssPeer(hold(x)?.clusterOne), rssPeer(hold(x)?.single))
+      ),
+      target: `(held - before) / peers; 2 nodes: ${
+        fmt(med((x) => rssPeer(hold(x)?.cluster)), 0)
+      }`,
+      ok: null,
+    });
+    rows.push({
+      metric:
+        "server CPU µs per peer to connect and join: 1-node cluster (1 node)",
+      server: med((x) => hold(x)?.clusterOne.usPerPeer),
+      bare: med((x) => hold(x)?.single.usPerPeer),
+      ratio: med((x) =>
+        ratio(hold(x)?.clusterOne.usPerPeer, hold(x)?.single.usPerPeer)
+      ),
+      target: `2 nodes: ${fmt(med((x) => hold(x)?.cluster.usPerPeer), 1)}`,
+      ok: null,
+    });
+    rows.push({
+      metric: "Redis per join: round trips (lease scripts)",
+      server: med((x) => hold(x)?.clusterOne.perJoin?.roundTrips),
+      bare: med((x) => hold(x)?.clusterOne.perJoin?.scripts),
+      ratio: null,
+      target: `Redis commands, those in scripts included: ${
+        fmt(med((x) => hold(x)?.clusterOne.perJoin?.commands), 2)
+      }`,
+      ok: null,
+    });
+    const loads: [string, (x: RunResult) => RedisLoad | null | undefined][] = [
+      ["1 node", (x) => hold(x)?.clusterOne.redisFull],
+      ["2 nodes", (x) => hold(x)?.cluster.redisAt],
+      ["2 nodes", (x) => hold(x)?.cluster.redisFull],
+    ];
+    for (const [who, load] of loads) {
+      if (!load(runs[0])) continue;
+      rows.push({
+        metric: `Redis at ${
+          fmt(med((x) => load(x)?.groups), 0)
+        } groups on ${who}: ` +
+          "commands/s (keys renewed/s)",
+        server: med((x) => load(x)?.commandsPerSec),
+        bare: med((x) => load(x)?.keysRenewedPerSec),
+        ratio: null,
+        target: `EVALSHA/s ${fmt(med((x) => load(x)?.evalshaPerSec), 1)}, ${
+          fmt(med((x) => load(x)?.usPerEvalsha), 0)
+        } µs each; Redis busy ${
+          fmt(med((x) => load(x)?.redisUsPerSec), 0)
+        } µs/s, CPU ${fmt(med((x) => load(x)?.redisCpuPct), 2)} %`,
+        ok: null,
+      });
+    }
+  }
+  const sseCases = runs[0]?.sseRelay?.length ?? 0;
+  for (let i = 0; i < sseCases; i++) {
+    const size = runs[0].sseRelay[i].ws.size;
+    const at = (x: RunResult) => x.sseRelay?.[i];
+    rows.push({
+      metric: `fallback relay ${size} B: server CPU µs/msg (WebSocket)`,
+      server: med((x) => at(x)?.sse.usPerMsg),
+      bare: med((x) => at(x)?.ws.usPerMsg),
+      ratio: med((x) => ratio(at(x)?.sse.usPerMsg, at(x)?.ws.usPerMsg)),
+      target: "",
+      ok: null,
+    });
+    rows.push({
+      metric: `fallback relay ${size} B: msgs/s (WebSocket)`,
+      server: med((x) => at(x)?.sse.rate),
+      bare: med((x) => at(x)?.ws.rate),
+      ratio: med((x) => ratio(at(x)?.sse.rate, at(x)?.ws.rate)),
+      target: `RTT p50 ${
+        fmtPair(
+          med((x) => at(x)?.sse.rttP50),
+          med((x) => at(x)?.ws.rttP50),
+        )
+      } µs`,
+      ok: null,
+    });
+    rows.push({
+      metric: `fallback relay ${size} B: load generator CPU µs/msg (WebSocket)`,
+      server: med((x) => at(x)?.sse.loadUsPerMsg),
+      bare: med((x) => at(x)?.ws.loadUsPerMsg),
+      ratio: med((x) => ratio(at(x)?.sse.loadUsPerMsg, at(x)?.ws.loadUsPerMsg)),
+      target: "",
+      ok: null,
+    });
+  }
+  return rows;
+}
+
+/**
+ * Whether every peer of a hold got its heartbeats, stayed open, and the
+ * nodes got the answers: the nodes count what they received between two
+ * reads of `/metrics` just outside the peers' window, so they may see a few
+ * more, or a few fewer when answers were still on the wire (0.1 % allowed).
+ *
+ * @param h The hold.
+ * @returns Whether it passes.
+ */
+export function beatsAnswered(h: HoldResult | undefined): boolean {
+  return h !== undefined && h.peers === h.target &&
+    h.beats.min >= h.beatsExpected &&
+    h.serverBeats.received >= 0.999 * h.beats.total;
+}
+
 function fmtPair(a: number | null, b: number | null): string {
   const f = (v: number | null) => v === null ? "-" : Math.round(v).toString();
   return `${f(a)} vs ${f(b)}`;
@@ -663,7 +1210,7 @@ function fmtPair(a: number | null, b: number | null): string {
 export async function main(args: string[]): Promise<number> {
   let config: BenchConfig | undefined;
   try {
-    config = _config(args);
+    config = parseConfig(args);
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
     console.error(USAGE);
@@ -724,10 +1271,18 @@ export async function main(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }
-  const table = markdownTable(summarize(results));
+  const tables: string[] = [];
+  const rows = summarize(results);
+  if (rows.length > 0) tables.push(markdownTable(rows));
+  const clusterRows = summarizeCluster(results);
+  if (clusterRows.length > 0) {
+    tables.push(markdownTable(clusterRows, ["measured", "reference"]));
+  }
+  const table = tables.join("\n\n");
   const md =
     `# sigver bench ${stamp}\n\nMedians of ${results.length} run(s); ` +
-    `ratio = median of the per-run ratios to the bare relay.\n\n${table}\n`;
+    "ratio = median of the per-run ratios to the bare relay (to 1 node, or " +
+    `to WebSocket, in the second table).\n\n${table}\n`;
   Deno.writeTextFileSync(`${outDir}/${stamp}.md`, md);
   console.error(`\n${table}\n\nresults: ${jsonl}`);
   return results.every((r) => r.ok) ? 0 : 1;

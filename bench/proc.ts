@@ -116,7 +116,25 @@ export interface ServerProcess {
   readonly stop: () => Promise<void>;
 }
 
-const _children = new Set<ServerProcess>();
+/** Something started for a run that must be stopped on the way out. */
+export interface Stoppable {
+  /** Stops it. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const _children = new Set<Stoppable>();
+
+/**
+ * Has {@linkcode stopAll} stop something (a process started another way,
+ * such as Redis) unless it was stopped before.
+ *
+ * @param child What to stop.
+ * @returns A function that forgets it (once it is stopped).
+ */
+export function track(child: Stoppable): () => void {
+  _children.add(child);
+  return () => _children.delete(child);
+}
 
 /** Kills every child still running. Safe to call more than once. */
 export async function stopAll(): Promise<void> {
@@ -157,6 +175,11 @@ export interface StartOptions {
   denoFlags?: string[];
   /** The sigver entry point to run instead of `server.ts`. */
   script?: string;
+  /**
+   * The port, when the flags need it (a cluster node's `--cluster-url`).
+   * @default {a free port}
+   */
+  port?: number;
 }
 
 /**
@@ -170,7 +193,7 @@ export interface StartOptions {
 export async function startServer(
   options: StartOptions,
 ): Promise<ServerProcess> {
-  const port = freePort();
+  const port = options.port ?? freePort();
   const script = options.kind === "sigver"
     ? options.script ?? `${ROOT}server.ts`
     : `${ROOT}bench/bare_relay.ts`;
@@ -187,16 +210,19 @@ export async function startServer(
     String(port),
     ...(options.flags ?? []),
   ];
-  const pinned = options.cpu !== undefined;
-  const child = new Deno.Command(pinned ? "taskset" : Deno.execPath(), {
-    args: pinned
-      ? ["-c", String(options.cpu), Deno.execPath(), ...denoArgs]
-      : denoArgs,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
+  const cpus = options.cpu === undefined ? undefined : String(options.cpu);
+  const child = new Deno.Command(
+    cpus !== undefined ? "taskset" : Deno.execPath(),
+    {
+      args: cpus !== undefined
+        ? ["-c", cpus, Deno.execPath(), ...denoArgs]
+        : denoArgs,
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    },
+  ).spawn();
   let lines = 0;
   const tail: string[] = [];
   const pump = (async () => {
@@ -258,4 +284,140 @@ export async function startServer(
     );
   }
   return proc;
+}
+
+/** A load-generating child process, driven one JSON line at a time. */
+export interface HolderProcess extends Stoppable {
+  /** Its process id. */
+  readonly pid: number;
+  /**
+   * Sends one command and waits for its answer.
+   *
+   * @param command The command, as JSON.
+   * @param ms Milliseconds the answer may take.
+   * @returns The answer.
+   */
+  request(command: Record<string, unknown>, ms?: number): Promise<unknown>;
+}
+
+/**
+ * Starts `bench/holder.ts` (a process that holds peers under its own
+ * open-file limit) with a plan, and waits until it says it is ready.
+ *
+ * @param plan The plan, passed as JSON.
+ * @param cpuList The CPUs it may run on (`taskset -c`), when not ours.
+ * @returns The running process.
+ */
+export async function startHolder(
+  plan: unknown,
+  cpuList?: string,
+): Promise<HolderProcess> {
+  const args = [
+    "run",
+    "-A",
+    `${ROOT}bench/holder.ts`,
+    JSON.stringify(plan),
+  ];
+  const child = new Deno.Command(
+    cpuList !== undefined ? "taskset" : Deno.execPath(),
+    {
+      args: cpuList !== undefined
+        ? ["-c", cpuList, Deno.execPath(), ...args]
+        : args,
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    },
+  ).spawn();
+  const stdin = child.stdin.getWriter();
+  const lines: string[] = [];
+  let wake: (() => void) | undefined;
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    wake?.();
+    return s;
+  });
+  const tail: string[] = [];
+  const pumps = Promise.all([
+    (async () => {
+      let carry = "";
+      for await (
+        const text of child.stdout.pipeThrough(new TextDecoderStream())
+      ) {
+        const parts = (carry + text).split("\n");
+        carry = parts.pop() ?? "";
+        lines.push(...parts);
+        wake?.();
+      }
+    })().catch(() => {}),
+    (async () => {
+      for await (
+        const text of child.stderr.pipeThrough(new TextDecoderStream())
+      ) {
+        tail.push(text);
+        if (tail.length > 20) tail.shift();
+      }
+    })().catch(() => {}),
+  ]);
+  const next = async (ms: number): Promise<unknown> => {
+    const deadline = performance.now() + ms;
+    while (lines.length === 0) {
+      if (exited) {
+        throw new Error(`holder ${child.pid} exited\n${tail.join("")}`);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`holder ${child.pid} did not answer`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 1000));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+    return JSON.parse(lines.shift()!);
+  };
+  let stopping: Promise<void> | undefined;
+  const holder: HolderProcess = {
+    pid: child.pid,
+    request: async (command, ms = 120_000) => {
+      await stdin.write(
+        new TextEncoder().encode(JSON.stringify(command) + "\n"),
+      );
+      return await next(ms);
+    },
+    stop: () =>
+      stopping ??= (async () => {
+        if (!exited) {
+          try {
+            child.kill("SIGTERM");
+          } catch {
+            // Already gone.
+          }
+          const timer = setTimeout(() => {
+            try {
+              child.kill("SIGKILL");
+            } catch {
+              // Already gone.
+            }
+          }, 5000);
+          await status;
+          clearTimeout(timer);
+        }
+        await stdin.close().catch(() => {});
+        await pumps;
+        forget();
+      })(),
+  };
+  const forget = track(holder);
+  try {
+    await next(30_000);
+  } catch (error) {
+    await holder.stop();
+    throw error;
+  }
+  return holder;
 }

@@ -19,6 +19,7 @@ import {
 } from "../lib/wire.ts";
 import { readStat, type ServerProcess } from "./proc.ts";
 import {
+  type BeatCount,
   type Bottleneck,
   bottleneck,
   cpuMicros,
@@ -33,7 +34,8 @@ import {
   type SoakVerdict,
   soakVerdict,
 } from "./stats.ts";
-import { clientFrame, connect, OP_BINARY, type WsClient } from "./ws_client.ts";
+import { connectSse, type SseClient } from "./sse_client.ts";
+import { clientFrame, connect, OP_BINARY, WsClient } from "./ws_client.ts";
 
 /** Protocol errors and unexpected events of a run; any of them fails it. */
 export class Tally {
@@ -66,6 +68,28 @@ export class Tally {
   ): void {
     this[kind]++;
     if (this.samples.length < 10) this.samples.push(`${kind}: ${what}`);
+  }
+
+  /**
+   * Adds the counts of another tally (another process's, from its JSON).
+   *
+   * @param other The other tally's `toJSON()`.
+   */
+  merge(other: Readonly<Record<string, unknown>>): void {
+    for (
+      const kind of [
+        "protocol",
+        "unexpectedClose",
+        "connectFailed",
+        "timeouts",
+      ] as const
+    ) {
+      const n = Number(other[kind] ?? 0);
+      if (n > 0) this[kind] += n;
+    }
+    for (const sample of (other.samples as string[] | undefined) ?? []) {
+      if (this.samples.length < 10) this.samples.push(sample);
+    }
   }
 
   /** The counts, for the JSON line. */
@@ -108,29 +132,47 @@ export interface Env {
   tag: string;
 }
 
-class _Meter {
-  #pid: number;
+/**
+ * CPU of the servers (summed when there are several: a cluster's nodes) and
+ * of this process over a window.
+ */
+export class Meter {
+  #pids: readonly number[];
   #hz: number;
   #t0 = 0;
-  #s0: ProcStat | undefined;
+  #s0: ProcStat[] = [];
   #l0: ProcStat | undefined;
 
-  constructor(pid: number, hz: number) {
-    this.#pid = pid;
+  /**
+   * @param pids The server processes, or one.
+   * @param hz Clock ticks per second.
+   */
+  constructor(pids: number | readonly number[], hz: number) {
+    this.#pids = typeof pids === "number" ? [pids] : pids;
     this.#hz = hz;
   }
 
+  /** Starts a window. */
   start(): void {
     this.#t0 = performance.now();
-    this.#s0 = readStat(this.#pid);
+    this.#s0 = this.#pids.map((pid) => readStat(pid));
     this.#l0 = readStat("self");
   }
 
+  /**
+   * Ends the window.
+   *
+   * @returns The window, the servers' CPU summed.
+   */
   stop(): Window {
     const ms = performance.now() - this.#t0;
-    const s1 = readStat(this.#pid);
-    const serverCpuUs = cpuMicros(this.#s0!, s1, this.#hz);
-    const serverSysUs = (s1.stime - this.#s0!.stime) * 1e6 / this.#hz;
+    let serverCpuUs = 0;
+    let serverSysUs = 0;
+    this.#pids.forEach((pid, i) => {
+      const s1 = readStat(pid);
+      serverCpuUs += cpuMicros(this.#s0[i], s1, this.#hz);
+      serverSysUs += (s1.stime - this.#s0[i].stime) * 1e6 / this.#hz;
+    });
     const loadCpuUs = cpuMicros(this.#l0!, readStat("self"), this.#hz);
     const serverPct = cpuPercent(serverCpuUs, ms);
     const loadPct = cpuPercent(loadCpuUs, ms);
@@ -167,10 +209,8 @@ function _sum(ws: readonly Window[]): Window {
 
 const _sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const HEARTBEAT_FRAME = clientFrame(
-  OP_BINARY,
-  encodeMessage({ type: "heartbeat", heartbeat: true }),
-);
+const HEARTBEAT = encodeMessage({ type: "heartbeat", heartbeat: true });
+const HEARTBEAT_FRAME = clientFrame(OP_BINARY, HEARTBEAT);
 
 function _connectFrame(id: number, members: number[]): Uint8Array {
   return clientFrame(
@@ -215,9 +255,19 @@ async function _until(done: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
+/**
+ * A client connection on either transport: a WebSocket, or a session of the
+ * WebSocket-free fallback (SSE down, POST up). `prebuild` makes the bytes
+ * that `sendFrame` sends for one message: a frame, or a whole POST.
+ */
+export type Link = WsClient | SseClient;
+
+/** The transports a peer can use. */
+export type Transport = "ws" | "sse";
+
 /** A client whose unexpected closes and bad frames go to the tally. */
 interface _Peer {
-  ws: WsClient;
+  link: Link;
   /** `connected` replies received, in order. */
   replies: boolean[];
   /** Heartbeats received. */
@@ -236,24 +286,38 @@ async function _open(
   path: string,
   tally: Tally,
   onContent: ((r: FrameReader) => void) | undefined,
-  options: { localAddress?: string; readSize?: number } = {},
+  options: {
+    localAddress?: string;
+    readSize?: number;
+    transport?: Transport;
+  } = {},
 ): Promise<_Peer | undefined> {
-  let ws: WsClient;
+  let link: Link;
   try {
-    ws = await connect({
-      hostname: "127.0.0.1",
-      port,
-      path,
-      localAddress: options.localAddress,
-      readSize: options.readSize,
-    });
+    link = options.transport === "sse"
+      ? await connectSse({
+        hostname: "127.0.0.1",
+        port,
+        path,
+        readSize: options.readSize,
+      })
+      : await connect({
+        hostname: "127.0.0.1",
+        port,
+        path,
+        localAddress: options.localAddress,
+        readSize: options.readSize,
+      });
   } catch (error) {
     tally.add("connectFailed", String((error as Error).message ?? error));
     return undefined;
   }
-  const peer: _Peer = { ws, replies: [], heartbeats: 0, wait: undefined };
+  const peer: _Peer = { link, replies: [], heartbeats: 0, wait: undefined };
   const reader = new FrameReader();
-  ws.handlers = {
+  const beat = link instanceof WsClient
+    ? HEARTBEAT_FRAME
+    : link.prebuild(HEARTBEAT);
+  link.handlers = {
     onBinary: (payload) => {
       try {
         reader.read(payload);
@@ -264,7 +328,7 @@ async function _open(
       switch (reader.type) {
         case TYPE_HEARTBEAT:
           peer.heartbeats++;
-          ws.sendFrame(HEARTBEAT_FRAME);
+          link.sendFrame(beat);
           return;
         case TYPE_CONNECTED: {
           peer.replies.push(reader.flag);
@@ -308,7 +372,13 @@ async function _join(
   const reply = Promise.withResolvers<boolean | undefined>();
   peer.wait = reply.resolve;
   const timer = setTimeout(() => reply.resolve(undefined), ms);
-  peer.ws.sendFrame(_connectFrame(id, members));
+  peer.link.sendFrame(
+    peer.link instanceof WsClient
+      ? _connectFrame(id, members)
+      : peer.link.prebuild(
+        encodeMessage({ type: "connect", connect: { id, members } }),
+      ),
+  );
   const flag = await reply.promise;
   clearTimeout(timer);
   if (flag === undefined) {
@@ -326,7 +396,7 @@ async function _join(
 async function _closeAll(peers: (_Peer | undefined)[], limit = 512) {
   await _pool(peers.length, limit, async (i) => {
     const p = peers[i];
-    if (p !== undefined && !p.ws.closed) await p.ws.close(1000, 5000);
+    if (p !== undefined && !p.link.closed) await p.link.close(1000, 5000);
   });
 }
 
@@ -351,8 +421,41 @@ export interface RelayConfig {
   slice: number;
 }
 
+/**
+ * One of the setups a relay measurement compares: a server (or a cluster's
+ * nodes), how its peers connect, and where each pair's two peers go.
+ */
+export interface RelaySide {
+  /** The side's name, in group keys and in the results. */
+  name: string;
+  /** The processes whose CPU is the side's (summed: a cluster's nodes). */
+  servers: readonly ServerProcess[];
+  /**
+   * Whether the peers speak the protocol (sigver: member and bound joiner);
+   * the bare relay only forwards content.
+   */
+  protocol: boolean;
+  /**
+   * How the peers connect.
+   * @default {"ws"}
+   */
+  transport?: Transport;
+  /**
+   * The ports pair `i`'s member and joiner connect to (the member first).
+   * @default {both on the first server's port}
+   */
+  ports?: (pair: number) => { member: number; joiner: number };
+  /**
+   * Called once every pair is open; what it returns, when anything, is
+   * counted as a protocol problem (a placement that is not what was meant).
+   */
+  check?: () => Promise<string | undefined>;
+}
+
 /** What one relay measurement gives. */
 export interface RelayResult extends Window {
+  /** The side's name. */
+  name: string;
   /** Payload bytes. */
   size: number;
   /** Messages in flight per pair. */
@@ -373,10 +476,9 @@ export interface RelayResult extends Window {
   peerRate: number;
 }
 
-/** The pairs of one server, which can be started and paused. */
+/** The pairs of one side, which can be started and paused. */
 class _RelayRig {
-  readonly server: ServerProcess;
-  #protocol: boolean;
+  readonly side: RelaySide;
   #config: RelayConfig;
   #env: Env;
   #tally: Tally;
@@ -393,14 +495,12 @@ class _RelayRig {
   loadCpuUs = 0;
 
   constructor(
-    server: ServerProcess,
-    protocol: boolean,
+    side: RelaySide,
     config: RelayConfig,
     env: Env,
     tally: Tally,
   ) {
-    this.server = server;
-    this.#protocol = protocol;
+    this.side = side;
     this.#config = config;
     this.#env = env;
     this.#tally = tally;
@@ -410,92 +510,111 @@ class _RelayRig {
   async setup(): Promise<void> {
     const { pairs, size, window } = this.#config;
     const tally = this.#tally;
-    const port = this.server.port;
+    const { name, protocol, transport } = this.side;
+    const port = this.side.servers[0].port;
+    const ports = this.side.ports ?? (() => ({ member: port, joiner: port }));
+    const options = { readSize: 65536, transport };
     for (let i = 0; i < pairs; i++) {
-      const path =
-        `/relay-${this.#env.tag}-${this.server.kind}-${size}-${window}-${i}`;
+      const path = `/relay-${this.#env.tag}-${name}-${size}-${window}-${i}`;
+      const at = ports(i);
       // Member: echo every content back to its sender, with a cached frame
       // per slot (the payload of a slot never changes, only the id may).
       const echo: (Uint8Array | undefined)[] = new Array(window);
       let echoTo = -1;
-      const member: _Peer | undefined = await _open(port, path, tally, (r) => {
-        if (
-          r.dataEnd === r.dataStart && !this.running && r.senderId === echoTo
-        ) {
-          return; // "Your joiner is gone": the joiner closed first.
-        }
-        if (this.measuring) this.messages++;
-        const slot = r.buf[r.dataStart];
-        if (r.dataEnd - r.dataStart !== size || slot >= window) {
-          tally.add("protocol", `member got ${r.dataEnd - r.dataStart} bytes`);
-          return;
-        }
-        if (r.senderId !== echoTo) {
-          if (echoTo !== -1) tally.add("protocol", "joiner id changed");
-          echoTo = r.senderId;
-          echo.fill(undefined);
-        }
-        let frame = echo[slot];
-        if (frame === undefined) {
-          frame = echo[slot] = clientFrame(
-            OP_BINARY,
-            encodeContent(0, echoTo, r.data),
-          );
-        }
-        member!.ws.sendFrame(frame);
-      }, { readSize: 65536 });
+      const member: _Peer | undefined = await _open(
+        at.member,
+        path,
+        tally,
+        (r) => {
+          if (
+            r.dataEnd === r.dataStart && !this.running && r.senderId === echoTo
+          ) {
+            return; // "Your joiner is gone": the joiner closed first.
+          }
+          if (this.measuring) this.messages++;
+          const slot = r.buf[r.dataStart];
+          if (r.dataEnd - r.dataStart !== size || slot >= window) {
+            tally.add(
+              "protocol",
+              `member got ${r.dataEnd - r.dataStart} bytes`,
+            );
+            return;
+          }
+          if (r.senderId !== echoTo) {
+            if (echoTo !== -1) tally.add("protocol", "joiner id changed");
+            echoTo = r.senderId;
+            echo.fill(undefined);
+          }
+          let frame = echo[slot];
+          if (frame === undefined) {
+            frame = echo[slot] = member!.link.prebuild(
+              encodeContent(0, echoTo, r.data),
+            );
+          }
+          member!.link.sendFrame(frame);
+        },
+        options,
+      );
       this.#peers.push(member);
       if (member === undefined) continue;
-      if (this.#protocol && !(await _join(member, 1, [], true, tally))) {
+      if (protocol && !(await _join(member, 1, [], true, tally))) {
         continue;
       }
       const sent = new Float64Array(window);
       const frames: Uint8Array[] = [];
+      let sid = -1;
+      const joiner: _Peer | undefined = await _open(
+        at.joiner,
+        path,
+        tally,
+        (r) => {
+          const now = performance.now();
+          if (
+            r.dataEnd === r.dataStart && !this.running && r.recipientId === sid
+          ) {
+            return; // "Your member is gone": the member closed first.
+          }
+          if (this.measuring) this.messages++;
+          const slot = r.buf[r.dataStart];
+          if (
+            r.dataEnd - r.dataStart !== size || slot >= window ||
+            r.senderId !== 0
+          ) {
+            tally.add("protocol", "joiner got a bad echo");
+            return;
+          }
+          if (sid !== r.recipientId) {
+            if (sid !== -1) tally.add("protocol", "signaling id changed");
+            sid = r.recipientId;
+          }
+          if (this.measuring) this.rtt.record((now - sent[slot]) * 1000);
+          if (this.running) {
+            sent[slot] = now;
+            joiner!.link.sendFrame(frames[slot]);
+          } else this.inFlight--;
+        },
+        options,
+      );
+      this.#peers.push(joiner);
+      if (joiner === undefined) continue;
       for (let s = 0; s < window; s++) {
         const data = new Uint8Array(size).fill(0xa5);
         data[0] = s;
-        frames.push(clientFrame(OP_BINARY, encodeContent(0, 0, data)));
+        frames.push(joiner.link.prebuild(encodeContent(0, 0, data)));
       }
-      let sid = -1;
-      const joiner: _Peer | undefined = await _open(port, path, tally, (r) => {
-        const now = performance.now();
-        if (
-          r.dataEnd === r.dataStart && !this.running && r.recipientId === sid
-        ) {
-          return; // "Your member is gone": the member closed first.
-        }
-        if (this.measuring) this.messages++;
-        const slot = r.buf[r.dataStart];
-        if (
-          r.dataEnd - r.dataStart !== size || slot >= window ||
-          r.senderId !== 0
-        ) {
-          tally.add("protocol", "joiner got a bad echo");
-          return;
-        }
-        if (sid !== r.recipientId) {
-          if (sid !== -1) tally.add("protocol", "signaling id changed");
-          sid = r.recipientId;
-        }
-        if (this.measuring) this.rtt.record((now - sent[slot]) * 1000);
-        if (this.running) {
-          sent[slot] = now;
-          joiner!.ws.sendFrame(frames[slot]);
-        } else this.inFlight--;
-      }, { readSize: 65536 });
-      this.#peers.push(joiner);
-      if (joiner === undefined) continue;
-      if (this.#protocol && !(await _join(joiner, 2, [], false, tally))) {
+      if (protocol && !(await _join(joiner, 2, [], false, tally))) {
         continue;
       }
       this.#kicks.push(() => {
         for (let s = 0; s < window; s++) {
           sent[s] = performance.now();
           this.inFlight++;
-          joiner.ws.sendFrame(frames[s]);
+          joiner.link.sendFrame(frames[s]);
         }
       });
     }
+    const problem = await this.side.check?.();
+    if (problem !== undefined) tally.add("protocol", `${name}: ${problem}`);
   }
 
   /** Starts every pair's ping-pong. */
@@ -521,7 +640,10 @@ class _RelayRig {
     this.start();
     // Let the pipeline fill before measuring.
     await _sleep(50);
-    const meter = new _Meter(this.server.pid, this.#env.hz);
+    const meter = new Meter(
+      this.side.servers.map((s) => s.pid),
+      this.#env.hz,
+    );
     this.measuring = true;
     meter.start();
     await _sleep(seconds * 1000);
@@ -544,6 +666,7 @@ class _RelayRig {
     const loadPct = cpuPercent(this.loadCpuUs, this.ms);
     const rate = this.messages / (this.ms / 1000);
     return {
+      name: this.side.name,
       ms: this.ms,
       serverCpuUs: this.serverCpuUs,
       serverSysUs: this.serverSysUs,
@@ -565,26 +688,25 @@ class _RelayRig {
 }
 
 /**
- * Relay: `pairs` member/joiner pairs per server ping-pong content. Against
+ * Relay: `pairs` member/joiner pairs per side ping-pong content. Against
  * sigver the pairs first become member and bound joiner; against the bare
- * relay the same content frames are simply forwarded. The servers take
- * turns in slices of `config.slice` seconds until each had `config.seconds`.
+ * relay the same content frames are simply forwarded. The sides take turns
+ * in slices of `config.slice` seconds until each had `config.seconds`, so
+ * that load from elsewhere on the machine hits them alike.
  *
- * @param servers The servers, each with whether it speaks the protocol.
+ * @param sides The setups compared: servers, transport, placement.
  * @param config Sizes, window, durations.
  * @param env Run facts.
  * @param tally Where problems are counted.
- * @returns The figures, in the order of `servers`.
+ * @returns The figures, in the order of `sides`.
  */
 export async function relay(
-  servers: readonly { server: ServerProcess; protocol: boolean }[],
+  sides: readonly RelaySide[],
   config: RelayConfig,
   env: Env,
   tally: Tally,
 ): Promise<RelayResult[]> {
-  const rigs = servers.map((s) =>
-    new _RelayRig(s.server, s.protocol, config, env, tally)
-  );
+  const rigs = sides.map((s) => new _RelayRig(s, config, env, tally));
   try {
     for (const rig of rigs) {
       await rig.setup();
@@ -705,7 +827,7 @@ export async function capacity(
   // there to the end is the cost of one more peer, free of one-off growth
   // (V8's young generation reaching its full size, code compiled on first
   // use); it is a rough figure, taken while connections are in flight.
-  const meter = new _Meter(server.pid, env.hz);
+  const meter = new Meter(server.pid, env.hz);
   const half = Math.floor(n / 2);
   const peers: (_Peer | undefined)[] = new Array(n);
   let done = 0;
@@ -752,7 +874,7 @@ export async function capacity(
   const hold = meter.stop();
   const heartbeats = beats() - beats0;
   const rssHeld = readStat(server.pid).rssPages * env.pageSize;
-  const live = peers.filter((p) => p !== undefined && !p.ws.closed).length;
+  const live = peers.filter((p) => p !== undefined && !p.link.closed).length;
   await _closeAll(peers, config.concurrency);
   return {
     peers: live,
@@ -779,6 +901,106 @@ export async function capacity(
     rssSlope: perOp(rssFull - rssHalf, n - half),
     beatsDuringConnect,
   };
+}
+
+// ---------------------------------------------------------------- holder
+
+/** What a {@linkcode PeerHolder} opens, and where. */
+export interface HoldPlan {
+  /** Node ports: peer `i` connects to `ports[i % ports.length]`. */
+  ports: number[];
+  /** The start of every group key (unique to the run and the holder). */
+  prefix: string;
+  /** Source addresses, in turn (none: `Deno.connect` from 127.0.0.1). */
+  sources: string[];
+  /** Handshakes in progress at once. */
+  concurrency: number;
+}
+
+/**
+ * Idle peers, each alone in its group, answering heartbeats: the load of a
+ * `bench/holder.ts` process, which holds them under its own open-file
+ * limit. Each peer's key is its own, so the node it connects to owns its
+ * group (key affinity by construction).
+ */
+export class PeerHolder {
+  #plan: HoldPlan;
+  #tally: Tally;
+  #peers: (_Peer | undefined)[] = [];
+  #marks: number[] = [];
+
+  /**
+   * @param plan Ports, key prefix, sources, concurrency.
+   * @param tally Where problems are counted.
+   */
+  constructor(plan: HoldPlan, tally: Tally) {
+    this.#plan = plan;
+    this.#tally = tally;
+  }
+
+  /**
+   * Opens the next `count` peers: each connects and joins its own group
+   * (`connect{1, []}`, answered `true`).
+   *
+   * @param count Peers to add.
+   * @returns How many are open and joined now, in all.
+   */
+  async open(count: number): Promise<number> {
+    const { ports, prefix, sources, concurrency } = this.#plan;
+    const first = this.#peers.length;
+    this.#peers.length += count;
+    await _pool(count, concurrency, async (k) => {
+      const i = first + k;
+      const peer = await _open(
+        ports[i % ports.length],
+        `/${prefix}-${i}`,
+        this.#tally,
+        undefined,
+        {
+          readSize: 1024,
+          localAddress: sources.length
+            ? sources[i % sources.length]
+            : undefined,
+        },
+      );
+      if (peer === undefined) return;
+      // A refused join is counted in the tally; the peer stays open.
+      await _join(peer, 1, [], true, this.#tally, 30000);
+      this.#peers[i] = peer;
+    });
+    return this.#peers.filter((p) => p !== undefined && !p.link.closed).length;
+  }
+
+  /** Starts counting each peer's heartbeats from now. */
+  mark(): void {
+    this.#marks = this.#peers.map((p) => p?.heartbeats ?? 0);
+  }
+
+  /**
+   * The heartbeats each open peer got (and answered) since the mark.
+   *
+   * @returns The count.
+   */
+  beats(): BeatCount {
+    let live = 0;
+    let min = Infinity;
+    let max = 0;
+    let total = 0;
+    this.#peers.forEach((p, i) => {
+      if (p === undefined || p.link.closed) return;
+      const n = p.heartbeats - (this.#marks[i] ?? 0);
+      live++;
+      min = Math.min(min, n);
+      max = Math.max(max, n);
+      total += n;
+    });
+    return { live, min: live ? min : 0, max, total };
+  }
+
+  /** Closes every peer (closing handshakes). */
+  async close(): Promise<void> {
+    await _closeAll(this.#peers, this.#plan.concurrency);
+  }
 }
 
 // ---------------------------------------------------------------- churn
@@ -854,7 +1076,7 @@ export async function churn(
             tally.add("protocol", "member got a bad offer");
             return;
           }
-          peer!.ws.send(
+          peer!.link.send(
             encodeMessage({
               type: "content",
               content: {
@@ -912,7 +1134,7 @@ export async function churn(
     if (peer === undefined) return;
     try {
       if (!(await _join(peer, id, [], false, tally))) return;
-      peer.ws.sendFrame(OFFER_FRAME);
+      peer.link.sendFrame(OFFER_FRAME);
       const timer = setTimeout(() => done.resolve(), 10000);
       await done.promise;
       clearTimeout(timer);
@@ -926,14 +1148,14 @@ export async function churn(
         latency.record((performance.now() - t0) * 1000);
       }
     } finally {
-      await peer.ws.close(1000, 5000);
+      await peer.link.close(1000, 5000);
     }
   };
   const workers = Array.from({ length: config.concurrency }, async (_, w) => {
     for (let n = 0; running && n < 1_000_000; n++) await one(w, n);
   });
   await _sleep(config.warmup * 1000);
-  const meter = new _Meter(server.pid, env.hz);
+  const meter = new Meter(server.pid, env.hz);
   joins = 0;
   measuring = true;
   meter.start();
@@ -1059,7 +1281,7 @@ export async function churnBare(
     for (let n = 0; running && n < 1_000_000; n++) await one(w);
   });
   await _sleep(config.warmup * 1000);
-  const meter = new _Meter(server.pid, env.hz);
+  const meter = new Meter(server.pid, env.hz);
   joins = 0;
   measuring = true;
   meter.start();
@@ -1215,7 +1437,7 @@ export async function soak(
       if (joiner === undefined) return;
       try {
         if (!(await _join(joiner, 2, [], false, tally))) return;
-        joiner.ws.sendFrame(offerFrame);
+        joiner.link.sendFrame(offerFrame);
         const sid = await _within(offer.promise, 10000);
         if (sid === undefined) {
           tally.add("timeouts", "soak: no offer");
@@ -1229,7 +1451,7 @@ export async function soak(
         switch (i % 4) {
           case 0:
           case 1: {
-            member.ws.send(encodeMessage({
+            member.link.send(encodeMessage({
               type: "content",
               content: {
                 senderId: 0,
@@ -1243,28 +1465,28 @@ export async function soak(
             const [first, second] = i % 4 === 0
               ? [joiner, member]
               : [member, joiner];
-            await first.ws.close(1000, 5000);
-            await second.ws.close(1000, 5000);
+            await first.link.close(1000, 5000);
+            await second.link.close(1000, 5000);
             break;
           }
           case 2:
-            await joiner.ws.close(1000, 5000);
+            await joiner.link.close(1000, 5000);
             if (!(await step(joinerGone.promise, "joiner-gone notice"))) {
               return;
             }
             break;
           default:
-            member.ws.destroy();
+            member.link.destroy();
             if (!(await step(memberGone.promise, "member-gone notice"))) {
               return;
             }
         }
         completed++;
       } finally {
-        if (!joiner.ws.closed) await joiner.ws.close(1000, 5000);
+        if (!joiner.link.closed) await joiner.link.close(1000, 5000);
       }
     } finally {
-      if (!member.ws.closed) await member.ws.close(1000, 5000);
+      if (!member.link.closed) await member.link.close(1000, 5000);
     }
   };
   const warmup = Math.min(config.warmup, config.cycles);
@@ -1276,7 +1498,7 @@ export async function soak(
   const sampler = setInterval(() => {
     trace.push({ cycles: started, rss: rss() });
   }, 1000);
-  const meter = new _Meter(server.pid, env.hz);
+  const meter = new Meter(server.pid, env.hz);
   meter.start();
   try {
     await _pool(

@@ -301,11 +301,15 @@ export function fmt(v: number | null | undefined, digits = 2): string {
  * Renders summary rows as a markdown table.
  *
  * @param rows The rows.
+ * @param columns The headers of the two figure columns.
  * @returns The table, one line per row, with a header.
  */
-export function markdownTable(rows: readonly SummaryRow[]): string {
+export function markdownTable(
+  rows: readonly SummaryRow[],
+  columns: readonly [string, string] = ["sigver", "bare relay"],
+): string {
   const lines = [
-    "| metric | sigver | bare relay | ratio | target | met |",
+    `| metric | ${columns[0]} | ${columns[1]} | ratio | target | met |`,
     "| --- | ---: | ---: | ---: | --- | :---: |",
   ];
   for (const r of rows) {
@@ -449,4 +453,243 @@ export function netOfBeats(
 ): number {
   if (beats <= 0 || holdBeats <= 0) return cpuUs;
   return Math.max(0, cpuUs - beats * holdCpuUs / holdBeats);
+}
+
+/**
+ * Reads the samples of one labelled metric from a Prometheus text
+ * exposition, by the value of one of its labels (`name{direction="in"} 3`
+ * gives `{ in: 3 }`). Samples without that label are left out.
+ *
+ * @param text The exposition, as `/metrics` serves it.
+ * @param name The metric's name.
+ * @param label The label whose value keys the result.
+ * @returns The value of each sample, by its label value.
+ */
+export function readLabelled(
+  text: string,
+  name: string,
+  label: string,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const close = line.indexOf("}");
+    if (close < 0) continue;
+    const labels = line.slice(name.length + 1, close);
+    const m = new RegExp(`(?:^|,)${label}="([^"]*)"`).exec(labels);
+    const value = Number(line.slice(close + 1).trim().split(/\s+/)[0]);
+    if (m !== null && !Number.isNaN(value)) out[m[1]] = value;
+  }
+  return out;
+}
+
+/** Calls and time of one Redis command, from `INFO commandstats`. */
+export interface CommandStat {
+  /** Times it ran. */
+  calls: number;
+  /** Microseconds Redis spent running it, in all. */
+  usec: number;
+}
+
+/**
+ * Parses the `cmdstat_*` lines of Redis's `INFO commandstats`.
+ *
+ * @param info The reply's text.
+ * @returns The calls and µs of each command, by its lower-case name
+ * (subcommands as Redis names them, `config|resetstat`).
+ */
+export function parseCommandStats(info: string): Record<string, CommandStat> {
+  const out: Record<string, CommandStat> = {};
+  for (const line of info.split(/\r?\n/)) {
+    const m = /^cmdstat_([^:]+):(.*)$/.exec(line);
+    if (m === null) continue;
+    const fields: Record<string, number> = {};
+    for (const part of m[2].split(",")) {
+      const [k, v] = part.split("=");
+      fields[k] = Number(v);
+    }
+    if (!(fields.calls >= 0) || !(fields.usec >= 0)) continue;
+    out[m[1]] = { calls: fields.calls, usec: fields.usec };
+  }
+  return out;
+}
+
+/** Redis commands over a window: the difference of two `INFO commandstats`. */
+export interface CommandWindow {
+  /** Per command: calls and µs in the window (commands that ran only). */
+  commands: Record<string, CommandStat>;
+  /** Calls of every command, the `info` that took the samples left out. */
+  calls: number;
+  /** Redis µs of every command, `info` left out. */
+  usec: number;
+}
+
+/**
+ * The Redis commands run between two samples of `INFO commandstats`,
+ * without the `INFO` command that took the later sample (nor the earlier
+ * one's, which the later sample counts).
+ *
+ * @param before The earlier sample.
+ * @param after The later sample.
+ * @returns The commands run in between.
+ */
+export function commandWindow(
+  before: Readonly<Record<string, CommandStat>>,
+  after: Readonly<Record<string, CommandStat>>,
+): CommandWindow {
+  const commands: Record<string, CommandStat> = {};
+  let calls = 0;
+  let usec = 0;
+  for (const [name, a] of Object.entries(after)) {
+    const b = before[name] ?? { calls: 0, usec: 0 };
+    let c = a.calls - b.calls;
+    let u = a.usec - b.usec;
+    if (name === "info") {
+      // The earlier INFO finished after its own sample was taken.
+      c = Math.max(0, c - 1);
+      u = c === 0 ? 0 : u;
+    }
+    if (c <= 0) continue;
+    commands[name] = { calls: c, usec: u };
+    calls += c;
+    usec += u;
+  }
+  return { commands, calls, usec };
+}
+
+/**
+ * Splits a count into `parts` whole shares that differ by at most one, the
+ * larger first.
+ *
+ * @param total The count.
+ * @param parts How many shares.
+ * @returns The shares; they add up to `total`.
+ */
+export function shares(total: number, parts: number): number[] {
+  if (!Number.isInteger(total) || total < 0) {
+    throw new RangeError(`Cannot split ${total}: not a count`);
+  }
+  if (!Number.isInteger(parts) || parts < 1) {
+    throw new RangeError(`Cannot split into ${parts} parts`);
+  }
+  const base = Math.floor(total / parts);
+  const extra = total % parts;
+  return Array.from({ length: parts }, (_, i) => base + (i < extra ? 1 : 0));
+}
+
+/** Where a relay pair's two peers connect, as indexes into the nodes. */
+export interface Placement {
+  /** The node the member connects to (it arrives first: the owner). */
+  member: number;
+  /** The node the joiner connects to. */
+  joiner: number;
+}
+
+/**
+ * How the relay pairs are laid out on a cluster:
+ *
+ * - `single`: one node holds every pair;
+ * - `affinity`: both peers of a pair on the same node (what a key-affinity
+ *   balancer does), the pairs spread over the nodes in turn;
+ * - `split`: the member on one node and its joiner on the next, so that
+ *   every message is piped between nodes; the owners spread in turn.
+ */
+export type Layout = "single" | "affinity" | "split";
+
+/**
+ * Places relay pair `pair` on `nodes` nodes.
+ *
+ * @param layout The layout.
+ * @param pair The pair's index, from 0.
+ * @param nodes How many nodes.
+ * @returns The member's and the joiner's node.
+ */
+export function place(layout: Layout, pair: number, nodes: number): Placement {
+  if (!Number.isInteger(nodes) || nodes < 1) {
+    throw new RangeError(`Cannot place on ${nodes} nodes`);
+  }
+  if (layout === "single") return { member: 0, joiner: 0 };
+  const member = pair % nodes;
+  if (layout === "affinity") return { member, joiner: member };
+  if (nodes < 2) {
+    throw new RangeError("Cannot split a pair over fewer than 2 nodes");
+  }
+  return { member, joiner: (member + 1) % nodes };
+}
+
+/** What the peers piped between nodes should count, by layout. */
+export interface PipedCounts {
+  /** Peers piped into each node from edges. */
+  in: number[];
+  /** Peers each node pipes to an owner. */
+  out: number[];
+}
+
+/**
+ * The piped-peer gauges a layout should show on each node once its pairs
+ * are open: a joiner on another node than its member is piped out of the
+ * joiner's node and into the member's.
+ *
+ * @param layout The layout.
+ * @param pairs The pairs.
+ * @param nodes The nodes.
+ * @returns The expected `sigver_cluster_piped_peers` of each node.
+ */
+export function expectedPiped(
+  layout: Layout,
+  pairs: number,
+  nodes: number,
+): PipedCounts {
+  const counts: PipedCounts = {
+    in: new Array(nodes).fill(0),
+    out: new Array(nodes).fill(0),
+  };
+  for (let i = 0; i < pairs; i++) {
+    const p = place(layout, i, nodes);
+    if (p.member === p.joiner) continue;
+    counts.in[p.member]++;
+    counts.out[p.joiner]++;
+  }
+  return counts;
+}
+
+/** Heartbeats each held peer got over a window, across the load processes. */
+export interface BeatCount {
+  /** Peers still open at the end. */
+  live: number;
+  /** Fewest heartbeats a live peer got (and answered). */
+  min: number;
+  /** Most heartbeats a live peer got. */
+  max: number;
+  /** Heartbeats in all. */
+  total: number;
+}
+
+/**
+ * Adds up the heartbeat counts of several load processes.
+ *
+ * @param counts One count per process.
+ * @returns The count of all of them (`min` and `max` over the live peers;
+ * 0 when there is none).
+ */
+export function mergeBeats(counts: readonly BeatCount[]): BeatCount {
+  const withPeers = counts.filter((c) => c.live > 0);
+  return {
+    live: counts.reduce((s, c) => s + c.live, 0),
+    min: withPeers.length ? Math.min(...withPeers.map((c) => c.min)) : 0,
+    max: withPeers.length ? Math.max(...withPeers.map((c) => c.max)) : 0,
+    total: counts.reduce((s, c) => s + c.total, 0),
+  };
+}
+
+/**
+ * The heartbeats every peer must have had over a hold of `seconds`: one per
+ * period, less one for where the window cuts the schedule, and at least one.
+ *
+ * @param seconds The hold.
+ * @param period The heartbeat period, seconds.
+ * @returns The least count a peer that answered every heartbeat has.
+ */
+export function beatsExpected(seconds: number, period: number): number {
+  return Math.max(1, Math.floor(seconds / period) - 1);
 }

@@ -188,6 +188,17 @@ export class WsClient implements FrameSink {
   }
 
   /**
+   * The bytes that send one binary message on this connection, built once
+   * for {@linkcode WsClient.sendFrame}: a client frame.
+   *
+   * @param payload The message.
+   * @returns The frame.
+   */
+  prebuild(payload: Uint8Array): Uint8Array {
+    return clientFrame(OP_BINARY, payload);
+  }
+
+  /**
    * Starts the closing handshake and waits for the server to finish it; the
    * socket is dropped after `timeout` ms if it does not.
    *
@@ -273,17 +284,27 @@ export class WsClient implements FrameSink {
 }
 
 /** A `Deno.Conn` with a write queue: one write op at a time, in order. */
-class _DenoStream implements _Stream {
+export class DenoStream {
   #conn: Deno.TcpConn;
   #queue: Uint8Array[] = [];
   #writing = false;
   #ending = false;
   #dead = false;
 
+  /**
+   * Wraps a connection.
+   *
+   * @param conn The connection.
+   */
   constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
   }
 
+  /**
+   * Queues bytes; they must not change afterwards.
+   *
+   * @param bytes The bytes.
+   */
   write(bytes: Uint8Array): void {
     if (this.#dead || this.#ending) return;
     if (this.#writing) {
@@ -331,12 +352,14 @@ class _DenoStream implements _Stream {
     this.#conn.closeWrite().catch(() => this.destroy());
   }
 
+  /** Shuts the write side down once the queue is written. */
   end(): void {
     if (this.#ending || this.#dead) return;
     this.#ending = true;
     if (!this.#writing) this.#shutdown();
   }
 
+  /** Closes the connection now; queued bytes are dropped. */
   destroy(): void {
     if (this.#dead) return;
     this.#dead = true;
@@ -349,7 +372,16 @@ class _DenoStream implements _Stream {
   }
 }
 
-async function _readLoop(
+/**
+ * Reads a connection until it ends, handing each read to `onData` (the
+ * chunk is valid during the call only: the buffer is reused).
+ *
+ * @param conn The connection.
+ * @param size The read buffer's size.
+ * @param onData Takes each chunk.
+ * @returns Resolves when the connection has ended or failed.
+ */
+export async function readLoop(
   conn: Deno.TcpConn,
   size: number,
   onData: (chunk: Uint8Array) => void,
@@ -384,9 +416,9 @@ export async function connect(options: ConnectOptions): Promise<WsClient> {
   }
   const conn = await Deno.connect({ hostname, port });
   conn.setNoDelay(true);
-  const stream = new _DenoStream(conn);
+  const stream = new DenoStream(conn);
   const opening = _opening(new WsClient(stream), stream, timeout);
-  _readLoop(conn, options.readSize ?? 16384, opening.data).then(() => {
+  readLoop(conn, options.readSize ?? 16384, opening.data).then(() => {
     stream.destroy();
     opening.end();
   });

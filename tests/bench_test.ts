@@ -2,21 +2,29 @@
 // itself never runs here: timing is not a test.
 import assert from "node:assert/strict";
 import {
+  beatsExpected,
   bottleneck,
+  commandWindow,
   cpuMicros,
   cpuPercent,
+  expectedPiped,
   fmt,
   Histogram,
   markdownTable,
   median,
+  mergeBeats,
   netOfBeats,
   openFileLimits,
+  parseCommandStats,
   parseProcStat,
   percentile,
   perOp,
+  place,
   type ProcStat,
   ratio,
   readGauges,
+  readLabelled,
+  shares,
   slope,
   SOAK_GAUGES,
   soakVerdict,
@@ -34,7 +42,18 @@ import {
   OP_TEXT,
   statusOf,
 } from "../bench/ws_client.ts";
-import { RSS_ALLOWANCE, type RunResult, summarize } from "../bench/main.ts";
+import {
+  beatsAnswered,
+  CLUSTER_TARGETS,
+  parseConfig,
+  RSS_ALLOWANCE,
+  type RunResult,
+  summarize,
+  summarizeCluster,
+} from "../bench/main.ts";
+import { ChunkedDecoder, ResponseReader } from "../bench/sse_client.ts";
+import { Tally } from "../bench/scenarios.ts";
+import type { HoldResult } from "../bench/cluster.ts";
 import { FrameReader, TYPE_CONTENT } from "../lib/wire.ts";
 
 const STAT =
@@ -513,4 +532,344 @@ Deno.test("summarize judges new connections net of heartbeats, and shows both", 
   const raw = rows.find((r) => r.metric.endsWith("heartbeats included"))!;
   assert.deepEqual([raw.server, raw.ratio], [110, 1.1]);
   assert.match(raw.target, /up to 6000/);
+});
+
+Deno.test("readLabelled keys one metric's samples by a label's value", () => {
+  const text = `# TYPE sigver_cluster_piped_peers gauge
+sigver_cluster_piped_peers{direction="in"} 25
+sigver_cluster_piped_peers{direction="out"} 3
+sigver_cluster_piped_peers_total{direction="in"} 99
+sigver_messages_sent_total{type="heartbeat"} 4000
+sigver_messages_sent_total{kind="x",type="content"} 12
+sigver_messages_sent_total 7
+`;
+  assert.deepEqual(
+    readLabelled(text, "sigver_cluster_piped_peers", "direction"),
+    { in: 25, out: 3 },
+  );
+  assert.deepEqual(readLabelled(text, "sigver_messages_sent_total", "type"), {
+    heartbeat: 4000,
+    content: 12,
+  });
+  assert.deepEqual(readLabelled(text, "nope", "type"), {});
+});
+
+const INFO_BEFORE = `# Commandstats\r
+cmdstat_evalsha:calls=10,usec=5000,usec_per_call=500.00,rejected_calls=0,failed_calls=0\r
+cmdstat_get:calls=100,usec=50,usec_per_call=0.50,rejected_calls=0,failed_calls=0\r
+cmdstat_info:calls=1,usec=20,usec_per_call=20.00,rejected_calls=0,failed_calls=0\r
+`;
+const INFO_AFTER = `# Commandstats\r
+cmdstat_evalsha:calls=16,usec=8000,usec_per_call=500.00,rejected_calls=0,failed_calls=0\r
+cmdstat_get:calls=3100,usec=1550,usec_per_call=0.50,rejected_calls=0,failed_calls=0\r
+cmdstat_pexpire:calls=3000,usec=1800,usec_per_call=0.60,rejected_calls=0,failed_calls=0\r
+cmdstat_info:calls=2,usec=45,usec_per_call=22.50,rejected_calls=0,failed_calls=0\r
+cmdstat_config|resetstat:calls=1,usec=9,usec_per_call=9.00,rejected_calls=0,failed_calls=0\r
+`;
+
+Deno.test("parseCommandStats reads calls and usec of every command", () => {
+  const stats = parseCommandStats(INFO_AFTER);
+  assert.deepEqual(stats.evalsha, { calls: 16, usec: 8000 });
+  assert.deepEqual(stats["config|resetstat"], { calls: 1, usec: 9 });
+  assert.deepEqual(Object.keys(stats).length, 5);
+  assert.deepEqual(parseCommandStats("# Commandstats\r\n"), {});
+});
+
+Deno.test("commandWindow counts the commands in between, not the INFO that sampled", () => {
+  const w = commandWindow(
+    parseCommandStats(INFO_BEFORE),
+    parseCommandStats(INFO_AFTER),
+  );
+  assert.deepEqual(w.commands.evalsha, { calls: 6, usec: 3000 });
+  assert.deepEqual(w.commands.pexpire, { calls: 3000, usec: 1800 });
+  // The earlier sample's INFO is the only INFO in between: left out.
+  assert.equal(w.commands.info, undefined);
+  assert.deepEqual(w.calls, 6 + 3000 + 3000 + 1);
+  assert.deepEqual(w.usec, 3000 + 1500 + 1800 + 9);
+});
+
+Deno.test("shares splits a count evenly, the larger shares first", () => {
+  assert.deepEqual(shares(37500, 4), [9375, 9375, 9375, 9375]);
+  assert.deepEqual(shares(10, 4), [3, 3, 2, 2]);
+  assert.deepEqual(shares(1, 3), [1, 0, 0]);
+  assert.deepEqual(shares(0, 2), [0, 0]);
+  assert.throws(() => shares(-1, 2), RangeError);
+  assert.throws(() => shares(5, 0), RangeError);
+  assert.throws(() => shares(1.5, 2), RangeError);
+});
+
+Deno.test("place lays pairs out on one node, with affinity, or split", async (t) => {
+  await t.step("single: every peer on node 0", () => {
+    assert.deepEqual(place("single", 7, 2), { member: 0, joiner: 0 });
+  });
+  await t.step("affinity: both peers on one node, the nodes in turn", () => {
+    assert.deepEqual(
+      [0, 1, 2, 3].map((i) => place("affinity", i, 2)),
+      [
+        { member: 0, joiner: 0 },
+        { member: 1, joiner: 1 },
+        { member: 0, joiner: 0 },
+        { member: 1, joiner: 1 },
+      ],
+    );
+  });
+  await t.step("split: the joiner on the next node, owners in turn", () => {
+    assert.deepEqual(
+      [0, 1, 2].map((i) => place("split", i, 3)),
+      [
+        { member: 0, joiner: 1 },
+        { member: 1, joiner: 2 },
+        { member: 2, joiner: 0 },
+      ],
+    );
+    assert.throws(() => place("split", 0, 1), RangeError);
+  });
+  await t.step("no nodes is an error", () => {
+    assert.throws(() => place("affinity", 0, 0), RangeError);
+  });
+});
+
+Deno.test("expectedPiped counts a split pair in at its member's node, out at its joiner's", () => {
+  assert.deepEqual(expectedPiped("affinity", 50, 2), {
+    in: [0, 0],
+    out: [0, 0],
+  });
+  assert.deepEqual(expectedPiped("split", 50, 2), {
+    in: [25, 25],
+    out: [25, 25],
+  });
+  assert.deepEqual(expectedPiped("split", 3, 2), {
+    in: [2, 1],
+    out: [1, 2],
+  });
+  assert.deepEqual(expectedPiped("single", 4, 1), { in: [0], out: [0] });
+});
+
+Deno.test("mergeBeats adds the load processes' counts", () => {
+  assert.deepEqual(
+    mergeBeats([
+      { live: 10, min: 3, max: 3, total: 30 },
+      { live: 0, min: 0, max: 0, total: 0 },
+      { live: 5, min: 2, max: 4, total: 15 },
+    ]),
+    { live: 15, min: 2, max: 4, total: 45 },
+  );
+  assert.deepEqual(mergeBeats([]), { live: 0, min: 0, max: 0, total: 0 });
+});
+
+Deno.test("beatsExpected allows one heartbeat for where the window cuts", () => {
+  assert.equal(beatsExpected(15, 5), 2);
+  assert.equal(beatsExpected(15.02, 5), 2);
+  assert.equal(beatsExpected(20, 5), 3);
+  assert.equal(beatsExpected(5.5, 5), 1);
+});
+
+Deno.test("ChunkedDecoder reads a chunked body however it is cut", () => {
+  const wire = new TextEncoder().encode(
+    "6\r\nevent:\r\n1a;ext=1\r\n session\ndata: abc\n\ndata: \r\n" +
+      "0\r\nTrailer: x\r\n\r\nHTTP/1.1 204",
+  );
+  const body = "event: session\ndata: abc\n\ndata: ";
+  for (const cut of [1, 2, 3, 7, 16, wire.length]) {
+    const d = new ChunkedDecoder();
+    let text = "";
+    let rest = 0;
+    for (let i = 0; i < wire.length && !d.done; i += cut) {
+      const piece = wire.subarray(i, i + cut);
+      for (const part of d.feed(piece)) text += new TextDecoder().decode(part);
+      if (d.done) rest = piece.length - d.used;
+    }
+    assert.equal(text, body, `cut ${cut}`);
+    assert.ok(d.done, `cut ${cut}`);
+    // What follows the body is not the body's.
+    const after = new TextEncoder().encode("HTTP/1.1 204").length;
+    assert.ok(rest <= after, `cut ${cut}`);
+  }
+  const whole = new ChunkedDecoder();
+  whole.feed(wire);
+  assert.equal(
+    new TextDecoder().decode(wire.subarray(whole.used)),
+    "HTTP/1.1 204",
+  );
+  assert.throws(
+    () => new ChunkedDecoder().feed(new TextEncoder().encode("zz\r\n")),
+    SyntaxError,
+  );
+});
+
+Deno.test("ResponseReader reads back-to-back answers with and without bodies", () => {
+  const wire = new TextEncoder().encode(
+    "HTTP/1.1 204 No Content\r\nvary: origin\r\n\r\n" +
+      "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\n" +
+      "Content-Length: 9\r\n\r\nNot Found" +
+      "HTTP/1.1 413 Payload Too Large\r\ntransfer-encoding: chunked\r\n\r\n" +
+      "3\r\nToo\r\n6\r\n large\r\n0\r\n\r\n" +
+      "HTTP/1.1 204 No Content\r\n\r\n",
+  );
+  const want = [
+    { status: 204, body: "" },
+    { status: 404, body: "Not Found" },
+    { status: 413, body: "Too large" },
+    { status: 204, body: "" },
+  ];
+  for (const cut of [1, 5, 13, wire.length]) {
+    const r = new ResponseReader();
+    const got = [];
+    for (let i = 0; i < wire.length; i += cut) {
+      got.push(...r.feed(wire.subarray(i, i + cut)));
+    }
+    assert.deepEqual(got, want, `cut ${cut}`);
+  }
+  assert.deepEqual(
+    new ResponseReader().feed(new TextEncoder().encode("garbage\r\n\r\n")),
+    [{ status: 0, body: "" }],
+  );
+});
+
+Deno.test("Tally.merge adds another process's counts and samples", () => {
+  const tally = new Tally();
+  tally.add("timeouts", "here");
+  const other = new Tally();
+  other.add("connectFailed", "there");
+  other.add("connectFailed", "again");
+  tally.merge(other.toJSON());
+  assert.deepEqual(
+    [tally.timeouts, tally.connectFailed, tally.total],
+    [1, 2, 3],
+  );
+  assert.deepEqual(tally.samples, [
+    "timeouts: here",
+    "connectFailed: there",
+    "connectFailed: again",
+  ]);
+});
+
+Deno.test("parseConfig: --cluster selects the cluster scenarios, --quick shrinks them", () => {
+  const full = parseConfig(["--cluster"])!;
+  assert.deepEqual([...full.only], ["cluster-relay", "cluster-capacity"]);
+  assert.deepEqual(
+    [full.clusterPeers, full.redisGroups, full.relayNodes],
+    [37500, 19500, "split"],
+  );
+  const quick = parseConfig(["--cluster", "--quick"])!;
+  assert.deepEqual([quick.clusterPeers, quick.redisGroups, quick.runs], [
+    4000,
+    2000,
+    1,
+  ]);
+  assert.deepEqual(
+    [...parseConfig(["--cluster", "--only", "relay-sse"])!.only],
+    ["relay-sse"],
+  );
+  assert.deepEqual(
+    [...parseConfig([])!.only],
+    ["relay", "churn", "capacity"],
+  );
+  assert.throws(() => parseConfig(["--only", "nope"]), RangeError);
+  assert.throws(() => parseConfig(["--relay-nodes", "both"]), RangeError);
+});
+
+function fakeHold(peers: number, minBeats: number): HoldResult {
+  return {
+    nodes: 2,
+    target: peers,
+    peers,
+    processes: 4,
+    connectSeconds: 20,
+    usPerPeer: 300,
+    perNode: [0, 1].map(() => ({
+      peers: peers / 2,
+      ownedGroups: peers / 2,
+      piped: { in: 0, out: 0 },
+      cpuPct: 12,
+      rssBefore: 50e6,
+      rssHeld: 500e6,
+      rssPerPeer: 20000,
+    })),
+    holdPct: 24,
+    holdSeconds: 15,
+    beats: { live: peers, min: minBeats, max: 3, total: peers * 3 },
+    beatsExpected: 2,
+    serverBeats: { sent: peers * 3, received: peers * 3 },
+    perJoin: { roundTrips: 1, scripts: 1, commands: 3 },
+    redisAt: null,
+    redisFull: null,
+  };
+}
+
+function fakeClusterRun(
+  single: number,
+  affinity: number,
+  split: number,
+  peers = 37500,
+): RunResult {
+  const relay = (name: string, us: number) => ({
+    name,
+    size: 256,
+    usPerMsg: us,
+    rate: 1e6 / us,
+  });
+  return {
+    clusterRelay: [{
+      single: relay("single", single),
+      two: relay("two", single * 1.2),
+      affinity: relay("affinity", affinity),
+      split: relay("split", split),
+    }],
+    clusterHold: {
+      single: fakeHold(19500, 3),
+      clusterOne: fakeHold(19500, 3),
+      cluster: fakeHold(peers, 3),
+    },
+    sseRelay: [],
+  } as unknown as RunResult;
+}
+
+Deno.test("summarizeCluster judges the cluster rows on the median per-run ratio", () => {
+  const rows = summarizeCluster([
+    fakeClusterRun(20, 21, 38),
+    fakeClusterRun(10, 11, 19),
+    fakeClusterRun(30, 30, 70),
+  ]);
+  const affinity = rows.find((r) => r.metric.includes("key affinity"))!;
+  // Ratios 1.05, 1.10, 1.00: the median is 1.05, within 1.05x.
+  assert.deepEqual(affinity.ratio, 1.05);
+  assert.equal(affinity.ok, true);
+  const split = rows.find((r) => r.metric.includes("every pair split"))!;
+  // Ratios 1.9, 1.9, 2.33: the median is 1.9.
+  assert.ok(Math.abs(split.ratio! - 1.9) < 1e-9);
+  assert.equal(split.ok, true);
+  const peers = rows.find((r) => r.metric.startsWith("peers held"))!;
+  assert.deepEqual([peers.server, peers.bare, peers.ok], [37500, 19500, true]);
+  const beats = rows.find((r) => r.metric.startsWith("heartbeats"))!;
+  assert.equal(beats.ok, true);
+});
+
+Deno.test("summarizeCluster fails the peers target when any run held too few", () => {
+  const rows = summarizeCluster([
+    fakeClusterRun(10, 10, 20),
+    fakeClusterRun(10, 10, 20, CLUSTER_TARGETS.peers - 1),
+    fakeClusterRun(10, 10, 20),
+  ]);
+  assert.equal(rows.find((r) => r.metric.startsWith("peers held"))!.ok, false);
+});
+
+Deno.test("summarizeCluster fails the heartbeat row when a peer missed one", () => {
+  const run = fakeClusterRun(10, 10, 20);
+  run.clusterHold!.clusterOne.beats.min = 1;
+  const rows = summarizeCluster([run]);
+  assert.equal(rows.find((r) => r.metric.startsWith("heartbeats"))!.ok, false);
+});
+
+Deno.test("beatsAnswered allows the nodes' count 0.1 % short, not a closed peer", () => {
+  const h = fakeHold(10000, 2);
+  assert.equal(beatsAnswered(h), true);
+  h.serverBeats.received = Math.ceil(h.beats.total * 0.999);
+  assert.equal(beatsAnswered(h), true);
+  h.serverBeats.received = Math.floor(h.beats.total * 0.99);
+  assert.equal(beatsAnswered(h), false);
+  const closed = fakeHold(10000, 2);
+  closed.peers = 9999;
+  assert.equal(beatsAnswered(closed), false);
+  assert.equal(beatsAnswered(undefined), false);
 });
