@@ -222,14 +222,23 @@ export interface RedisLoad {
   groups: number;
   /** Seconds of the window. */
   seconds: number;
-  /** Redis commands per second (scripts count one each; `INFO` left out). */
+  /**
+   * Redis commands per second as `INFO commandstats` counts them: a script
+   * and each command it runs count one each (`INFO` left out).
+   */
   commandsPerSec: number;
-  /** `EVALSHA` calls per second (lease scripts). */
+  /** `EVALSHA` calls per second: the lease scripts the nodes send. */
   evalshaPerSec: number;
-  /** Redis µs per `EVALSHA` call. */
-  usPerEvalsha: number | null;
-  /** Redis µs spent in commands per second: the share of its one thread. */
-  redisUsPerSec: number;
+  /**
+   * Redis µs per lease script sent, the commands it runs included (a script
+   * Redis did not know yet is sent again as `EVAL`: its time counts here).
+   */
+  usPerScript: number | null;
+  /**
+   * Redis µs per second in the lease scripts (`EVALSHA` and `EVAL`, the
+   * commands they run included): their share of Redis's one thread.
+   */
+  scriptUsPerSec: number;
   /** Redis process CPU, percent of one core. */
   redisCpuPct: number | null;
   /** Lease keys renewed per second (the nodes' renewal counters). */
@@ -271,13 +280,14 @@ function _load(
   const s = (b.t - a.t) / 1000;
   const w = commandWindow(a.commands, b.commands);
   const evalsha = w.commands.evalsha ?? { calls: 0, usec: 0 };
+  const scripts = evalsha.usec + (w.commands.eval?.usec ?? 0);
   return {
     groups,
     seconds: s,
     commandsPerSec: w.calls / s,
     evalshaPerSec: evalsha.calls / s,
-    usPerEvalsha: perOp(evalsha.usec, evalsha.calls),
-    redisUsPerSec: w.usec / s,
+    usPerScript: perOp(scripts, evalsha.calls),
+    scriptUsPerSec: scripts / s,
     redisCpuPct: a.redisStat && b.redisStat
       ? cpuPercent(cpuMicros(a.redisStat, b.redisStat, hz), b.t - a.t)
       : null,

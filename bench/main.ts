@@ -1136,10 +1136,10 @@ export function summarizeCluster(runs: readonly RunResult[]): SummaryRow[] {
         bare: med((x) => load(x)?.keysRenewedPerSec),
         ratio: null,
         target: `EVALSHA/s ${fmt(med((x) => load(x)?.evalshaPerSec), 1)}, ${
-          fmt(med((x) => load(x)?.usPerEvalsha), 0)
-        } µs each; Redis busy ${
-          fmt(med((x) => load(x)?.redisUsPerSec), 0)
-        } µs/s, CPU ${fmt(med((x) => load(x)?.redisCpuPct), 2)} %`,
+          fmt(med((x) => load(x)?.usPerScript), 0)
+        } µs each; scripts ${
+          fmt(med((x) => load(x)?.scriptUsPerSec), 0)
+        } µs/s, Redis CPU ${fmt(med((x) => load(x)?.redisCpuPct), 2)} %`,
         ok: null,
       });
     }
