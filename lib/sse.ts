@@ -107,11 +107,51 @@ export function isSessionId(text: string): boolean {
  * ```
  */
 export function base64(bytes: Uint8Array): string {
+  return _NATIVE ? (bytes as _Base64Bytes).toBase64() : portableBase64(bytes);
+}
+
+/** The base64 methods of `Uint8Array` (ES2026; Deno 2.9, recent browsers). */
+type _FromBase64 = typeof Uint8Array & {
+  fromBase64?: (text: string) => Uint8Array<ArrayBuffer>;
+};
+type _Base64Bytes = Uint8Array & { toBase64(): string };
+const _NATIVE =
+  typeof (Uint8Array.prototype as Partial<_Base64Bytes>).toBase64 ===
+    "function";
+const _ALPHABET =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/**
+ * Standard base64 (with padding) without `Uint8Array.prototype.toBase64`,
+ * for runtimes that lack it: three bytes to four characters.
+ *
+ * @param bytes The bytes.
+ * @returns The base64 text, as {@linkcode base64} gives it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { portableBase64 } from "./sse.ts";
+ * assert.equal(portableBase64(new Uint8Array([0x08, 0x01])), "CAE=");
+ * ```
+ */
+export function portableBase64(bytes: Uint8Array): string {
+  const a = _ALPHABET;
+  const n = bytes.length;
   let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  let i = 0;
+  for (; i + 2 < n; i += 3) {
+    const v = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    s += a[v >> 18] + a[(v >> 12) & 63] + a[(v >> 6) & 63] + a[v & 63];
   }
-  return btoa(s);
+  if (i + 1 === n) {
+    const v = bytes[i] << 16;
+    s += a[v >> 18] + a[(v >> 12) & 63] + "==";
+  } else if (i + 2 === n) {
+    const v = (bytes[i] << 16) | (bytes[i + 1] << 8);
+    s += a[v >> 18] + a[(v >> 12) & 63] + a[(v >> 6) & 63] + "=";
+  }
+  return s;
 }
 
 /**
@@ -122,8 +162,10 @@ export function base64(bytes: Uint8Array): string {
  * @throws {SyntaxError} When the text is not base64.
  */
 export function unbase64(text: string): Uint8Array<ArrayBuffer> {
+  const from = (Uint8Array as _FromBase64).fromBase64;
   let s: string;
   try {
+    if (from !== undefined) return from(text);
     s = atob(text);
   } catch {
     throw new SyntaxError("Cannot decode the event: its data is not base64");

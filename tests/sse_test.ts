@@ -12,6 +12,7 @@ import {
   isSessionId,
   KEEP_ALIVE,
   newSessionId,
+  portableBase64,
   sessionEvent,
   sessionHome,
   type SseEvent,
@@ -141,4 +142,14 @@ Deno.test("a cluster node's session ids name it, with 128 random bits more", () 
   assert.equal(sessionHome(newSessionId()), undefined);
   assert.equal(sessionHome("not an id"), undefined);
   assert.throws(() => newSessionId("not hex"), RangeError);
+});
+
+Deno.test("the portable base64 writes what the native one writes, at every length", () => {
+  const rng = new Rng(21);
+  for (let n = 0; n < 300; n++) {
+    const bytes = rng.bytes(n);
+    assert.equal(portableBase64(bytes), base64(bytes), `length ${n}`);
+    assert.equal(portableBase64(bytes), btoa(String.fromCharCode(...bytes)));
+    assert.deepEqual(unbase64(base64(bytes)), bytes);
+  }
 });
