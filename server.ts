@@ -70,6 +70,7 @@ Cluster (peers of one key meet on the node that owns it, wherever they connect):
       --cluster-secret <secret>  secret that signs node-to-node pipes
                                  (or the SIGVER_CLUSTER_SECRET environment variable)
       --cluster-prefix <prefix>  prefix of the cluster's Redis keys (default sigver:)
+      --cluster-lease-ttl <s>    seconds a group's lease lives unrenewed (default 30)
       --cluster-path <path>      this node's view as JSON, "off" to disable (default /cluster)
 
 Access tokens and TURN credentials:
@@ -274,6 +275,7 @@ function _parseFlags(args: string[]) {
       "cluster-url": { type: "string" },
       "cluster-secret": { type: "string" },
       "cluster-prefix": { type: "string" },
+      "cluster-lease-ttl": { type: "string" },
       "cluster-path": { type: "string" },
       "auth-secret": { type: "string", multiple: true },
       "turn-secret": { type: "string" },
@@ -515,14 +517,21 @@ function _cluster(
   const redis = values.redis;
   const url = values["cluster-url"];
   if (redis === undefined) {
-    for (const flag of ["cluster-url", "cluster-secret", "cluster-prefix"]) {
+    for (
+      const flag of [
+        "cluster-url",
+        "cluster-secret",
+        "cluster-prefix",
+        "cluster-lease-ttl",
+      ]
+    ) {
       if (values[flag as "cluster-url"] !== undefined) {
         throw new _UsageError(`--${flag} needs --redis`);
       }
     }
     return undefined;
   }
-  if (!/^rediss?:\/\//.test(redis)) {
+  if (!/^redis:\/\//.test(redis)) {
     throw new _UsageError(
       `invalid value for --redis: '${redis}' (redis://host:port[/db])`,
     );
@@ -544,11 +553,22 @@ function _cluster(
       "--redis needs --cluster-secret (or SIGVER_CLUSTER_SECRET)",
     );
   }
+  const leaseTtl = _number(
+    "cluster-lease-ttl",
+    values["cluster-lease-ttl"],
+    false,
+  );
+  if (leaseTtl !== undefined && leaseTtl < 3) {
+    throw new _UsageError(
+      `invalid value for --cluster-lease-ttl: '${leaseTtl}' (3 s or more)`,
+    );
+  }
   return {
     redis,
     url,
     secret,
     prefix: values["cluster-prefix"],
+    leaseTtl: leaseTtl === undefined ? undefined : leaseTtl * 1000,
   };
 }
 

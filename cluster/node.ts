@@ -46,8 +46,13 @@ export interface ClusterOptions {
    */
   prefix?: string;
   /**
-   * Milliseconds a lease lives without renewal.
-   * @default {10000}
+   * Milliseconds a lease lives without renewal; leases are renewed every
+   * third of it. A dead owner is found by its liveness key (`nodeTtl`), not
+   * by its leases expiring, so a long lease costs no failover time: it only
+   * bounds how long the lease of a group that ended on a dead node lingers,
+   * and how soon a node that was frozen learns that its groups moved.
+   * Renewals, most of Redis's work, scale with its inverse.
+   * @default {30000}
    */
   leaseTtl?: number;
   /**
@@ -157,7 +162,7 @@ export class ClusterNode {
       url: options.url,
       secret: options.secret,
       prefix: options.prefix ?? "sigver:",
-      leaseTtl: options.leaseTtl ?? 10_000,
+      leaseTtl: options.leaseTtl ?? 30_000,
       nodeTtl: options.nodeTtl ?? 5_000,
       redisTimeout: options.redisTimeout ?? 1_000,
       clock: options.clock ?? systemClock,

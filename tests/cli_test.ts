@@ -177,6 +177,50 @@ Deno.test("cli exits 2 when a TLS flag comes without its pair", async (t) => {
   }
 });
 
+Deno.test("cli exits 2 when the cluster flags do not go together", async (t) => {
+  const node = ["--cluster-url", "ws://127.0.0.1:1", "--cluster-secret", "s"];
+  const cases: [string, string[], RegExp][] = [
+    ["--cluster-url without --redis", ["--cluster-url", "ws://a:1"], /--redis/],
+    [
+      "--cluster-lease-ttl without --redis",
+      ["--cluster-lease-ttl", "30"],
+      /--redis/,
+    ],
+    [
+      "--redis without --cluster-url",
+      ["--redis", "redis://127.0.0.1:1"],
+      /--cluster-url/,
+    ],
+    [
+      "a redis URL of another scheme",
+      ["--redis", "rediss://127.0.0.1:1", ...node],
+      /--redis/,
+    ],
+    [
+      "a cluster URL with a path",
+      [
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--cluster-url",
+        "ws://a:1/x",
+        "--cluster-secret",
+        "s",
+      ],
+      /--cluster-url/,
+    ],
+    [
+      "a lease shorter than 3 s",
+      ["--redis", "redis://127.0.0.1:1", ...node, "--cluster-lease-ttl", "2"],
+      /--cluster-lease-ttl/,
+    ],
+  ];
+  for (const [name, args, mentions] of cases) {
+    await t.step(name, async () => {
+      assertUsageError(await run(args), mentions);
+    });
+  }
+});
+
 Deno.test("cli exits 1 with an error instead of serving plain HTTP when a TLS file is missing", async (t) => {
   await using dir = await tempDir();
   await makeCertificates(dir.path);
