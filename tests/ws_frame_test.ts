@@ -1,13 +1,18 @@
-// Unit tests of dev/ws_frame.ts, the raw WebSocket codec that the tests, the
-// fuzzer and the load generator share. No sockets: bytes in, bytes out.
+// Unit tests of lib/ws_frame.ts, the WebSocket codec that the cluster's
+// pipes speak, and of what dev/ws_frame.ts adds to it for the tests, the
+// fuzzer and the load generator (false lengths, raw header lines). No
+// sockets: bytes in, bytes out.
 
 import assert from "node:assert/strict";
 import {
+  applyMask,
   closePayload,
   encodeFrame,
+  encodeFrameHead,
   FrameParser,
   handshakeRequest,
   headEnd,
+  MAX_FRAME,
   OP_BINARY,
   OP_CLOSE,
   OP_CONT,
@@ -16,6 +21,12 @@ import {
   parseClose,
   parseResponseHead,
   randomKey,
+  upgradeError,
+  websocketAccept,
+} from "../lib/ws_frame.ts";
+import {
+  encodeFrame as encodeDevFrame,
+  handshakeRequest as devHandshakeRequest,
 } from "../dev/ws_frame.ts";
 
 const KEY = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
@@ -60,7 +71,7 @@ Deno.test("encodeFrame picks the 7, 16 or 64-bit length form at each boundary", 
       assert.equal(frame.length, head + 4 + n);
       assert.equal(frame[0], 0x82);
       assert.equal(frame[1], 0x80 | byte1);
-      const view = new DataView(frame.buffer);
+      const view = new DataView(frame.buffer, frame.byteOffset);
       if (head === 4) assert.equal(view.getUint16(2), n);
       if (head === 10) assert.equal(view.getBigUint64(2), BigInt(n));
       assert.deepEqual(frame.subarray(head, head + 4), KEY);
@@ -112,9 +123,9 @@ Deno.test("encodeFrame masks with a key it carries when none is given", () => {
   assert.deepEqual(unmask(frame, 2), payload);
 });
 
-Deno.test("encodeFrame writes broken frames when asked: no fin, reserved bits, unmasked, false length", () => {
+Deno.test("dev's encodeFrame writes broken frames when asked: no fin, reserved bits, unmasked, false length", () => {
   const payload = new Uint8Array([1, 2, 3]);
-  const frame = encodeFrame(0xb, payload, {
+  const frame = encodeDevFrame(0xb, payload, {
     fin: false,
     rsv: 5,
     mask: false,
@@ -124,9 +135,12 @@ Deno.test("encodeFrame writes broken frames when asked: no fin, reserved bits, u
     [...frame],
     [0x5b, 127, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3],
   );
-  const short = encodeFrame(OP_BINARY, payload, { mask: false, length: 300 });
+  const short = encodeDevFrame(OP_BINARY, payload, {
+    mask: false,
+    length: 300,
+  });
   assert.deepEqual([...short], [0x82, 126, 1, 44, 1, 2, 3]);
-  const huge = encodeFrame(OP_BINARY, payload, {
+  const huge = encodeDevFrame(OP_BINARY, payload, {
     mask: false,
     length: 2 ** 40,
   });
@@ -142,6 +156,66 @@ Deno.test("encodeFrame writes broken frames when asked: no fin, reserved bits, u
     0,
     0,
   ]);
+  // A false length still masks the payload with the key it carries.
+  const masked = encodeDevFrame(OP_BINARY, payload, { mask: KEY, length: 9 });
+  assert.deepEqual([...masked.subarray(0, 2)], [0x82, 0x89]);
+  assert.deepEqual(unmask(masked, 2), payload);
+  // Without a false length it is the lib's frame.
+  assert.deepEqual(
+    encodeDevFrame(OP_BINARY, payload, { mask: KEY }),
+    encodeFrame(OP_BINARY, payload, { mask: KEY }),
+  );
+});
+
+Deno.test("encodeFrame writes reserved bits and server frames, unmasked", () => {
+  const frame = encodeFrame(OP_BINARY, new Uint8Array([1, 2]), {
+    fin: false,
+    rsv: 4,
+    mask: false,
+  });
+  assert.deepEqual([...frame], [0x42, 2, 1, 2]);
+});
+
+Deno.test("encodeFrameHead writes each length form, with or without a key", () => {
+  const head = (
+    length: number,
+    mask: Uint8Array | false = false,
+  ) => [
+    ...encodeFrameHead({ fin: true, rsv: 0, opcode: OP_BINARY, mask, length }),
+  ];
+  assert.deepEqual(head(125), [0x82, 125]);
+  assert.deepEqual(head(126), [0x82, 126, 0, 126]);
+  assert.deepEqual(head(0x10000), [0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+  assert.deepEqual(head(3, KEY), [0x82, 0x83, ...KEY]);
+  assert.throws(() => head(-1), RangeError);
+  assert.throws(() => head(1, new Uint8Array(5)), RangeError);
+});
+
+Deno.test("encodeFrame masks each frame with a fresh key and aligns its payload", () => {
+  const keys = new Set<string>();
+  for (const n of [1, 125, 126, 65536]) {
+    const payload = pattern(n);
+    const frame = encodeFrame(OP_BINARY, payload);
+    const head = n < 126 ? 2 : n < 0x10000 ? 4 : 10;
+    keys.add(frame.subarray(head, head + 4).join());
+    assert.equal((frame.byteOffset + head + 4) % 4, 0, `${n} bytes`);
+    assert.deepEqual(unmask(frame, head), payload);
+  }
+  assert.equal(keys.size, 4);
+});
+
+Deno.test("applyMask XORs with the key at i mod 4, aligned or not, and twice is none", async (t) => {
+  for (const offset of [0, 1, 2, 3]) {
+    await t.step(`offset ${offset}`, () => {
+      const buffer = pattern(offset + 103);
+      const bytes = buffer.subarray(offset);
+      const before = bytes.slice();
+      applyMask(bytes, KEY);
+      assert.deepEqual(bytes, before.map((b, i) => b ^ KEY[i & 3]));
+      applyMask(bytes, KEY);
+      assert.deepEqual(bytes, before);
+    });
+  }
 });
 
 Deno.test("encodeFrame throws RangeError on a key that is not 4 bytes or a bad length", () => {
@@ -151,11 +225,11 @@ Deno.test("encodeFrame throws RangeError on a key that is not 4 bytes or a bad l
     RangeError,
   );
   assert.throws(
-    () => encodeFrame(OP_BINARY, payload, { length: -1 }),
+    () => encodeDevFrame(OP_BINARY, payload, { length: -1 }),
     RangeError,
   );
   assert.throws(
-    () => encodeFrame(OP_BINARY, payload, { length: 1.5 }),
+    () => encodeDevFrame(OP_BINARY, payload, { length: 1.5 }),
     RangeError,
   );
 });
@@ -269,7 +343,7 @@ Deno.test("FrameParser reports a frame a client must refuse, once, then stops", 
     ],
     [
       "over 4 GiB",
-      encodeFrame(OP_BINARY, new Uint8Array(0), {
+      encodeDevFrame(OP_BINARY, new Uint8Array(0), {
         mask: false,
         length: 2 ** 32,
       }),
@@ -318,9 +392,44 @@ Deno.test("closePayload writes what parseClose reads", () => {
 });
 
 Deno.test("handshakeRequest writes the target as it is, the headers and the key", () => {
-  const request = handshakeRequest("http://h?favored", {
+  const request = handshakeRequest("/a%20b?favored", {
     host: "127.0.0.1:8000",
-    headers: ["Origin: https://a.example", "X-Odd:no space"],
+    headers: { "X-Sigver-Node": "n1", origin: "https://a.example" },
+    key: "dGhlIHNhbXBsZSBub25jZQ==",
+  });
+  assert.deepEqual(request.split("\r\n"), [
+    "GET /a%20b?favored HTTP/1.1",
+    "Host: 127.0.0.1:8000",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version: 13",
+    "origin: https://a.example",
+    "x-sigver-node: n1",
+    "",
+    "",
+  ]);
+});
+
+Deno.test("handshakeRequest throws TypeError on a header that would break the request", () => {
+  assert.throws(
+    () =>
+      handshakeRequest("/", {
+        host: "h",
+        headers: { "x-a": "b\r\nX-Injected: 1" },
+      }),
+    TypeError,
+  );
+  assert.throws(
+    () => handshakeRequest("/", { host: "h", headers: { "x a": "b" } }),
+    TypeError,
+  );
+});
+
+Deno.test("dev's handshakeRequest writes header lines as they are", () => {
+  const request = devHandshakeRequest("http://h?favored", {
+    host: "127.0.0.1:8000",
+    headers: ["Origin: https://a.example", "X-Odd:no space", "X-Odd:again"],
     key: "dGhlIHNhbXBsZSBub25jZQ==",
   });
   assert.deepEqual(request.split("\r\n"), [
@@ -332,6 +441,7 @@ Deno.test("handshakeRequest writes the target as it is, the headers and the key"
     "Sec-WebSocket-Version: 13",
     "Origin: https://a.example",
     "X-Odd:no space",
+    "X-Odd:again",
     "",
     "",
   ]);
@@ -381,4 +491,89 @@ Deno.test("parseResponseHead gives status 0 for a malformed status line and skip
   assert.equal(head.status, 503);
   assert.equal(head.statusText, "");
   assert.deepEqual([...head.headers], [["retry-after", "1"]]);
+});
+
+Deno.test("websocketAccept gives RFC 6455's own example", async () => {
+  assert.equal(
+    await websocketAccept("dGhlIHNhbXBsZSBub25jZQ=="),
+    "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+  );
+});
+
+Deno.test("upgradeError accepts a valid 101 and says what is wrong with any other", async (t) => {
+  const accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+  const valid = "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" +
+    `Sec-WebSocket-Accept: ${accept}\r\n`;
+  const error = (status: string, headers: string) =>
+    upgradeError(parseResponseHead(`HTTP/1.1 ${status}\r\n${headers}`), accept);
+  assert.equal(error("101 Switching Protocols", valid), undefined);
+  const cases = [
+    ["another status", "200 OK", valid, "status 200, not 101"],
+    [
+      "no Upgrade",
+      "101 Switching Protocols",
+      `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`,
+      "no Upgrade: websocket",
+    ],
+    [
+      "no Connection: Upgrade",
+      "101 Switching Protocols",
+      `Upgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Accept: ${accept}\r\n`,
+      "no Connection: Upgrade",
+    ],
+    [
+      "a wrong accept",
+      "101 Switching Protocols",
+      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n",
+      "wrong Sec-WebSocket-Accept",
+    ],
+    [
+      "an extension",
+      "101 Switching Protocols",
+      valid + "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+      "an extension that was not asked for",
+    ],
+    [
+      "a subprotocol",
+      "101 Switching Protocols",
+      valid + "Sec-WebSocket-Protocol: chat\r\n",
+      "a subprotocol that was not asked for",
+    ],
+  ];
+  for (const [name, status, headers, message] of cases) {
+    await t.step(name, () => assert.equal(error(status, headers), message));
+  }
+});
+
+Deno.test("FrameParser refuses a fragmented message over maxFrame, even of small frames", () => {
+  const { frames, errors, parser } = collect(1024);
+  for (let i = 0; i < 4; i++) {
+    parser.feed(
+      encodeFrame(i === 0 ? OP_BINARY : OP_CONT, pattern(300), {
+        mask: false,
+        fin: false,
+      }),
+    );
+  }
+  assert.deepEqual(errors, ["message of over 1024 bytes"]);
+  assert.deepEqual(frames, []);
+});
+
+Deno.test("FrameParser takes a frame of MAX_FRAME bytes by default and refuses one more", () => {
+  const ok = collect();
+  const head = (n: number) =>
+    encodeFrameHead({
+      fin: true,
+      rsv: 0,
+      opcode: OP_BINARY,
+      mask: false,
+      length: n,
+    });
+  ok.parser.feed(head(MAX_FRAME));
+  ok.parser.feed(new Uint8Array(MAX_FRAME));
+  assert.deepEqual(ok.errors, []);
+  assert.equal(ok.frames[0].payload.length, MAX_FRAME);
+  const over = collect();
+  over.parser.feed(head(MAX_FRAME + 1));
+  assert.deepEqual(over.errors, [`frame of ${MAX_FRAME + 1} bytes`]);
 });
