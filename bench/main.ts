@@ -271,8 +271,8 @@ export function parseConfig(args: string[]): BenchConfig | undefined {
     redisGroups: Math.floor(
       num("redis-groups", values["redis-groups"], quick ? 2000 : 19500),
     ),
-    // Whole renewal periods (10/3 s): 1 with --quick, 3.
-    redisWindow: (quick ? 1 : 3) * RENEWAL_PERIOD,
+    // One whole renewal period (10 s), inside the 15 s hold.
+    redisWindow: RENEWAL_PERIOD,
     relayNodes,
   };
 }
