@@ -3,10 +3,11 @@
  * WebSocket-free fallback's stream and frames, or a plain request), and owns
  * the set of connections and the one scheduler tick that serves them all.
  *
- * Where an arriving peer goes is `route.ts`'s call; how each transport is
- * driven is `socket.ts` and `sse.ts`'s; plain requests are `endpoints.ts`'s;
- * the group state is the pure {@linkcode Hub}'s; the listener's lifecycle is
- * `serve.ts`'s.
+ * Where an arriving peer goes is `route.ts`'s call; the connection it gets
+ * on its transport is `accept.ts`'s; how each transport is driven is
+ * `socket.ts` and `sse.ts`'s; what is counted and logged is `observe.ts`'s;
+ * plain requests are `endpoints.ts`'s; the group state is the pure
+ * {@linkcode Hub}'s; the listener's lifecycle is `serve.ts`'s.
  *
  * @module
  */
@@ -19,17 +20,14 @@ import {
   CLOSE_MESSAGE_TOO_BIG,
   CLOSE_POLICY_VIOLATION,
   CLOSE_SERVICE_RESTART,
-  ERR_BLOCKING_MEMBER,
-  ERR_HEARTBEAT,
   ERR_KEY,
   ERR_MESSAGE,
   ERR_URL,
 } from "./lib/codes.ts";
 import { Hub, type HubStats } from "./lib/hub.ts";
-import { keyHash, type LogFields, Logger, type LogLevel } from "./lib/log.ts";
-import { collect, renderMetrics, Tally } from "./lib/metrics.ts";
+import { type LogFields, Logger, type LogLevel } from "./lib/log.ts";
+import { collect, renderMetrics, type Tally } from "./lib/metrics.ts";
 import { SERVER_METRICS } from "./lib/server_metrics.ts";
-import { newSessionId } from "./lib/sse.ts";
 import { splitTokenPath, TokenAuthority } from "./lib/token.ts";
 import { checkKey, parsePeerUrl } from "./lib/url.ts";
 import { settleWithin } from "./deadline.ts";
@@ -39,18 +37,14 @@ import {
   type HandlerOptions,
   resolveHandlerOptions,
 } from "./options.ts";
-import { DenoSocket, type PeerSocket, type SocketContext } from "./socket.ts";
+import type { PeerSocket, SocketContext } from "./socket.ts";
 import { Sessions, type SseContext, SseSession } from "./sse.ts";
-import {
-  type ConnFacts,
-  type ConnHost,
-  type LocalConn,
-  SseConn,
-  WsConn,
-} from "./connection.ts";
-import { answerPlain, type EndpointSource, textResponse } from "./endpoints.ts";
+import { type LocalConn, SseConn } from "./connection.ts";
+import { accept, type AcceptHost } from "./accept.ts";
+import { answerPlain, type EndpointSource } from "./endpoints.ts";
+import { Observer } from "./observe.ts";
 import { type Arrival, arrive, type Gates } from "./route.ts";
-import { EdgeConn, type EdgeHost } from "./cluster/edge.ts";
+import { EdgeConn } from "./cluster/edge.ts";
 import { sessionForwarder } from "./cluster/forward.ts";
 import type { ClusterNode, ClusterView } from "./cluster/node.ts";
 
@@ -116,34 +110,19 @@ export interface SigverHandler {
   logEvent(level: LogLevel, event: string, fields?: LogFields): void;
 }
 
-/**
- * Log levels of closes: a peer's ordinary comings and goings are `debug`
- * (tens of thousands a minute on a busy server); a peer closed for a limit
- * or for bad input is `info`, with its reason.
- */
-function _closeLevel(code: number, by: "server" | "client"): LogLevel {
-  if (by === "client") return "debug";
-  return code === CLOSE_GOING_AWAY || code === ERR_HEARTBEAT ||
-      code === ERR_BLOCKING_MEMBER
-    ? "debug"
-    : "info";
-}
-
 /** Any connection the handler holds. */
 type _Conn = LocalConn | EdgeConn;
 
-class _Handler
-  implements SigverHandler, ConnHost, EdgeHost, Gates, EndpointSource {
+class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
   readonly hub: Hub;
   readonly bucket: TokenBucket;
   readonly socketContext: SocketContext;
   readonly sseContext: { tick: number } & SseContext;
-  readonly rejections = new Tally(["reason"]);
   readonly tokens: TokenAuthority | undefined;
   readonly cluster: ClusterNode | undefined;
   readonly ice: IceServersEndpoint | undefined;
   readonly #config: HandlerConfig;
-  readonly #log: Logger;
+  readonly #observer: Observer;
   readonly #readiness: (() => string | undefined) | undefined;
   readonly #moreMetrics: HandlerOptions["moreMetrics"];
   /** The ICE servers path as a key (`/ice-servers` is `ice-servers`). */
@@ -163,9 +142,6 @@ class _Handler
   #closingAll = false;
   #draining = false;
   #idle: (() => void) | undefined;
-  #connectionsTotal = 0;
-  #invalid = 0;
-  readonly #closes = new Tally(["code", "by"]);
 
   constructor(options: HandlerOptions) {
     const config = this.#config = resolveHandlerOptions(options);
@@ -189,7 +165,9 @@ class _Handler
       maxBufferedAmount: config.maxBufferedAmount,
       keepAliveTicks: Math.ceil(KEEP_ALIVE_MS / config.tickMs),
     };
-    this.#log = new Logger(options.log, options.logLevel, options.logFormat);
+    this.#observer = new Observer(
+      new Logger(options.log, options.logLevel, options.logFormat),
+    );
     this.#readiness = options.readiness;
     this.cluster = options.clusterNode;
     this.tokens = options.authSecrets?.length
@@ -210,7 +188,7 @@ class _Handler
           ? key
           : splitTokenPath(key).key;
       },
-      refused: (reason) => this.rejections.add(reason),
+      refused: (reason) => this.#observer.rejections.add(reason),
       maxMessageSize: config.maxMessageSize,
       elsewhere: this.cluster === undefined
         ? undefined
@@ -226,6 +204,10 @@ class _Handler
   }
 
   // What the gates, the connections and the endpoints read.
+
+  get rejections(): Tally {
+    return this.#observer.rejections;
+  }
 
   get draining(): boolean {
     return this.#draining;
@@ -284,9 +266,7 @@ class _Handler
     request: Request,
     remote: string | undefined,
   ): void {
-    this.rejections.add(refusal.reason);
-    this.#log.write("info", "reject", {
-      reason: refusal.reason,
+    this.#observer.rejected(refusal.reason, {
       status: refusal.status,
       path: this.#config.paths.ice || undefined,
       addr: clientAddress(remote, request.headers, this.#config.trustProxy)
@@ -333,99 +313,32 @@ class _Handler
     arrival: Arrival,
     transport: "websocket" | "sse",
   ): Response {
+    const observer = this.#observer;
+    const from = arrival.from.address;
     if (arrival.kind === "refused") {
-      return this.#refuse(arrival.refusal, arrival.from.address, arrival.key);
+      return observer.refuse(arrival.refusal, from, arrival.key);
     }
-    const { from } = arrival;
-    const facts: ConnFacts = {
-      address: from.address,
-      counted: from.counted,
-      key: arrival.kind === "edge" ? arrival.key : arrival.peer?.key,
-      favored: arrival.kind === "edge" ? false : arrival.peer?.favored ?? false,
-      now: this.#config.clock.now(),
-    };
-    if (transport === "sse") {
-      const id = newSessionId(this.cluster?.id);
-      let conn: _Conn;
-      if (arrival.kind === "edge") {
-        conn = new EdgeConn(
-          this,
-          (events) => new SseSession(id, events, this.sseContext),
-          arrival.pipe,
-          { ...facts, key: arrival.key, owner: arrival.route.node },
-        );
-        this.cluster!.pipeOpened(arrival.key, arrival.route);
-      } else {
-        conn = this.#leased(new SseConn(this, id, facts), arrival.lease);
-      }
-      const session = conn.socket as SseSession;
-      this.#sessions.add(session, conn);
-      this.#hold(conn);
-      return session.open()!;
+    const now = this.#config.clock.now();
+    const accepted = accept(this, request, arrival, transport, now);
+    if ("refusal" in accepted) {
+      return observer.refuse(accepted.refusal, from, accepted.key);
     }
-    let upgraded: { socket: WebSocket; response: Response };
-    try {
-      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
-    } catch (error) {
-      if (arrival.kind === "edge") {
-        arrival.pipe.pipe?.close(1000, "The peer's upgrade failed");
-      } else if (arrival.lease !== undefined) {
-        arrival.lease.cluster.release(arrival.peer!.key);
-      }
-      const why = error instanceof Error ? error.message : String(error);
-      return this.#refuse(
-        {
-          status: 400,
-          reason: "handshake",
-          message: `Bad Request: ${why}`,
-        },
-        from.address,
-        facts.key,
-      );
-    }
-    let conn: _Conn;
-    if (arrival.kind === "edge") {
-      const raw = upgraded.socket;
-      conn = new EdgeConn(
-        this,
-        (events) => new DenoSocket(raw, events, this.socketContext),
-        arrival.pipe,
-        { ...facts, key: arrival.key, owner: arrival.route.node },
-      );
-      this.cluster!.pipeOpened(arrival.key, arrival.route);
-    } else {
-      conn = this.#leased(
-        new WsConn(this, upgraded.socket, facts),
-        arrival.lease,
-      );
+    const { conn } = accepted;
+    if (conn.socket instanceof SseSession) {
+      this.#sessions.add(conn.socket, conn);
     }
     this.#hold(conn);
-    return upgraded.response;
-  }
-
-  /** Records the cluster lease a local connection holds, if any. */
-  #leased(
-    conn: LocalConn,
-    lease: { cluster: ClusterNode; piped: boolean } | undefined,
-  ): LocalConn {
-    if (lease !== undefined) {
-      conn.leased = true;
-      if (lease.piped && conn instanceof WsConn) {
-        conn.piped = true;
-        lease.cluster.pipedIn(1);
-      }
-    }
-    return conn;
+    return accepted.respond();
   }
 
   logEvent(level: LogLevel, event: string, fields?: LogFields): void {
-    this.#log.write(level, event, fields);
+    this.#observer.write(level, event, fields);
   }
 
   drain(): void {
     if (this.#draining) return;
     this.#draining = true;
-    this.#log.write("info", "drain", { peers: this.hub.size });
+    this.#observer.write("info", "drain", { peers: this.hub.size });
   }
 
   async close(
@@ -463,14 +376,15 @@ class _Handler
   }
 
   metrics(): string {
+    const observer = this.#observer;
     const families = collect(SERVER_METRICS, {
       stats: this.hub.stats(),
       counters: this.hub.counters,
       draining: this.#draining,
-      connectionsTotal: this.#connectionsTotal,
-      invalid: this.#invalid,
-      closes: this.#closes,
-      rejections: this.rejections,
+      connectionsTotal: observer.connectionsTotal,
+      invalid: observer.invalid,
+      closes: observer.closes,
+      rejections: observer.rejections,
     });
     const more = this.#moreMetrics?.() ?? [];
     const cluster = this.cluster?.metrics() ?? [];
@@ -522,22 +436,20 @@ class _Handler
       return;
     }
     conn.peer = this.hub.open(conn, conn.key, conn.favored);
-    if (this.#log.enabled("debug")) {
-      this.#log.write("debug", "open", {
-        peer: conn.peer.id,
-        key: keyHash(conn.key),
-        favored: conn.favored || undefined,
-        addr: conn.address,
-        transport: conn instanceof SseConn ? "sse" : undefined,
-      });
-    }
+    this.#observer.opened(
+      conn.peer.id,
+      conn.key,
+      conn.favored,
+      conn.address,
+      conn instanceof SseConn ? "sse" : undefined,
+    );
   }
 
   frame(conn: LocalConn, data: ArrayBuffer | string): void {
     const peer = conn.peer;
     if (peer === undefined || !peer.live) return;
     if (typeof data === "string") {
-      this.#invalid++;
+      this.#observer.invalid++;
       this.hub.close(
         peer,
         ERR_MESSAGE,
@@ -548,7 +460,7 @@ class _Handler
     const size = data.byteLength;
     const max = this.#config.maxMessageSize;
     if (size > max) {
-      this.#invalid++;
+      this.#observer.invalid++;
       this.rejections.add("message_size");
       this.hub.close(
         peer,
@@ -586,43 +498,18 @@ class _Handler
     reason: string,
     by: "server" | "client",
   ): void {
-    this.#closes.add(String(code), by);
-    const level = _closeLevel(code, by);
-    if (this.#log.enabled(level)) {
-      this.#log.write(level, "close", {
-        peer: conn instanceof EdgeConn ? undefined : conn.peer?.id,
-        key: conn.key === undefined ? undefined : keyHash(conn.key),
-        code,
-        reason: reason || undefined,
-        by,
-      });
-    }
-  }
-
-  /**
-   * Answers a refused peer, and counts and logs it. The log carries the
-   * key's hash, when the key is known (a path with a token in it is not).
-   */
-  #refuse(
-    refusal: Refusal,
-    address: string,
-    key: string | undefined,
-  ): Response {
-    this.rejections.add(refusal.reason);
-    if (this.#log.enabled("info")) {
-      this.#log.write("info", "reject", {
-        reason: refusal.reason,
-        status: refusal.status,
-        key: key === undefined ? undefined : keyHash(key),
-        addr: address,
-      });
-    }
-    return textResponse(refusal.status, refusal.message);
+    this.#observer.closed(
+      conn instanceof EdgeConn ? undefined : conn.peer?.id,
+      conn.key,
+      code,
+      reason,
+      by,
+    );
   }
 
   /** Counts a new connection in. */
   #hold(conn: _Conn): void {
-    this.#connectionsTotal++;
+    this.#observer.connectionsTotal++;
     this.#conns.add(conn);
     this.#pending.add(conn);
     if (conn.counted) {
@@ -693,11 +580,7 @@ class _Handler
     for (const session of this.#sessions.sessions()) session.keepAlive();
     for (const conn of this.#pending) {
       if (now - conn.since < this.#config.upgradeTimeout) continue;
-      this.rejections.add("upgrade_timeout");
-      this.#log.write("info", "reject", {
-        reason: "upgrade_timeout",
-        addr: conn.address,
-      });
+      this.#observer.rejected("upgrade_timeout", { addr: conn.address });
       // Deno ignores close() before open: the socket closes once it opens.
       if (conn instanceof EdgeConn) {
         conn.close(
