@@ -42,7 +42,9 @@ const _encoder = new TextEncoder();
 
 /** The headers of a stream's response. */
 const _STREAM_HEADERS: HeadersInit = {
-  "content-type": "text/event-stream; charset=utf-8",
+  // SSE is UTF-8 by definition: no charset parameter, for clients that
+  // compare the type as it is.
+  "content-type": "text/event-stream",
   "cache-control": "no-store",
   // nginx buffers responses unless told not to: events must go out at once.
   "x-accel-buffering": "no",
