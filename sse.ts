@@ -331,10 +331,13 @@ export interface SessionsOptions {
   plain(key: string | undefined): boolean;
 }
 
-/** Whether a request opens (or resumes) a fallback stream. */
+/**
+ * Whether a request opens (or resumes) a fallback stream: a GET whose
+ * Accept lists `text/event-stream` (media types ignore case).
+ */
 function _wantsStream(request: Request): boolean {
   return request.method === "GET" &&
-    (request.headers.get("accept") ?? "").includes("text/event-stream");
+    /text\/event-stream/i.test(request.headers.get("accept") ?? "");
 }
 
 /** The session a fallback request names, if any. */

@@ -761,6 +761,15 @@ Deno.test("only a GET that accepts text/event-stream is a group, and then on any
       assert.equal(await peer.join(1), true);
     },
   );
+  await t.step(
+    "an Accept in capitals (media types ignore case)",
+    async () => {
+      await using peer = await SsePeer.open(server, "/room-caps", {
+        headers: { accept: "Text/Event-Stream" },
+      });
+      assert.equal(await peer.join(1), true);
+    },
+  );
   await t.step("the empty key is closed with 4741 after the open", async () => {
     const peer = await SsePeer.open(server, "/");
     assert.equal((await closedBy(server, peer)).code, 4741);
