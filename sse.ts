@@ -278,10 +278,8 @@ export async function readFrame(
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
-    if (size > max) {
-      await body.cancel().catch(() => {});
-      return { ok: false, tooBig: true };
-    }
+    // Leaving the loop cancels the body.
+    if (size > max) return { ok: false, tooBig: true };
     chunks.push(chunk);
   }
   const frame = new Uint8Array(size);
@@ -453,19 +451,26 @@ export class Sessions<C extends { readonly key: string | undefined }> {
           ),
         });
     } else return undefined;
-    return this.#withCors(request, answer);
+    // A new session's GET meets the origin rule in admission, with the
+    // WebSocket's other gates; every other request meets it here.
+    return this.#withCors(
+      request,
+      answer,
+      method === "GET" && session === null,
+    );
   }
 
   async #withCors(
     request: Request,
     answer: () => Response | Promise<Response>,
+    admitted: boolean,
   ): Promise<Response> {
     const verdict = cors(
       request.headers.get("origin"),
       this.#options.allowOrigins,
     );
     let response: Response;
-    if (verdict.allowed || request.method === "GET") response = await answer();
+    if (verdict.allowed || admitted) response = await answer();
     else {
       this.#options.refused("origin");
       await request.body?.cancel();

@@ -111,7 +111,7 @@ Deno.test("the fallback refuses a page on another origin", async () => {
   await posted.body?.cancel();
 });
 
-Deno.test("a POST from a refused origin never reaches the session", async () => {
+Deno.test("a POST or a resuming GET from a refused origin never reaches the session", async () => {
   await using server = startServer({
     allowOrigins: ["https://app.example"],
   });
@@ -144,6 +144,12 @@ Deno.test("a POST from a refused origin never reaches the session", async () => 
   });
   assert.equal(refused.status, 403);
   await refused.body?.cancel();
+  // Nor may it take the session's stream: 403, not the stream, nor 409.
+  const resumed = await fetch(httpUrl(server, `/room?session=${session}`), {
+    headers: { origin: "https://evil.example", accept: "text/event-stream" },
+  });
+  assert.equal(resumed.status, 403);
+  await resumed.body?.cancel();
   // Then the same frame from no origin: its reply must be the first event.
   const allowed = await fetch(httpUrl(server, `/room?session=${session}`), {
     method: "POST",
