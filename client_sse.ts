@@ -8,8 +8,11 @@
  *   first event names the session. An HTTP refusal closes it before it
  *   opens (code 1006, the status and text in the reason).
  * - Frames go up one POST at a time, in order, to `<group URL>?session=<id>`.
- * - A stream that drops is resumed (`?session=<id>`), a few times, before
- *   the socket closes with 1006.
+ * - A stream that drops is resumed (`?session=<id>`), a few times in a row
+ *   (the server may hold the old stream for a few seconds: 409 is retried),
+ *   before the socket closes with 1006.
+ * - A frame the server did not take (a POST that failed or was refused)
+ *   closes the socket with 1006, as a WebSocket that cannot send closes.
  * - `close()` ends the session with `DELETE <group URL>?session=<id>`.
  *
  * @module
@@ -22,8 +25,22 @@ const _OPEN = 1;
 const _CLOSING = 2;
 const _CLOSED = 3;
 
-/** Attempts to resume a dropped stream before giving up. */
-const RESUMES = 3;
+/**
+ * Attempts in a row to resume a dropped stream before giving up; the n-th
+ * waits n times {@linkcode SseSocketOptions.resumeWait} first (7.5 s in all
+ * by default, past the server's next heartbeat write, which shows it that
+ * the old stream is gone).
+ */
+const RESUMES = 5;
+
+/** Options of {@linkcode SseSocket}. */
+export interface SseSocketOptions {
+  /**
+   * Milliseconds: the n-th resume in a row waits n times this first
+   * (default 500).
+   */
+  resumeWait?: number;
+}
 
 /** How a {@linkcode SseSocket} closed, as a WebSocket's close event says. */
 export interface SseCloseInit {
@@ -62,18 +79,23 @@ export class SseSocket {
   /** Never called: failures come as a close (kept for the interface). */
   onerror: ((event: Event) => unknown) | null = null;
   #session: string | undefined;
+  /** Resumes tried since a stream last opened. */
+  #resumes = 0;
   #abort = new AbortController();
   #uploads: Uint8Array<ArrayBuffer>[] = [];
   #uploading = false;
+  readonly #resumeWait: number;
 
   /**
    * Starts opening a session.
    *
    * @param url The group URL: `http(s)://host/<key>[?favored]` (a token
    * path included).
+   * @param options How long resumes wait.
    */
-  constructor(url: string) {
+  constructor(url: string, options: SseSocketOptions = {}) {
     this.url = url;
+    this.#resumeWait = options.resumeWait ?? 500;
     void this.#run();
   }
 
@@ -116,7 +138,6 @@ export class SseSocket {
   }
 
   async #run(): Promise<void> {
-    let resumes = 0;
     while (this.readyState < _CLOSING) {
       const url = this.#session === undefined
         ? this.url
@@ -129,7 +150,7 @@ export class SseSocket {
           cache: "no-store",
         });
       } catch (error) {
-        if (this.#session === undefined || ++resumes > RESUMES) {
+        if (this.#session === undefined || !(await this.#backOff())) {
           this.#closed({
             code: 1006,
             reason: `Cannot reach the server: ${_why(error)}`,
@@ -137,8 +158,13 @@ export class SseSocket {
           });
           return;
         }
-        await _wait(250 * resumes);
         continue;
+      }
+      if (response.status === 409 && this.#session !== undefined) {
+        // The server still holds the stream that dropped: try again.
+        await response.body?.cancel();
+        if (await this.#backOff()) continue;
+        break;
       }
       if (response.status !== 200 || response.body === null) {
         const text = (await response.text().catch(() => "")).trim();
@@ -151,14 +177,22 @@ export class SseSocket {
       }
       if (await this.#read(response.body)) return;
       // The stream ended without a close event: resume the session.
-      if (++resumes > RESUMES) break;
-      await _wait(250 * resumes);
+      if (!(await this.#backOff())) break;
     }
+    // close() may have been called meanwhile: it reports its own code.
+    if (this.readyState >= _CLOSING) return;
     this.#closed({
       code: 1006,
       reason: "The event stream dropped",
       wasClean: false,
     });
+  }
+
+  /** Waits before the next resume; false when there are none left. */
+  async #backOff(): Promise<boolean> {
+    if (++this.#resumes > RESUMES) return false;
+    await _wait(this.#resumeWait * this.#resumes, this.#abort.signal);
+    return this.readyState < _CLOSING;
   }
 
   /** Reads a stream; true when the session ended in it. */
@@ -180,6 +214,8 @@ export class SseSocket {
   #event(event: SseEvent): boolean {
     switch (event.event) {
       case "session":
+        // A stream that opens (or resumes) starts the count again.
+        this.#resumes = 0;
         if (this.#session === undefined) {
           this.#session = event.data;
           this.readyState = _OPEN;
@@ -227,21 +263,43 @@ export class SseSocket {
             headers: { "content-type": "application/octet-stream" },
             body: frame,
           });
-        } catch {
-          continue; // The stream tells whether the session lives on.
+        } catch (error) {
+          this.#fail(`Cannot send: ${_why(error)}`);
+          return;
         }
-        await response.body?.cancel();
+        if (response.ok) {
+          await response.body?.cancel();
+          continue;
+        }
+        const text = (await response.text().catch(() => "")).trim();
         if (response.status === 404) {
+          // Nothing to DELETE: the session is gone.
           this.#closed({
             code: 1006,
             reason: "The server no longer knows the session",
             wasClean: false,
           });
-        }
+        } else this.#fail(`Cannot send: HTTP ${response.status}: ${text}`);
+        return;
       }
     } finally {
       this.#uploading = false;
     }
+  }
+
+  /**
+   * A frame was lost: ends the session (a DELETE, not waited for) and closes
+   * with 1006, as a WebSocket that cannot send does.
+   */
+  #fail(reason: string): void {
+    if (this.readyState >= _CLOSING) return;
+    const session = this.#session;
+    if (session !== undefined) {
+      fetch(this.#sessionUrl(session), { method: "DELETE" })
+        .then((response) => response.body?.cancel())
+        .catch(() => {});
+    }
+    this.#closed({ code: 1006, reason: reason.slice(0, 123), wasClean: false });
   }
 
   #closed(init: SseCloseInit): void {
@@ -257,6 +315,16 @@ function _why(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function _wait(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`, or until `signal` aborts (the socket closed). */
+function _wait(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
 }
