@@ -179,7 +179,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       allowOrigins: config.admission.allowOrigins,
     });
     if (this.cluster !== undefined) {
-      this.cluster.onLost = (key) => this.#closeKey(key);
+      this.cluster.onLost = (keys) => this.#closeKeys(keys);
     }
     this.#sessions = new Sessions({
       keyOf: (request) => {
@@ -393,25 +393,27 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
 
   // Connections' events.
 
+  /** Closes a connection's transport; true when this close is counted. */
   closeConn(
     conn: _Conn,
     code: number,
     reason: string,
     immediately: boolean,
-  ): void {
+  ): boolean {
     const socket = conn.socket;
     if (!socket.requestClose(code, reason, immediately || this.#closingAll)) {
-      return;
+      return false;
     }
     this.#recordClose(conn, code, reason, "server");
     if (socket.closing) {
       this.#closing.add(socket);
       this.#startTicking();
     }
+    return true;
   }
 
   closeEdge(conn: EdgeConn, code: number, reason: string): void {
-    this.closeConn(conn, code, reason, false);
+    if (this.closeConn(conn, code, reason, false)) conn.closeCounted = true;
   }
 
   edgeOpened(conn: EdgeConn): void {
@@ -419,7 +421,8 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
   }
 
   edgeClosed(conn: EdgeConn, code: number, reason: string): void {
-    this.#recordClose(conn, code, reason, "client");
+    // A close the server asked for is counted once, when it asked.
+    if (!conn.closeCounted) this.#recordClose(conn, code, reason, "client");
     this.#closing.delete(conn.socket);
     this.#release(conn);
   }
@@ -521,10 +524,10 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     this.#startTicking();
   }
 
-  /** Closes every local peer of a group whose lease another node took. */
-  #closeKey(key: string): void {
+  /** Closes every local peer of the groups whose leases other nodes took. */
+  #closeKeys(keys: ReadonlySet<string>): void {
     for (const conn of [...this.#conns]) {
-      if (conn instanceof EdgeConn || conn.key !== key) continue;
+      if (conn instanceof EdgeConn || !keys.has(conn.key ?? "")) continue;
       conn.leased = false;
       const reason =
         "Cannot relay: this group moved to another server node; reconnect";
@@ -542,9 +545,10 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     if (conn.socket instanceof SseSession) this.#sessions.delete(conn.socket);
     if (conn instanceof EdgeConn) {
       this.cluster?.pipeClosed(conn.key, conn.owner);
-    } else if (conn.leased) {
+    } else {
+      // A peer of a group that moved is no longer leased, still piped in.
       if (conn.piped) this.cluster?.pipedIn(-1);
-      this.cluster?.release(conn.key!);
+      if (conn.leased) this.cluster?.release(conn.key!);
     }
     if (conn.counted) {
       const n = (this.#perAddress.get(conn.address) ?? 1) - 1;

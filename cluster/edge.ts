@@ -162,6 +162,8 @@ export class EdgeConn implements SocketEvents, PipeEvents {
   /** When the upgrade was accepted (for the upgrade timeout). */
   readonly since: number;
   released = false;
+  /** Whether the server's close was counted (the socket's is then not). */
+  closeCounted = false;
   readonly #host: EdgeHost;
   readonly #pipe: Pipe;
   #done = false;

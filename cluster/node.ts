@@ -125,8 +125,8 @@ export class ClusterNode {
   readonly id: string = _randomId();
   /** Signs and checks pipes. */
   readonly auth: PipeAuthority;
-  /** Called with a key whose lease another node now holds. */
-  onLost: (key: string) => void = () => {};
+  /** Called with the keys whose leases other nodes now hold. */
+  onLost: (keys: ReadonlySet<string>) => void = () => {};
   readonly #options: Required<Omit<ClusterOptions, "log">>;
   readonly #log: Logger | undefined;
   readonly #redis: RedisClient;
@@ -328,7 +328,9 @@ export class ClusterNode {
     this.#pipedOut--;
     const remote = this.#remote.get(key);
     if (remote === undefined || remote.node !== node) return;
-    if (--remote.pipes <= 0) this.#remote.delete(key);
+    // Without Redis, a group's known owner is the only way to find it: keep
+    // it until Redis returns.
+    if (--remote.pipes <= 0 && this.#redisUp) this.#remote.delete(key);
   }
 
   /**
@@ -513,13 +515,15 @@ export class ClusterNode {
     const lost = await this.#ask(() =>
       this.#store.renew([...this.#owned.keys()])
     );
+    const gone = new Set<string>();
     for (const key of lost ?? []) {
-      if (!this.#owned.has(key)) continue;
-      this.#owned.delete(key);
-      this.#lost++;
-      this.#log?.write("warn", "cluster", { event: "lost", groups: 1 });
-      this.onLost(key);
+      if (this.#owned.delete(key)) gone.add(key);
     }
+    if (gone.size === 0) return;
+    // One pass over the peers and one line, however many groups moved.
+    this.#lost += gone.size;
+    this.#log?.write("warn", "cluster", { event: "lost", groups: gone.size });
+    this.onLost(gone);
   }
 
   #redisState(up: boolean, error?: string): void {
@@ -528,6 +532,10 @@ export class ClusterNode {
     this.#redisUp = up;
     if (up) {
       this.#log?.write("info", "cluster", { event: "redis up", node: this.id });
+      // Owners kept through the outage: Redis says where groups are again.
+      for (const [key, remote] of this.#remote) {
+        if (remote.pipes <= 0) this.#remote.delete(key);
+      }
       // Back: say where this node is, and assert its leases at once.
       void this.#announce().then(() => this.#renew());
     } else {

@@ -347,4 +347,14 @@ Deno.test("a piped peer over the size limit is closed with 1009 at the edge, and
   assert.equal(info.code, 1009, info.reason);
   assert.deepEqual(await group.member.nextContent(), fromJoiner(group.s, ""));
   assert.match(n1.process.output, /reason=message_size|1009/);
+  // The edge counts its close once, as the server's: not again when the
+  // socket's close event comes back.
+  assert.equal(
+    await n1.metric("sigver_closes_total", 'code="1009",by="server"'),
+    1,
+  );
+  assert.doesNotMatch(
+    await n1.metrics(),
+    /sigver_closes_total\{[^}]*by="client"/,
+  );
 });

@@ -317,6 +317,30 @@ Deno.test("owner stopped with SIGTERM: its piped peers are closed, and a new pee
   );
 });
 
+Deno.test("while Redis is down, a node that piped a group's peer to its owner sends the group's next peer there too", async () => {
+  await using cluster = await startCluster({ nodes: 2, balancer: "none" });
+  const [n0, n1] = cluster.nodes;
+  const key = uniqueKey("known-owner");
+  const a = await TestPeer.open(`${n0.url}/${key}`);
+  const b = await TestPeer.open(`${n1.url}/${key}`);
+  const peers = [a, b];
+  await using _peers = closing(peers);
+  using _answer = answerHeartbeats(a);
+  assert.equal(await a.join(1), true);
+  assert.equal(await b.join(2, [1]), true, "B is piped into A's group");
+  await cluster.killRedis();
+  await _redisIs(cluster, "down");
+  // B leaves: node 1 has no pipe to the owner left, but remembers it.
+  await b.close();
+  await waitFor(async () => (await n1.view()).pipedOut === 0, "B's pipe");
+  const c = await TestPeer.open(`${n1.url}/${key}`);
+  peers.push(c);
+  // A joiner of A's group is bound (false); a second group would take it
+  // as its first member (true).
+  assert.equal(await c.join(3), false, "C meets A's group, no split");
+  assert.equal((await n1.view()).pipedOut, 1);
+});
+
 Deno.test("a key split while Redis was down heals when it returns: the losing node's peers get 1012 and rejoin the group", async () => {
   await using cluster = await startCluster({ nodes: 2, balancer: "none" });
   const [n0, n1] = cluster.nodes;
@@ -393,6 +417,11 @@ Deno.test("a frozen owner (SIGSTOP): a new peer is served by takeover within 2 s
   }
   console.log(`the stale group closed ${since(woke)} ms after the owner woke`);
   assert.equal(await n0.metric("sigver_cluster_lost_leases_total"), 1);
+  // B's pipe into the old owner is gone, and its gauge says so.
+  await waitFor(
+    async () => (await n0.view()).pipedIn === 0,
+    "no peer piped into the old owner",
+  );
   const b2 = await TestPeer.open(`${n1.url}/${key}`);
   peers.push(b2);
   assert.equal(await b2.join(2, [3]), true, "B rejoins the group on node 1");
