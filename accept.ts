@@ -82,11 +82,7 @@ export function accept(
   try {
     upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
   } catch (error) {
-    if (arrival.kind === "edge") {
-      arrival.pipe.pipe?.close(1000, "The peer's upgrade failed");
-    } else if (arrival.lease !== undefined) {
-      arrival.lease.cluster.release(arrival.peer!.key);
-    }
+    giveUp(arrival);
     const why = error instanceof Error ? error.message : String(error);
     return {
       refusal: {
@@ -107,6 +103,20 @@ export function accept(
     )
     : _leased(new WsConn(host, socket, facts), arrival.lease);
   return { conn, respond: () => response };
+}
+
+/**
+ * Gives up an admitted arrival that will not be held: closes its pipe, or
+ * releases the lease taken for it.
+ *
+ * @param arrival The arrival.
+ */
+export function giveUp(arrival: Admitted): void {
+  if (arrival.kind === "edge") {
+    arrival.pipe.pipe?.close(1000, "The peer was not taken");
+  } else if (arrival.lease !== undefined) {
+    arrival.lease.cluster.release(arrival.peer!.key);
+  }
 }
 
 /** A peer piped to its group's owner, on the socket `open` makes. */

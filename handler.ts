@@ -40,10 +40,10 @@ import {
 import type { PeerSocket, SocketContext } from "./socket.ts";
 import { Sessions, type SseContext, SseSession } from "./sse.ts";
 import { type LocalConn, SseConn } from "./connection.ts";
-import { accept, type AcceptHost } from "./accept.ts";
+import { accept, type AcceptHost, giveUp } from "./accept.ts";
 import { answerPlain, type EndpointSource } from "./endpoints.ts";
 import { Observer } from "./observe.ts";
-import { type Arrival, arrive, type Gates } from "./route.ts";
+import { type Arrival, arrive, type Gates, readmit } from "./route.ts";
 import { EdgeConn } from "./cluster/edge.ts";
 import { sessionForwarder } from "./cluster/forward.ts";
 import type { ClusterNode, ClusterView } from "./cluster/node.ts";
@@ -304,19 +304,30 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
     const arrival = arrive(request, remote, this);
     return arrival instanceof Promise
-      ? arrival.then((a) => this.#accept(request, a, transport))
-      : this.#accept(request, arrival, transport);
+      ? arrival.then((a) => this.#accept(request, a, transport, true))
+      : this.#accept(request, arrival, transport, false);
   }
 
+  /**
+   * Holds an arrival's connection, or answers its refusal. One that waited
+   * meets admission again: peers may have come, or a drain begun, meanwhile.
+   */
   #accept(
     request: Request,
     arrival: Arrival,
     transport: "websocket" | "sse",
+    waited: boolean,
   ): Response {
     const observer = this.#observer;
     const from = arrival.from.address;
     if (arrival.kind === "refused") {
       return observer.refuse(arrival.refusal, from, arrival.key);
+    }
+    const late = waited ? readmit(arrival.from, this) : undefined;
+    if (late !== undefined) {
+      giveUp(arrival);
+      const key = arrival.kind === "edge" ? arrival.key : arrival.peer?.key;
+      return observer.refuse(late, from, key);
     }
     const now = this.#config.clock.now();
     const accepted = accept(this, request, arrival, transport, now);
@@ -346,6 +357,9 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     reason = "Server shutting down",
     timeout = 10000,
   ): Promise<void> {
+    // A peer still arriving (its token or its group's node being checked)
+    // is refused when it gets here.
+    this.#draining = true;
     // Close at once, not when quiet: under sustained load waiting does not
     // find quiet, and closing every socket in one go stops the relaying.
     this.#closingAll = true;

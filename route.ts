@@ -150,6 +150,25 @@ function _admit(
   }, gates.admission);
 }
 
+/**
+ * Admission once more, for a peer whose arrival waited (a token check,
+ * Redis, a pipe to open): the server may have begun draining, or filled up
+ * with the peers that arrived meanwhile. Its origin passed already.
+ *
+ * @param from Where the client comes from.
+ * @param gates The server's gates and counts, now.
+ * @returns The refusal, or `undefined` when the peer may be held.
+ */
+export function readmit(from: Origin, gates: Gates): Refusal | undefined {
+  return admit({
+    draining: gates.draining,
+    origin: null,
+    counted: from.counted,
+    peers: gates.connections,
+    fromAddress: from.counted ? gates.fromAddress(from.address) : 0,
+  }, { ...gates.admission, requireOrigin: false });
+}
+
 async function _gated(
   request: Request,
   remote: string | undefined,

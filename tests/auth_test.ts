@@ -187,6 +187,32 @@ Deno.test("a token within the 30 s skew opens its key", async () => {
   );
 });
 
+Deno.test("peers that arrive together and wait on their tokens still meet the peer limit", async () => {
+  await using server = authServer({ maxPeers: 2 });
+  const url = peerUrl(server, `/t/${refToken(SECRET, nowS() + 600)}/${KEY}`);
+  // All five pass admission before any is held, then wait for their token
+  // checks: the limit must hold when they come back.
+  const sockets = Array.from({ length: 5 }, () => new WebSocket(url));
+  const opened = await deadline(
+    Promise.all(sockets.map((socket) =>
+      new Promise<boolean>((resolve) => {
+        socket.onopen = () => resolve(true);
+        socket.onclose = () => resolve(false);
+      })
+    )),
+    WAIT_TIMEOUT,
+    "every upgrade's outcome",
+  );
+  assert.equal(opened.filter(Boolean).length, 2, `opened: ${opened}`);
+  assert.equal((await rejections(server)).get("capacity"), 3);
+  await Promise.all(sockets.map((socket) => {
+    if (socket.readyState === WebSocket.CLOSED) return;
+    const closed = new Promise((resolve) => socket.onclose = resolve);
+    socket.close();
+    return closed;
+  }));
+});
+
 Deno.test("tokens open a nested key: peers with different tokens meet in a/b/c", async () => {
   await using server = authServer();
   const expiry = nowS() + 600;
