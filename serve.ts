@@ -120,41 +120,17 @@ export function serve(options: ServeOptions = {}): SigverServer {
     log: options.cluster.log ??
       new Logger(options.log, options.logLevel, options.logFormat),
   });
-  const handler = createHandler({
-    ...options,
-    clusterNode: cluster,
-    readiness: () =>
-      listener.accepting
-        ? options.readiness?.()
-        : "not accepting connections: out of file descriptors",
-    moreMetrics: () => [
-      {
-        name: "sigver_accept_errors_total",
-        type: "counter",
-        help: "Failures to accept a connection (EMFILE and the like).",
-        samples: [[{}, listener.errors]],
-      },
-      {
-        name: "sigver_accepting",
-        type: "gauge",
-        help: "1 while the server accepts connections.",
-        samples: [[{}, listener.accepting ? 1 : 0]],
-      },
-      ...options.moreMetrics?.() ?? [],
-    ],
-  });
-  const hostname = options.hostname ?? "0.0.0.0";
-  let port = options.port ?? 8000;
-  const addr = listener.start(() => {
-    const server = Deno.serve({
-      hostname,
-      port,
-      ...tls,
-      onListen: () => {},
-    }, handler.fetch);
-    port = (server.addr as Deno.NetAddr).port;
-    return server;
-  }, handler);
+  // The cluster node dials Redis as it is made: let it go if the start fails
+  // (a bad option, an address in use), so that nothing is left reconnecting.
+  let handler: SigverHandler;
+  let addr: Deno.NetAddr;
+  try {
+    handler = createHandler(_handlerOptions(options, cluster, listener));
+    addr = _listen(listener, options, tls, handler);
+  } catch (error) {
+    void cluster?.close().catch(() => {});
+    throw error;
+  }
   const started = cluster?.start();
   options.onListen?.(addr);
   const stopped = Promise.withResolvers<void>();
@@ -191,6 +167,58 @@ export function serve(options: ServeOptions = {}): SigverServer {
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   };
+}
+
+/** The handler's options: the caller's, with the listener's state added. */
+function _handlerOptions(
+  options: ServeOptions,
+  cluster: ClusterNode | undefined,
+  listener: _Listener,
+): HandlerOptions {
+  return {
+    ...options,
+    clusterNode: cluster,
+    readiness: () =>
+      listener.accepting
+        ? options.readiness?.()
+        : "not accepting connections: out of file descriptors",
+    moreMetrics: () => [
+      {
+        name: "sigver_accept_errors_total",
+        type: "counter",
+        help: "Failures to accept a connection (EMFILE and the like).",
+        samples: [[{}, listener.errors]],
+      },
+      {
+        name: "sigver_accepting",
+        type: "gauge",
+        help: "1 while the server accepts connections.",
+        samples: [[{}, listener.accepting ? 1 : 0]],
+      },
+      ...options.moreMetrics?.() ?? [],
+    ],
+  };
+}
+
+/** Starts listening (again on the same port, after an accept error). */
+function _listen(
+  listener: _Listener,
+  options: ServeOptions,
+  tls: { cert?: string; key?: string },
+  handler: SigverHandler,
+): Deno.NetAddr {
+  const hostname = options.hostname ?? "0.0.0.0";
+  let port = options.port ?? 8000;
+  return listener.start(() => {
+    const server = Deno.serve({
+      hostname,
+      port,
+      ...tls,
+      onListen: () => {},
+    }, handler.fetch);
+    port = (server.addr as Deno.NetAddr).port;
+    return server;
+  }, handler);
 }
 
 /**

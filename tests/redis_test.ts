@@ -13,6 +13,7 @@ import {
 } from "../cluster/redis.ts";
 import { RespError } from "../lib/resp.ts";
 import { startRedis } from "../dev/redis_server.ts";
+import { serve } from "../serve.ts";
 
 /** Milliseconds a wait may take before the test fails. */
 const WAIT = 10_000;
@@ -784,4 +785,36 @@ Deno.test("parseRedisUrl reads every form of Redis URL", async (t) => {
       });
     });
   }
+});
+
+Deno.test("serve() that cannot listen lets its cluster node's Redis connection go", async () => {
+  await using redis = await startRedis();
+  await using client = new RedisClient(redis.url);
+  const clients = async () => {
+    const info = String(await client.command("INFO", "clients"));
+    return Number(/connected_clients:(\d+)/.exec(info)?.[1]);
+  };
+  assert.equal(await clients(), 1, "this test's own client");
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    assert.throws(
+      () =>
+        serve({
+          hostname: "127.0.0.1",
+          port: taken.addr.port,
+          cluster: {
+            redis: redis.url,
+            url: `ws://127.0.0.1:${taken.addr.port}`,
+            secret: "cluster-secret",
+          },
+        }),
+      Deno.errors.AddrInUse,
+    );
+  } finally {
+    taken.close();
+  }
+  // The node dialled Redis as it was made: it must hang up, not stay
+  // connected (a loopback connect takes a millisecond or two).
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(await clients(), 1, "the node's connection is gone");
 });
