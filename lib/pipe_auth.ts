@@ -182,7 +182,9 @@ export class PipeAuthority {
     let key: string | undefined;
     try {
       key = keyBytes &&
-        new TextDecoder("utf-8", { fatal: true }).decode(keyBytes);
+        new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(
+          keyBytes,
+        );
     } catch {
       key = undefined;
     }
