@@ -546,8 +546,7 @@ function _cluster(
       `invalid value for --cluster-url: '${url}' (ws://address:port, no path)`,
     );
   }
-  const secret = values["cluster-secret"] ??
-    Deno.env.get("SIGVER_CLUSTER_SECRET");
+  const secret = values["cluster-secret"] ?? _env("SIGVER_CLUSTER_SECRET");
   if (secret === undefined || secret === "") {
     throw new _UsageError(
       "--redis needs --cluster-secret (or SIGVER_CLUSTER_SECRET)",
