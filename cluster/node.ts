@@ -135,6 +135,12 @@ export class ClusterNode {
   readonly #owned = new Map<string, number>();
   /** Releases in flight: a key is not claimed again until they end. */
   readonly #releasing = new Map<string, Promise<void>>();
+  /**
+   * Owner lookups under way, by key: peers of one key that arrive together
+   * share one, so that none can release a lease another is still counting
+   * on between two lookups.
+   */
+  readonly #resolving = new Map<string, Promise<Owner | undefined>>();
   /** URLs of other nodes, for a while, by id. */
   readonly #nodeUrls = new Map<string, { url: string; until: number }>();
   /** Keys piped elsewhere, with their owner. */
@@ -226,7 +232,13 @@ export class ClusterNode {
       return { local: false, node: remote.node, url: remote.url };
     }
     await this.#releasing.get(key);
-    return this.#claimed(key, await this.#ask(() => this.#store.resolve(key)));
+    let owner = this.#resolving.get(key);
+    if (owner === undefined) {
+      owner = this.#ask(() => this.#store.resolve(key));
+      this.#resolving.set(key, owner);
+      void owner.then(() => this.#resolving.delete(key));
+    }
+    return this.#claimed(key, await owner);
   }
 
   /**
