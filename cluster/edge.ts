@@ -108,7 +108,7 @@ export class PendingPipe implements PipeEvents {
   /** Settles once the pipe opened or failed. */
   readonly settled: Promise<{ pipe: PendingPipe } | { end: PipeEnd }>;
   #target: PipeEvents | undefined;
-  #frames: (ArrayBuffer | string)[] = [];
+  #frames: (Uint8Array | string)[] = [];
   #end: PipeEnd | undefined;
 
   constructor() {
@@ -135,9 +135,10 @@ export class PendingPipe implements PipeEvents {
     this.#resolve({ pipe: this });
   }
 
-  onPipeFrame(data: ArrayBuffer | string): void {
-    if (this.#target === undefined) this.#frames.push(data);
-    else this.#target.onPipeFrame(data);
+  onPipeFrame(data: Uint8Array | string): void {
+    if (this.#target !== undefined) this.#target.onPipeFrame(data);
+    // Kept for later: a copy of the pipe's view.
+    else this.#frames.push(typeof data === "string" ? data : data.slice());
   }
 
   onPipeEnd(end: PipeEnd): void {
@@ -253,11 +254,11 @@ export class EdgeConn implements SocketEvents, PipeEvents {
 
   onPipeOpen(): void {}
 
-  onPipeFrame(data: ArrayBuffer | string): void {
+  onPipeFrame(data: Uint8Array | string): void {
     if (this.#done) return;
     // Owners send binary frames only.
     if (typeof data === "string") return;
-    if (!this.socket.trySend(new Uint8Array(data))) {
+    if (!this.socket.trySend(data)) {
       this.#host.rejections.add("slow_reader");
       this.#fail(
         CLOSE_POLICY_VIOLATION,

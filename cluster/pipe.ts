@@ -52,9 +52,11 @@ export interface PipeEvents {
   /**
    * A frame came from the owner.
    *
-   * @param data The frame.
+   * @param data The frame: a binary frame's bytes, a view into the pipe's
+   * read buffer that is valid during the call only (copy what is kept), or
+   * a text frame's text.
    */
-  onPipeFrame(data: ArrayBuffer | string): void;
+  onPipeFrame(data: Uint8Array | string): void;
   /**
    * The pipe ended; reported once.
    *
@@ -358,7 +360,8 @@ export class Pipe {
     if (this.#closeReceived) return;
     switch (opcode) {
       case OP_BINARY:
-        if (!this.#ended) this.#events.onPipeFrame(payload.slice().buffer);
+        // A view: the peer's socket copies it as it sends.
+        if (!this.#ended) this.#events.onPipeFrame(payload);
         return;
       case OP_TEXT: {
         let text: string;

@@ -78,8 +78,9 @@ class PipeProbe implements PipeEvents, AsyncDisposable {
     this.#opened.resolve();
   }
 
-  onPipeFrame(data: ArrayBuffer | string): void {
-    this.frames.push(data);
+  onPipeFrame(data: Uint8Array | string): void {
+    // The pipe lends a view of its read buffer: keep a copy.
+    this.frames.push(typeof data === "string" ? data : data.slice().buffer);
     this.#wake?.();
   }
 
