@@ -18,6 +18,7 @@
  * @module
  */
 
+import { textResponse } from "./endpoints.ts";
 import { cors, preflightHeaders } from "./lib/cors.ts";
 import {
   closeEvent,
@@ -39,6 +40,14 @@ export interface SseContext {
 }
 
 const _encoder = new TextEncoder();
+
+/**
+ * The high-water mark of a stream's queue, in bytes: how much may wait for
+ * the reader before the stream reports backpressure (a negative
+ * `desiredSize`). The bytes waiting are read back as this mark minus
+ * `desiredSize`, so the stream and that count must use the same value.
+ */
+const _STREAM_HIGH_WATER = 16384;
 
 /** The headers of a stream's response. */
 const _STREAM_HEADERS: HeadersInit = {
@@ -92,11 +101,6 @@ export class SseSession implements PeerSocket {
     return this.#closed;
   }
 
-  /** Whether a stream is open now. */
-  get streaming(): boolean {
-    return this.#stream !== undefined;
-  }
-
   /**
    * Opens a stream: the first one sends the session event and reports the
    * open; a later one (the client reconnected) resumes the session and
@@ -118,7 +122,7 @@ export class SseSession implements PeerSocket {
         // The client went away: keep the session, queue its frames.
         if (this.#stream === controller) this.#stream = undefined;
       },
-    }, new ByteLengthQueuingStrategy({ highWaterMark: 16384 }));
+    }, new ByteLengthQueuingStrategy({ highWaterMark: _STREAM_HIGH_WATER }));
     this.#stream = controller;
     this.#write(sessionEvent(this.id));
     for (const chunk of this.#queue) controller.enqueue(chunk);
@@ -224,7 +228,7 @@ export class SseSession implements PeerSocket {
   #waiting(): number {
     const stream = this.#stream;
     if (stream === undefined) return this.#queued;
-    return Math.max(0, 16384 - (stream.desiredSize ?? 0));
+    return Math.max(0, _STREAM_HIGH_WATER - (stream.desiredSize ?? 0));
   }
 
   #write(text: string): void {
@@ -348,19 +352,6 @@ function _sessionOf(request: Request): string | null {
 }
 
 /**
- * A short plain-text answer, never cached.
- */
-function _text(status: number, body: string): Response {
-  return new Response(body + "\n", {
-    status,
-    headers: {
-      "content-type": "text/plain; charset=utf-8",
-      "cache-control": "no-store",
-    },
-  });
-}
-
-/**
  * The fallback sessions of one server, by id, and the requests that follow
  * a session's opening GET: a GET that resumes a dropped stream, a POST that
  * sends a frame up, a DELETE that ends the session.
@@ -474,7 +465,7 @@ export class Sessions<C extends { readonly key: string | undefined }> {
     else {
       this.#options.refused("origin");
       await request.body?.cancel();
-      response = _text(403, "Forbidden: origin not allowed");
+      response = textResponse(403, "Forbidden: origin not allowed");
     }
     for (const [name, value] of Object.entries(verdict.headers)) {
       response.headers.set(name, value);
@@ -493,7 +484,7 @@ export class Sessions<C extends { readonly key: string | undefined }> {
     const entry = this.#find(request, id);
     if (!("session" in entry)) return entry;
     return entry.session.open() ??
-      _text(409, "Conflict: the session's stream is open already");
+      textResponse(409, "Conflict: the session's stream is open already");
   }
 
   /**
@@ -517,7 +508,10 @@ export class Sessions<C extends { readonly key: string | undefined }> {
     const posted = await readFrame(request, max);
     if (!posted.ok) {
       this.#options.refused("message_size");
-      return _text(413, `Content Too Large: a frame is at most ${max} bytes`);
+      return textResponse(
+        413,
+        `Content Too Large: a frame is at most ${max} bytes`,
+      );
     }
     entry.session.deliver(posted.frame);
     return new Response(null, { status: 204 });
@@ -530,11 +524,11 @@ export class Sessions<C extends { readonly key: string | undefined }> {
     const entry = isSessionId(id) ? this.#entries.get(id) : undefined;
     if (entry === undefined) {
       return (isSessionId(id) && this.#options.elsewhere?.(request, id)) ||
-        _text(404, "Not Found: no such session");
+        textResponse(404, "Not Found: no such session");
     }
     if (this.#options.keyOf(request) !== entry.conn.key) {
       this.#options.refused("session_key");
-      return _text(403, "Forbidden: the session belongs to another key");
+      return textResponse(403, "Forbidden: the session belongs to another key");
     }
     return entry;
   }
