@@ -23,6 +23,7 @@ import {
 import { VERSION } from "./lib/version.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
 import { checkIceUrls } from "./lib/turn.ts";
+import { settleWithin } from "./deadline.ts";
 import type { TurnOptions } from "./ice.ts";
 
 const USAGE = `sigver ${VERSION}: WebRTC signaling server for Netflux
@@ -157,12 +158,7 @@ function _stderrLines(): {
       globalThis.removeEventListener("error", last);
       globalThis.removeEventListener("unhandledrejection", last);
       writing ??= Promise.resolve().then(pump);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        writing,
-        new Promise((resolve) => timer = setTimeout(resolve, timeout)),
-      ]);
-      clearTimeout(timer);
+      await settleWithin(writing, timeout);
     },
   };
 }
