@@ -50,7 +50,6 @@ interface _Timer {
   ms: number;
   fn: () => void;
   next: number;
-  live: boolean;
 }
 
 /**
@@ -105,11 +104,10 @@ export class ManualClock implements Clock {
         `Cannot tick: the period must be positive, got ${ms}`,
       );
     }
-    const timer: _Timer = { ms, fn, next: this.#now + ms, live: true };
+    const timer: _Timer = { ms, fn, next: this.#now + ms };
     this.#timers.add(timer);
     return {
       [Symbol.dispose]: () => {
-        timer.live = false;
         this.#timers.delete(timer);
       },
     };

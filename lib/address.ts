@@ -23,16 +23,8 @@ export interface ClientAddress {
  *
  * @param address An IPv4 or IPv6 address.
  * @returns True for `127.0.0.0/8`, `::1` and IPv4-mapped loopback.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { isLoopback } from "./address.ts";
- * assert.equal(isLoopback("127.0.0.2"), true);
- * assert.equal(isLoopback("192.0.2.1"), false);
- * ```
  */
-export function isLoopback(address: string): boolean {
+function _isLoopback(address: string): boolean {
   return address.startsWith("127.") || address === "::1" ||
     address.startsWith("::ffff:127.");
 }
@@ -44,16 +36,8 @@ export function isLoopback(address: string): boolean {
  *
  * @param headers The request headers.
  * @returns The address, or `undefined` when neither header names one.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { forwardedFor } from "./address.ts";
- * const headers = new Headers({ forwarded: 'for="[2001:db8::1]:4711"' });
- * assert.equal(forwardedFor(headers), "2001:db8::1");
- * ```
  */
-export function forwardedFor(headers: Headers): string | undefined {
+function _forwardedFor(headers: Headers): string | undefined {
   const xff = headers.get("x-forwarded-for");
   if (xff) {
     const last = xff.slice(xff.lastIndexOf(",") + 1).trim();
@@ -99,6 +83,23 @@ export function forwardedFor(headers: Headers): string | undefined {
  *   local: true,
  * });
  * ```
+ *
+ * @example A `Forwarded` header's address, without its port
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clientAddress } from "./address.ts";
+ * const headers = new Headers({ forwarded: 'for="[2001:db8::1]:4711"' });
+ * assert.equal(clientAddress(undefined, headers, true).address, "2001:db8::1");
+ * ```
+ *
+ * @example Loopback sockets are local
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clientAddress } from "./address.ts";
+ * const headers = new Headers();
+ * assert.equal(clientAddress("127.0.0.2", headers, false).local, true);
+ * assert.equal(clientAddress("192.0.2.1", headers, false).local, false);
+ * ```
  */
 export function clientAddress(
   remote: string | undefined,
@@ -107,10 +108,10 @@ export function clientAddress(
 ): ClientAddress {
   if (trustProxy) {
     return {
-      address: forwardedFor(headers) ?? remote ?? "unknown",
+      address: _forwardedFor(headers) ?? remote ?? "unknown",
       local: false,
     };
   }
   if (remote === undefined) return { address: "unknown", local: true };
-  return { address: remote, local: isLoopback(remote) };
+  return { address: remote, local: _isLoopback(remote) };
 }

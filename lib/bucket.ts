@@ -23,7 +23,7 @@ export interface BucketState {
  * import assert from "node:assert/strict";
  * import { TokenBucket } from "./bucket.ts";
  * const bucket = new TokenBucket(1, 2); // 1 per second, bursts of 2
- * const state = bucket.fresh(0);
+ * const state = { tokens: bucket.burst, last: 0 }; // a full bucket
  * assert.equal(bucket.take(state, 0), true);
  * assert.equal(bucket.take(state, 0), true);
  * assert.equal(bucket.take(state, 0), false);
@@ -45,21 +45,6 @@ export class TokenBucket {
   constructor(rate: number, burst: number) {
     this.perMs = rate / 1000;
     this.burst = Math.max(1, burst);
-  }
-
-  /** Whether the limit is on. */
-  get limited(): boolean {
-    return this.perMs > 0;
-  }
-
-  /**
-   * A full bucket.
-   *
-   * @param now The time, in milliseconds.
-   * @returns A new state.
-   */
-  fresh(now: number): BucketState {
-    return { tokens: this.burst, last: now };
   }
 
   /**

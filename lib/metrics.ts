@@ -83,16 +83,6 @@ export class Tally {
   }
 
   /**
-   * How many events carry these label values.
-   *
-   * @param values One value per label name, in order.
-   * @returns The count (0 when none).
-   */
-  get(...values: string[]): number {
-    return this.#counts.get(values.join("\u0000")) ?? 0;
-  }
-
-  /**
    * The counts as samples, in the order their label values first came.
    *
    * @returns One sample per label-value tuple seen.

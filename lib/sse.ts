@@ -19,7 +19,7 @@
  */
 
 /** Bytes of randomness in a session id: 128 bits. */
-export const SESSION_ID_BYTES = 16;
+const SESSION_ID_BYTES = 16;
 
 const _B64URL = /^[A-Za-z0-9_-]{22,64}$/;
 
