@@ -191,7 +191,22 @@ async function _gated(
         key: undefined,
       };
     }
-    if (check.kind === "pipe") claims = check.claims;
+    if (check.kind === "pipe") {
+      // Signed for another node: replayed, or sent to the wrong address.
+      if (check.claims.owner !== cluster.url) {
+        return {
+          kind: "refused",
+          refusal: {
+            status: 403,
+            reason: "pipe_signature",
+            message: "Forbidden: the pipe is signed for another node",
+          },
+          from: { address: remote ?? "unknown", counted: false },
+          key: undefined,
+        };
+      }
+      claims = check.claims;
+    }
   }
   // A pipe carries its client's address and Origin for this node's limits.
   const from = claims === undefined
@@ -274,6 +289,7 @@ async function _owner(
       favored: peer.favored,
       client: from.address,
       origin,
+      owner: route.url,
     }, Date.now());
     const opened = await openPipe(_pipeUrl(route.url, target), headers, {
       connectTimeout: PIPE_CONNECT_TIMEOUT_MS,

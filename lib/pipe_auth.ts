@@ -5,9 +5,10 @@
  * The pipe's upgrade carries the peer's key and `favored` flag as they
  * arrived (a WebSocket client normalizes the path it sends: `/a/../b`
  * would reach the owner as `/b`), and the client's address and `Origin`
- * (for the owner's limits), signed with HMAC-SHA256 over the cluster secret
- * and stamped with the time, so that the owner can trust them, and nobody
- * else can forge them.
+ * (for the owner's limits), and the cluster URL of the node it is meant for,
+ * signed with HMAC-SHA256 over the cluster secret and stamped with the time,
+ * so that the owner can trust them, nobody else can forge them, and a
+ * signed upgrade seen on the network cannot be replayed to another node.
  *
  * An upgrade that carries {@linkcode PIPE_HEADERS.node} is a pipe: without a
  * valid signature it is refused (403). An upgrade without it is a client's,
@@ -30,6 +31,8 @@ export const PIPE_HEADERS = {
   client: "x-sigver-client",
   /** The client's `Origin` header (empty when it sent none). */
   origin: "x-sigver-origin",
+  /** The cluster URL of the node the pipe is for (its `--cluster-url`). */
+  owner: "x-sigver-owner",
   /** base64url(HMAC-SHA256(secret, the fields above)). */
   signature: "x-sigver-signature",
 } as const;
@@ -49,6 +52,8 @@ export interface PipeClaims {
   client: string;
   /** The client's `Origin`, `null` when it sent none. */
   origin: string | null;
+  /** The cluster URL of the node the pipe is for. */
+  owner: string;
 }
 
 /** The outcome of checking a pipe's upgrade. */
@@ -63,13 +68,14 @@ function _message(time: string, claims: PipeClaims): Uint8Array<ArrayBuffer> {
   // Every field is base64url or has no line feed (header values cannot).
   return _encoder.encode(
     [
-      "sigver-pipe-v2",
+      "sigver-pipe-v3",
       claims.node,
       time,
       _base64url(_encoder.encode(claims.key)),
       claims.favored ? "1" : "0",
       claims.client,
       claims.origin ?? "",
+      claims.owner,
     ].join("\n"),
   );
 }
@@ -104,6 +110,7 @@ function _unbase64url(text: string): Uint8Array<ArrayBuffer> | undefined {
  *   favored: true,
  *   client: "203.0.113.7",
  *   origin: null,
+ *   owner: "ws://10.0.0.2:8000",
  * };
  * const headers = new Headers(await auth.sign(claims, 1000));
  * const check = await auth.check(headers, 1000);
@@ -135,8 +142,8 @@ export class PipeAuthority {
   /**
    * The headers that make an upgrade a signed pipe.
    *
-   * @param claims The edge's id, the peer's key and flag, and the client's
-   * address and Origin.
+   * @param claims The edge's id, the peer's key and flag, the client's
+   * address and Origin, and the cluster URL of the node it is for.
    * @param now The time, in Unix milliseconds.
    * @returns The headers to send with the upgrade.
    */
@@ -157,6 +164,7 @@ export class PipeAuthority {
       [PIPE_HEADERS.time]: time,
       [PIPE_HEADERS.client]: claims.client,
       [PIPE_HEADERS.origin]: claims.origin ?? "",
+      [PIPE_HEADERS.owner]: claims.owner,
       [PIPE_HEADERS.signature]: _base64url(new Uint8Array(mac)),
     };
   }
@@ -178,6 +186,7 @@ export class PipeAuthority {
     const favored = headers.get(PIPE_HEADERS.favored);
     const client = headers.get(PIPE_HEADERS.client);
     const origin = headers.get(PIPE_HEADERS.origin);
+    const owner = headers.get(PIPE_HEADERS.owner);
     const signature = _unbase64url(headers.get(PIPE_HEADERS.signature) ?? "");
     let key: string | undefined;
     try {
@@ -191,7 +200,7 @@ export class PipeAuthority {
     if (
       node === "" || key === undefined ||
       (favored !== "0" && favored !== "1") || client === null ||
-      client === "" || origin === null || signature === undefined ||
+      client === "" || origin === null || !owner || signature === undefined ||
       signature.length !== 32 || !/^\d{1,15}$/.test(time)
     ) {
       return { kind: "refused", reason: "the pipe signature is missing" };
@@ -202,6 +211,7 @@ export class PipeAuthority {
       favored: favored === "1",
       client,
       origin: origin === "" ? null : origin,
+      owner,
     };
     const ok = await crypto.subtle.verify(
       "HMAC",

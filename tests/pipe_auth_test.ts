@@ -13,6 +13,7 @@ const CLAIMS: PipeClaims = {
   favored: true,
   client: "127.0.0.2",
   origin: "https://app.example",
+  owner: "ws://10.0.0.2:8000",
 };
 
 async function signed(
@@ -57,6 +58,8 @@ Deno.test("PipeAuthority: a changed field, another secret, or a time out of skew
     [PIPE_HEADERS.favored, "0"],
     [PIPE_HEADERS.client, "127.0.0.3"],
     [PIPE_HEADERS.origin, "https://evil.example"],
+    [PIPE_HEADERS.owner, "ws://10.0.0.3:8000"],
+    [PIPE_HEADERS.owner, ""],
     [PIPE_HEADERS.time, String(NOW + 1)],
     [PIPE_HEADERS.signature, "A".repeat(43)],
     [PIPE_HEADERS.signature, ""],

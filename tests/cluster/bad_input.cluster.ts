@@ -81,6 +81,7 @@ Deno.test("a node-to-node upgrade with a missing or wrong signature gets 403; a 
     favored: true,
     client: "203.0.113.7",
     origin: null,
+    owner: node.url,
   };
   const good = new PipeAuthority(cluster.secret);
   const signed = await good.sign(claims, Date.now());
@@ -113,6 +114,10 @@ Deno.test("a node-to-node upgrade with a missing or wrong signature gets 403; a 
       [PIPE_HEADERS.origin]: "https://evil.example",
     },
     "signed a minute ago": await good.sign(claims, Date.now() - 60_000),
+    "a signature for another node (a replay)": await good.sign(
+      { ...claims, owner: "ws://127.0.0.1:1" },
+      Date.now(),
+    ),
   };
   for (const [name, headers] of Object.entries(forged)) {
     await t.step(`403 when the pipe has ${name}`, async () => {
