@@ -19,6 +19,7 @@
  */
 
 import { type SseEvent, SseParser, unbase64 } from "./lib/sse.ts";
+import { pause } from "./deadline.ts";
 
 const _CONNECTING = 0;
 const _OPEN = 1;
@@ -191,7 +192,7 @@ export class SseSocket {
   /** Waits before the next resume; false when there are none left. */
   async #backOff(): Promise<boolean> {
     if (++this.#resumes > RESUMES) return false;
-    await _wait(this.#resumeWait * this.#resumes, this.#abort.signal);
+    await pause(this.#resumeWait * this.#resumes, this.#abort.signal);
     return this.readyState < _CLOSING;
   }
 
@@ -313,18 +314,4 @@ export class SseSocket {
 
 function _why(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** Waits `ms`, or until `signal` aborts (the socket closed). */
-function _wait(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
 }

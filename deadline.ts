@@ -2,7 +2,8 @@
  * One way to bound a wait: {@linkcode deadline} settles a promise within a
  * time limit, or rejects with a {@linkcode DeadlineError}, and never leaves a
  * timer behind. The server's shutdown, the CLI's last log write, the cluster's
- * Redis round trips and the tests all wait through it.
+ * Redis round trips and the tests all wait through it. {@linkcode pause} is
+ * the backoff that a close cuts short (Redis reconnects, fallback resumes).
  *
  * @module
  */
@@ -92,4 +93,35 @@ export async function settleWithin(
     if (error instanceof DeadlineError) return false;
     throw error;
   }
+}
+
+/**
+ * Waits `ms`, or less when `signal` aborts: a backoff that a close cuts
+ * short, with no timer left behind either way.
+ *
+ * @param ms Milliseconds to wait.
+ * @param signal Ends the wait early when it aborts.
+ * @returns Resolves when the time is up or the signal aborted.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pause } from "./deadline.ts";
+ * const closing = new AbortController();
+ * const waiting = pause(60_000, closing.signal);
+ * closing.abort();
+ * assert.equal(await waiting, undefined);
+ * ```
+ */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
 }

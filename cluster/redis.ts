@@ -28,7 +28,7 @@
  * @module
  */
 
-import { deadline, DeadlineError } from "../deadline.ts";
+import { deadline, DeadlineError, pause } from "../deadline.ts";
 import {
   type CommandArg,
   encodeCommand,
@@ -755,18 +755,7 @@ export class RedisClient implements AsyncDisposable {
   #sleep(failures: number): Promise<void> {
     const min = this.#backoffMin;
     const cap = Math.min(this.#backoffMax, min * 2 ** Math.min(failures, 30));
-    const ms = min + Math.random() * (cap - min);
-    const signal = this.#closer.signal;
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
+    return pause(min + Math.random() * (cap - min), this.#closer.signal);
   }
 
   /**
