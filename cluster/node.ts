@@ -259,7 +259,7 @@ export class ClusterNode {
     if (route.local) {
       this.#takeovers++;
       this.#log?.write("warn", "cluster", {
-        event: "takeover",
+        what: "takeover",
         from: owner,
       });
     }
@@ -510,7 +510,7 @@ export class ClusterNode {
       return await operation();
     } catch (error) {
       this.#log?.write("warn", "cluster", {
-        event: "redis",
+        what: "redis",
         error: error instanceof Error ? error.message : String(error),
       });
       return undefined;
@@ -534,7 +534,7 @@ export class ClusterNode {
     if (gone.size === 0) return;
     // One pass over the peers and one line, however many groups moved.
     this.#lost += gone.size;
-    this.#log?.write("warn", "cluster", { event: "lost", groups: gone.size });
+    this.#log?.write("warn", "cluster", { what: "lost", groups: gone.size });
     this.onLost(gone);
   }
 
@@ -543,7 +543,7 @@ export class ClusterNode {
     if (this.#redisUp === up) return;
     this.#redisUp = up;
     if (up) {
-      this.#log?.write("info", "cluster", { event: "redis up", node: this.id });
+      this.#log?.write("info", "cluster", { what: "redis up", node: this.id });
       // Owners kept through the outage: Redis says where groups are again.
       for (const [key, remote] of this.#remote) {
         if (remote.pipes <= 0) this.#remote.delete(key);
@@ -552,7 +552,7 @@ export class ClusterNode {
       void this.#announce().then(() => this.#renew());
     } else {
       this.#log?.write("warn", "cluster", {
-        event: "redis down",
+        what: "redis down",
         error,
         effect:
           "new groups are owned locally until Redis returns; a group may split meanwhile",

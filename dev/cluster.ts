@@ -1029,7 +1029,7 @@ export class LocalCluster implements AsyncDisposable {
           { what: `node ${index} to listen` },
         );
         if (this.#redisUp()) {
-          await process.waitFor(/INFO cluster event="redis up"/, {
+          await process.waitFor(/INFO cluster what="redis up"/, {
             what: `node ${index} to reach Redis`,
           });
         }

@@ -97,7 +97,11 @@ export function formatLine(
   fields: LogFields = {},
 ): string {
   if (format === "json") {
-    return JSON.stringify({ time, level, event, ...fields });
+    // The record's own time, level and event come first and win over fields
+    // of the same names.
+    return JSON.stringify(
+      Object.assign({ time, level, event }, fields, { time, level, event }),
+    );
   }
   let line = `${time} ${level.toUpperCase()} ${event}`;
   for (const name in fields) {
