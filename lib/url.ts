@@ -38,6 +38,12 @@ export function parsePeerUrl(url: string): PeerUrl | undefined {
   if (scheme !== -1 && scheme < url.indexOf("/")) {
     start = url.indexOf("/", scheme + 3);
     if (start === -1) return undefined;
+    // A `/` in the query or fragment of a URL without a path is no path.
+    const query = url.indexOf("?", scheme + 3);
+    const hash = url.indexOf("#", scheme + 3);
+    if ((query !== -1 && query < start) || (hash !== -1 && hash < start)) {
+      return undefined;
+    }
   }
   if (url[start] !== "/") return undefined;
   let end = url.length;
