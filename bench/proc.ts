@@ -256,22 +256,7 @@ export async function startServer(
     alive: () => !exited,
     stop: () =>
       stopping ??= (async () => {
-        if (!exited) {
-          try {
-            child.kill("SIGTERM");
-          } catch {
-            // Already gone.
-          }
-          const timer = setTimeout(() => {
-            try {
-              child.kill("SIGKILL");
-            } catch {
-              // Already gone.
-            }
-          }, 5000);
-          await status;
-          clearTimeout(timer);
-        }
+        if (!exited) await _terminate(child, status);
         await pump;
         _children.delete(proc);
       })(),
@@ -391,22 +376,7 @@ export async function startHolder(
     },
     stop: () =>
       stopping ??= (async () => {
-        if (!exited) {
-          try {
-            child.kill("SIGTERM");
-          } catch {
-            // Already gone.
-          }
-          const timer = setTimeout(() => {
-            try {
-              child.kill("SIGKILL");
-            } catch {
-              // Already gone.
-            }
-          }, 5000);
-          await status;
-          clearTimeout(timer);
-        }
+        if (!exited) await _terminate(child, status);
         await stdin.close().catch(() => {});
         await pumps;
         forget();
@@ -420,4 +390,27 @@ export async function startHolder(
     throw error;
   }
   return holder;
+}
+
+/**
+ * Stops a child with SIGTERM, then SIGKILL if it lingers 5 s.
+ *
+ * @param child The process.
+ * @param exited Settles when it has exited.
+ */
+async function _terminate(
+  child: Deno.ChildProcess,
+  exited: Promise<unknown>,
+): Promise<void> {
+  const kill = (signal: Deno.Signal) => {
+    try {
+      child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+  };
+  kill("SIGTERM");
+  const timer = setTimeout(() => kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
 }
