@@ -51,16 +51,16 @@ export {
   createHandler,
   type HandlerOptions,
   type SigverHandler,
-} from "./handler.ts";
-export { serve, type ServeOptions, type SigverServer } from "./serve.ts";
+} from "./deno/handler.ts";
+export { serve, type ServeOptions, type SigverServer } from "./deno/serve.ts";
 export {
   ClusterNode,
   type ClusterOptions,
   type ClusterView,
   type Route,
 } from "./cluster/node.ts";
-export { defaultMaxPeers } from "./system.ts";
-export { type Clock, ManualClock, systemClock } from "./clock.ts";
+export { defaultMaxPeers } from "./deno/system.ts";
+export { type Clock, ManualClock, systemClock } from "./lib/clock.ts";
 export {
   CLOSE_CODES,
   CLOSE_GOING_AWAY,
@@ -85,7 +85,7 @@ export {
   MAX_MISSED_HEARTBEATS,
   type Peer,
   type PeerTransport,
-} from "./lib/hub.ts";
+} from "./lib/netflux/hub.ts";
 export {
   type Content,
   decodeMessage,
@@ -93,7 +93,7 @@ export {
   encodeMessage,
   type GroupData,
   type Message,
-} from "./lib/wire.ts";
+} from "./lib/netflux/wire.ts";
 export {
   checkKey,
   MAX_KEY_LENGTH,
@@ -126,7 +126,7 @@ export {
   turnCredentials,
   type TurnCredentialsOptions,
 } from "./lib/turn.ts";
-export type { TurnOptions } from "./ice.ts";
+export type { TurnOptions } from "./deno/ice.ts";
 export {
   type LogFields,
   type LogFormat,

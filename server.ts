@@ -11,7 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { serve, type ServeOptions, type SigverServer } from "./serve.ts";
+import { serve, type ServeOptions, type SigverServer } from "./deno/serve.ts";
 import {
   enabled,
   formatLine,
@@ -20,11 +20,11 @@ import {
   type LogFormat,
   type LogLevel,
 } from "./lib/log.ts";
-import { VERSION } from "./lib/version.ts";
+import { VERSION } from "./deno/version.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
 import { checkIceUrls } from "./lib/turn.ts";
-import { settleWithin } from "./deadline.ts";
-import type { TurnOptions } from "./ice.ts";
+import { settleWithin } from "./lib/deadline.ts";
+import type { TurnOptions } from "./deno/ice.ts";
 
 const USAGE = `sigver ${VERSION}: WebRTC signaling server for Netflux
 

@@ -16,7 +16,7 @@ import {
   TYPE_CONNECTED,
   TYPE_CONTENT,
   TYPE_HEARTBEAT,
-} from "../lib/wire.ts";
+} from "../lib/netflux/wire.ts";
 import { readStat, type ServerProcess } from "./proc.ts";
 import {
   type BeatCount,

@@ -30,7 +30,7 @@ import {
   parseClose,
   parseResponseHead,
   randomKey,
-} from "../dev/ws_frame.ts";
+} from "../dev/bad_frames.ts";
 
 export {
   closePayload,
@@ -43,7 +43,7 @@ export {
   OP_PING,
   OP_PONG,
   OP_TEXT,
-} from "../dev/ws_frame.ts";
+} from "../dev/bad_frames.ts";
 
 /** One options object for every frame: no allocation per frame for it. */
 const _ZERO_MASK: EncodeFrameOptions = { mask: new Uint8Array(4) };

@@ -22,7 +22,11 @@ import {
   CLOSE_SERVICE_RESTART,
 } from "../lib/codes.ts";
 import type { Tally } from "../lib/metrics.ts";
-import type { PeerSocket, SocketContext, SocketEvents } from "../socket.ts";
+import type {
+  PeerSocket,
+  SocketContext,
+  SocketEvents,
+} from "../deno/socket.ts";
 import {
   Pipe,
   type PipeEnd,

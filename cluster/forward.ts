@@ -9,7 +9,7 @@
  * @module
  */
 
-import { readFrame } from "../sse.ts";
+import { readFrame } from "../deno/fallback.ts";
 import { sessionHome } from "../lib/sse.ts";
 import type { ClusterNode } from "./node.ts";
 

@@ -19,8 +19,8 @@
  * @module
  */
 
-import { type Clock, systemClock } from "../clock.ts";
-import { settleWithin } from "../deadline.ts";
+import { type Clock, systemClock } from "../lib/clock.ts";
+import { settleWithin } from "../lib/deadline.ts";
 import type { Logger } from "../lib/log.ts";
 import type { MetricFamily } from "../lib/metrics.ts";
 import { PipeAuthority } from "../lib/pipe_auth.ts";

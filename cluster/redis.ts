@@ -28,7 +28,7 @@
  * @module
  */
 
-import { deadline, DeadlineError, pause } from "../deadline.ts";
+import { deadline, DeadlineError, pause } from "../lib/deadline.ts";
 import {
   type CommandArg,
   encodeCommand,

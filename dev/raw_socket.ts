@@ -20,7 +20,7 @@ import {
   handshakeRequest,
   headEnd,
   parseResponseHead,
-} from "./ws_frame.ts";
+} from "./bad_frames.ts";
 
 /** One frame (or whole message) as {@linkcode RawSocket.readFrame} reads it. */
 export interface RawFrame {

@@ -14,9 +14,13 @@
  * @module
  */
 
-import { type Content, decodeMessage, encodeMessage } from "../lib/wire.ts";
-import type { Message } from "../lib/wire.ts";
-import { deadline } from "../deadline.ts";
+import {
+  type Content,
+  decodeMessage,
+  encodeMessage,
+} from "../lib/netflux/wire.ts";
+import type { Message } from "../lib/netflux/wire.ts";
+import { deadline } from "../lib/deadline.ts";
 
 /** Milliseconds a wait may take before the test fails. */
 export const WAIT_TIMEOUT = 10_000;

@@ -12,11 +12,11 @@ import {
   encodeMessage,
   FrameReader,
   type Message,
-} from "../lib/wire.ts";
+} from "../lib/netflux/wire.ts";
 import { RawSocket } from "../dev/raw_socket.ts";
 import { Rng } from "../dev/rng.ts";
 import { TestPeer } from "../dev/test_peer.ts";
-import { closePayload, OP_CLOSE } from "../dev/ws_frame.ts";
+import { closePayload, OP_CLOSE } from "../dev/bad_frames.ts";
 import {
   decoderInput,
   mutate,

@@ -14,9 +14,9 @@ import {
   OP_PING,
   OP_PONG,
   OP_TEXT,
-} from "../dev/ws_frame.ts";
+} from "../dev/bad_frames.ts";
 import type { Rng } from "../dev/rng.ts";
-import { encodeMessage, type Message } from "../lib/wire.ts";
+import { encodeMessage, type Message } from "../lib/netflux/wire.ts";
 
 const EDGE_U32 = [0, 1, 2, 127, 128, 16383, 16384, 0x7fffffff, 0x80000000];
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { HubCounters, HubStats } from "./hub.ts";
+import type { HubCounters, HubStats } from "./netflux/hub.ts";
 import type { MetricDef, Tally } from "./metrics.ts";
 
 /** What one server counts, at the moment `/metrics` is read. */

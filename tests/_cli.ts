@@ -5,7 +5,7 @@
  */
 
 import { WAIT_TIMEOUT } from "./_helpers.ts";
-import { deadline, DeadlineError } from "../deadline.ts";
+import { deadline, DeadlineError } from "../lib/deadline.ts";
 
 /** The checkout's root. */
 export const ROOT = new URL("..", import.meta.url);

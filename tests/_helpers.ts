@@ -30,10 +30,10 @@
  */
 
 import assert from "node:assert/strict";
-import { serve, type ServeOptions, type SigverServer } from "../serve.ts";
-import { type Clock, ManualClock } from "../clock.ts";
-import { DeadlineError } from "../deadline.ts";
-import type { HubStats } from "../lib/hub.ts";
+import { serve, type ServeOptions, type SigverServer } from "../deno/serve.ts";
+import { type Clock, ManualClock } from "../lib/clock.ts";
+import { DeadlineError } from "../lib/deadline.ts";
+import type { HubStats } from "../lib/netflux/hub.ts";
 import { WAIT_TIMEOUT } from "../dev/test_peer.ts";
 
 export {
@@ -44,7 +44,7 @@ export {
   WAIT_TIMEOUT,
 } from "../dev/test_peer.ts";
 export { type RawFrame, RawSocket } from "../dev/raw_socket.ts";
-export { parseClose } from "../dev/ws_frame.ts";
+export { parseClose } from "../dev/bad_frames.ts";
 
 /** The stats of a hub that holds nothing: what every leak check expects. */
 export const EMPTY_STATS: HubStats = {

@@ -25,9 +25,9 @@
  */
 
 import assert from "node:assert/strict";
-import { deadline } from "../deadline.ts";
-import type { HubStats } from "../lib/hub.ts";
-import { decodeMessage, encodeMessage } from "../lib/wire.ts";
+import { deadline } from "../lib/deadline.ts";
+import type { HubStats } from "../lib/netflux/hub.ts";
+import { decodeMessage, encodeMessage } from "../lib/netflux/wire.ts";
 import {
   bindTo,
   closedBy,

@@ -17,11 +17,15 @@
  */
 
 import assert from "node:assert/strict";
-import { deadline } from "../deadline.ts";
+import { deadline } from "../lib/deadline.ts";
 import { type SseEvent, SseParser } from "../lib/sse.ts";
-import { type Content, decodeMessage, encodeMessage } from "../lib/wire.ts";
-import type { Message } from "../lib/wire.ts";
-import type { SigverServer } from "../serve.ts";
+import {
+  type Content,
+  decodeMessage,
+  encodeMessage,
+} from "../lib/netflux/wire.ts";
+import type { Message } from "../lib/netflux/wire.ts";
+import type { SigverServer } from "../deno/serve.ts";
 import { httpUrl, WAIT_TIMEOUT } from "./_helpers.ts";
 
 const _STANDARD_BASE64 =

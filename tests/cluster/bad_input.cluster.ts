@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { type SigverNode, startCluster } from "../../dev/cluster.ts";
 import { PIPE_HEADERS, PipeAuthority } from "../../lib/pipe_auth.ts";
-import { decodeMessage, encodeMessage } from "../../lib/wire.ts";
+import { decodeMessage, encodeMessage } from "../../lib/netflux/wire.ts";
 import { bindTo, fromJoiner, RawSocket, TestPeer } from "../_helpers.ts";
 import {
   answerHeartbeats,

@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { startCluster } from "../../dev/cluster.ts";
-import { encodeMessage } from "../../lib/wire.ts";
+import { encodeMessage } from "../../lib/netflux/wire.ts";
 import { bindTo, fromJoiner, TestPeer, toJoiner } from "../_helpers.ts";
 import { SsePeer } from "../_sse_peer.ts";
 import {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { relaySession } from "./_session.ts";
 import { ROOT } from "../_cli.ts";
-import { deadline } from "../../deadline.ts";
+import { deadline } from "../../lib/deadline.ts";
 
 Deno.test("deno task start with an empty DENO_DIR downloads no npm package", async () => {
   const cache = await Deno.makeTempDir({ prefix: "sigver-fresh-cache-" });

@@ -55,7 +55,7 @@ function assertServedFromRegistry(registry: LocalJsr, info: PackageInfo): void {
       `${base}/meta.json`,
       `${base}/${info.version}_meta.json`,
       `${base}/${info.version}/mod.ts`,
-      `${base}/${info.version}/handler.ts`,
+      `${base}/${info.version}/deno/handler.ts`,
     ]
   ) {
     assert.ok(

@@ -26,7 +26,7 @@ import { launchChromium, startCli, TIMEOUT, watch } from "./_browser.ts";
 import { connectedPeers, waitConnected, waitMember } from "./_demo.ts";
 import { CLIENT_JS } from "../../demo/assets.gen.ts";
 import { waitFor } from "../_helpers.ts";
-import { deadline } from "../../deadline.ts";
+import { deadline } from "../../lib/deadline.ts";
 import { mintToken } from "../../lib/token.ts";
 
 const TURN_SECRET = "coturn static-auth-secret for e2e";

@@ -1,0 +1,151 @@
+/**
+ * The server's answers to plain HTTP requests (not a WebSocket upgrade, not
+ * the fallback transport): liveness, readiness, metrics, the cluster view,
+ * the ICE servers, the demo page, and a short text for everything else. A
+ * plain request is never a group.
+ *
+ * @module
+ */
+
+import type { Refusal } from "../lib/admission.ts";
+import { parsePeerUrl } from "../lib/url.ts";
+import { demoResponse } from "../demo/page.ts";
+import type { IceServersEndpoint } from "./ice.ts";
+import type { ClusterView } from "../cluster/node.ts";
+
+/** The endpoints' paths (`false`: off). */
+export interface EndpointPaths {
+  /** Liveness. */
+  health: string | false;
+  /** Readiness. */
+  ready: string | false;
+  /** Prometheus metrics. */
+  metrics: string | false;
+  /** The cluster view (served on a cluster only). */
+  cluster: string | false;
+  /** The ICE servers (served when TURN is configured). */
+  ice: string | false;
+}
+
+/** What the endpoints read of the server. */
+export interface EndpointSource {
+  /** The paths. */
+  readonly paths: EndpointPaths;
+  /** Whether the demo page is served. */
+  readonly demo: boolean;
+  /** The ICE servers endpoint, unless its path is off. */
+  readonly ice: IceServersEndpoint | undefined;
+  /**
+   * Why the server is not ready, or `undefined` when it is.
+   *
+   * @returns The reason.
+   */
+  notReady(): string | undefined;
+  /**
+   * The metrics exposition.
+   *
+   * @returns The text.
+   */
+  metrics(): string;
+  /**
+   * The cluster view, on a cluster.
+   *
+   * @returns The view, or `undefined` off a cluster.
+   */
+  clusterView(): ClusterView | undefined;
+  /**
+   * Counts and logs a refusal of the ICE servers endpoint.
+   *
+   * @param refusal The refusal.
+   * @param request The request.
+   * @param remote The socket's remote address, if any.
+   */
+  refusedIce(
+    refusal: Refusal,
+    request: Request,
+    remote: string | undefined,
+  ): void;
+}
+
+/**
+ * A short plain-text answer, never cached.
+ *
+ * @param status The HTTP status.
+ * @param body The text (a line feed is added).
+ * @param headers More headers.
+ * @returns The response.
+ */
+export function textResponse(
+  status: number,
+  body: string,
+  headers?: HeadersInit,
+): Response {
+  const h = new Headers(headers);
+  h.set("content-type", "text/plain; charset=utf-8");
+  h.set("cache-control", "no-store");
+  return new Response(body + "\n", { status, headers: h });
+}
+
+/**
+ * Answers a plain request.
+ *
+ * @param request The request.
+ * @param source The server's state and paths.
+ * @param remote The socket's remote address, if any (for logs).
+ * @returns The answer.
+ */
+export function answerPlain(
+  request: Request,
+  source: EndpointSource,
+  remote: string | undefined,
+): Response | Promise<Response> {
+  const parsed = parsePeerUrl(request.url);
+  const path = parsed === undefined ? "" : "/" + parsed.key;
+  const { health, ready, metrics, cluster, ice } = source.paths;
+  // The one path with more methods than GET and HEAD: CORS preflights.
+  if (path === ice && source.ice !== undefined) {
+    return source.ice.handle(
+      request,
+      (refusal) => source.refusedIce(refusal, request, remote),
+    );
+  }
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return textResponse(
+      405,
+      "Method Not Allowed: this is a WebRTC signaling server",
+      { allow: "GET, HEAD" },
+    );
+  }
+  if (path === health) return textResponse(200, "ok");
+  if (path === cluster) {
+    const view = source.clusterView();
+    if (view !== undefined) {
+      return Response.json(view, { headers: { "cache-control": "no-store" } });
+    }
+  }
+  if (path === ready) {
+    const why = source.notReady();
+    return why === undefined
+      ? textResponse(200, "ready")
+      : textResponse(503, why);
+  }
+  if (path === metrics) {
+    return new Response(source.metrics(), {
+      headers: {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        "cache-control": "no-store",
+      },
+    });
+  }
+  if (source.demo) {
+    const demo = demoResponse(path, request.method === "HEAD", {
+      iceServersPath: source.ice?.enabled ? ice || undefined : undefined,
+    });
+    if (demo !== undefined) return demo;
+  }
+  return textResponse(
+    426,
+    "Upgrade Required: this is a WebRTC signaling server (sigver). Open a WebSocket to ws[s]://HOST/<key>",
+    { upgrade: "websocket", connection: "Upgrade" },
+  );
+}

@@ -1,0 +1,304 @@
+/**
+ * The handler's options: what a user may set ({@linkcode HandlerOptions}),
+ * their defaults, and their checks ({@linkcode resolveHandlerOptions}).
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "../lib/clock.ts";
+import type { AdmissionPolicy } from "../lib/admission.ts";
+import type { LogFormat, LogLevel } from "../lib/log.ts";
+import type { MetricFamily } from "../lib/metrics.ts";
+import type { ClusterNode } from "../cluster/node.ts";
+import type { TurnOptions } from "./ice.ts";
+import { defaultMaxPeers } from "./system.ts";
+
+/** Options of `createHandler`. */
+export interface HandlerOptions {
+  /**
+   * Milliseconds between two heartbeats; a peer silent for three periods is
+   * closed with 4742.
+   * @default {5000}
+   */
+  heartbeatInterval?: number;
+  /**
+   * Largest frame accepted, in bytes; a larger one closes the peer with 1009.
+   * @default {65536}
+   */
+  maxMessageSize?: number;
+  /**
+   * Most WebSocket peers at once (0: no limit); past it, upgrades get 503.
+   * @default {the open-file limit less 256, or 10000 when it can't be read}
+   */
+  maxPeers?: number;
+  /**
+   * Most peers from one client address (0: no limit); past it, upgrades get
+   * 429. Loopback socket addresses are not counted unless `trustProxy` is
+   * set: they are a local reverse proxy, whose clients are counted through
+   * `X-Forwarded-For` then.
+   * @default {256}
+   */
+  maxPeersPerAddress?: number;
+  /**
+   * Take the client address from `X-Forwarded-For` (or `Forwarded`), as set
+   * by a reverse proxy in front of the server.
+   * @default {false}
+   */
+  trustProxy?: boolean;
+  /**
+   * Messages per second a peer may send on average (0: no limit); past it
+   * and its burst, the peer is closed with 1008.
+   * @default {2000}
+   */
+  messageRate?: number;
+  /**
+   * Messages a peer may send at once above its rate.
+   * @default {4000}
+   */
+  messageBurst?: number;
+  /**
+   * Bytes that may wait in a peer's send buffer (0: no limit); a slower
+   * reader is closed with 1008.
+   * @default {1048576}
+   */
+  maxBufferedAmount?: number;
+  /**
+   * Milliseconds an accepted upgrade may take to open (0: no limit); a
+   * stalled one is closed.
+   * @default {10000}
+   */
+  upgradeTimeout?: number;
+  /**
+   * Origins allowed to open a socket; an upgrade from another origin gets
+   * 403. Empty: every origin is allowed.
+   * @default {[]}
+   */
+  allowOrigins?: readonly string[];
+  /**
+   * Refuse (403) upgrades that carry no `Origin` header (bots send none).
+   * @default {false}
+   */
+  requireOrigin?: boolean;
+  /**
+   * Path of the liveness endpoint, or `false` to turn it off.
+   * @default {"/healthz"}
+   */
+  healthPath?: string | false;
+  /**
+   * Path of the readiness endpoint (503 while draining or not accepting), or
+   * `false`.
+   * @default {"/readyz"}
+   */
+  readyPath?: string | false;
+  /**
+   * Path of the Prometheus metrics endpoint, or `false`.
+   * @default {"/metrics"}
+   */
+  metricsPath?: string | false;
+  /**
+   * Serve the demo page to plain GET and HEAD requests at `/` (with its
+   * scripts at `/demo/app.js` and `/demo/client.js`). WebSocket upgrades on
+   * these paths still join the group named by the path.
+   * @default {true}
+   */
+  demo?: boolean;
+  /**
+   * Where log lines go (one line per call, no newline). No logging without.
+   */
+  log?: (line: string) => void;
+  /**
+   * Least severe level written. Each peer's open and close is `debug`; a
+   * peer closed for a limit or bad input, and a refused upgrade, is `info`.
+   * @default {"info"}
+   */
+  logLevel?: LogLevel;
+  /**
+   * Format of log lines.
+   * @default {"text"}
+   */
+  logFormat?: LogFormat;
+  /**
+   * The clock whose tick drives heartbeats, rate limits, upgrade timeouts
+   * and closes; tests pass a `ManualClock` and drive it.
+   * @default {systemClock}
+   */
+  clock?: Clock;
+  /**
+   * Random source for signaling ids, in [0, 1).
+   * @default {a source backed by `crypto.getRandomValues`}
+   */
+  random?: () => number;
+  /**
+   * Why the server is not ready now (readiness answers 503 with it), or
+   * `undefined` when it is; asked on every readiness request. `serve` uses
+   * it while it cannot accept connections.
+   */
+  readiness?: () => string | undefined;
+  /** More metric families to append to the endpoint's, read on each scrape. */
+  moreMetrics?: () => MetricFamily[];
+  /**
+   * The cluster node this handler serves as (`serve` creates it from its
+   * `cluster` option): peers whose group another node owns are piped there.
+   * Without it, nothing of the cluster runs.
+   */
+  clusterNode?: ClusterNode;
+  /**
+   * Secrets of access tokens: when set, every upgrade must come on
+   * `/t/<token>/<key>` with a token signed by one of them (401 without a
+   * valid one, 403 when it is forged, expired or for other keys). Several
+   * allow rotation: any of them validates; mint with the first.
+   * @default {[]}
+   */
+  authSecrets?: readonly string[];
+  /**
+   * TURN servers whose short-lived credentials the ICE servers endpoint
+   * (`iceServersPath`) hands out, in coturn's `use-auth-secret` scheme.
+   * Without it the endpoint answers 404.
+   */
+  turn?: TurnOptions;
+  /**
+   * Path of the ICE servers endpoint, or `false`: `GET` gets TURN
+   * credentials (with a token in `Authorization: Bearer` or `?token=` when
+   * `authSecrets` are set), with CORS headers that follow `allowOrigins`.
+   * @default {"/ice-servers"}
+   */
+  iceServersPath?: string | false;
+  /**
+   * Path of the endpoint that shows this node's view of the cluster (JSON),
+   * or `false`; served only in a cluster.
+   * @default {"/cluster"}
+   */
+  clusterPath?: string | false;
+}
+
+/** The options with their defaults filled in and checked. */
+export interface HandlerConfig {
+  /** Heartbeat wheel slots per period (the scheduler ticks this often). */
+  slots: number;
+  /** Milliseconds between two scheduler ticks. */
+  tickMs: number;
+  /** Largest frame accepted. */
+  maxMessageSize: number;
+  /** The admission policy. */
+  admission: AdmissionPolicy;
+  /** Whether to believe forwarding headers. */
+  trustProxy: boolean;
+  /** Messages per second (0: off). */
+  messageRate: number;
+  /** Burst of the rate limit. */
+  messageBurst: number;
+  /** Bytes that may wait per peer (0: off). */
+  maxBufferedAmount: number;
+  /** Upgrade timeout in milliseconds (`Infinity`: off). */
+  upgradeTimeout: number;
+  /** Endpoint paths (`false`: off). */
+  paths: {
+    health: string | false;
+    ready: string | false;
+    metrics: string | false;
+    cluster: string | false;
+    ice: string | false;
+  };
+  /** Whether the demo is served. */
+  demo: boolean;
+  /** The clock. */
+  clock: Clock;
+}
+
+/**
+ * Checks that a numeric option is finite and not negative (or positive).
+ *
+ * @param name The option's name, for the error.
+ * @param value The value given, if any.
+ * @param fallback The default.
+ * @param zero Whether 0 is allowed.
+ * @returns The value or the default.
+ * @throws {RangeError} When the value is out of range.
+ */
+export function checkNumber(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  zero = true,
+): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0 || (!zero && value === 0)) {
+    throw new RangeError(
+      `Cannot create handler: ${name} must be a ${
+        zero ? "non-negative" : "positive"
+      } number, got ${value}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Fills in the defaults of the handler's options and checks them.
+ *
+ * @param options The options given.
+ * @returns The configuration.
+ * @throws {RangeError} When a numeric option is out of range.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolveHandlerOptions } from "./options.ts";
+ * const config = resolveHandlerOptions({ heartbeatInterval: 5000, maxPeers: 10 });
+ * assert.equal(config.slots, 50);
+ * assert.equal(config.tickMs, 100);
+ * assert.throws(() => resolveHandlerOptions({ maxPeers: -1 }), RangeError);
+ * ```
+ */
+export function resolveHandlerOptions(options: HandlerOptions): HandlerConfig {
+  const heartbeat = checkNumber(
+    "heartbeatInterval",
+    options.heartbeatInterval,
+    5000,
+    false,
+  );
+  // One wheel slot per 100 ms: each peer's heartbeat falls within 100 ms of
+  // its own period, and one tick serves every peer.
+  const slots = Math.max(1, Math.min(50, Math.round(heartbeat / 100)));
+  return {
+    slots,
+    tickMs: heartbeat / slots,
+    maxMessageSize: checkNumber(
+      "maxMessageSize",
+      options.maxMessageSize,
+      65536,
+      false,
+    ),
+    admission: {
+      allowOrigins: new Set(options.allowOrigins ?? []),
+      requireOrigin: options.requireOrigin ?? false,
+      maxPeers: options.maxPeers === undefined
+        ? defaultMaxPeers()
+        : checkNumber("maxPeers", options.maxPeers, 0),
+      maxPeersPerAddress: checkNumber(
+        "maxPeersPerAddress",
+        options.maxPeersPerAddress,
+        256,
+      ),
+    },
+    trustProxy: options.trustProxy ?? false,
+    messageRate: checkNumber("messageRate", options.messageRate, 2000),
+    messageBurst: checkNumber("messageBurst", options.messageBurst, 4000),
+    maxBufferedAmount: checkNumber(
+      "maxBufferedAmount",
+      options.maxBufferedAmount,
+      1 << 20,
+    ),
+    upgradeTimeout:
+      checkNumber("upgradeTimeout", options.upgradeTimeout, 10000) ||
+      Infinity,
+    paths: {
+      health: options.healthPath ?? "/healthz",
+      ready: options.readyPath ?? "/readyz",
+      metrics: options.metricsPath ?? "/metrics",
+      cluster: options.clusterPath ?? "/cluster",
+      ice: options.iceServersPath ?? "/ice-servers",
+    },
+    demo: options.demo ?? true,
+    clock: options.clock ?? systemClock,
+  };
+}
