@@ -19,10 +19,10 @@
 /** Where Debian installs Redis. */
 export const REDIS_SERVER = "/usr/bin/redis-server";
 
+import { type ChildProcess, freePort, spawn } from "./process.ts";
+
 /** Milliseconds Redis may take to answer its first PING. */
 const START_TIMEOUT = 10_000;
-/** Milliseconds a SIGTERM may take before the process is killed. */
-const STOP_TIMEOUT = 5_000;
 
 /** How to run the server. */
 export interface RedisServerOptions {
@@ -30,21 +30,6 @@ export interface RedisServerOptions {
   password?: string;
   /** More arguments for `redis-server`, e.g. `["--user", "alice", ...]`. */
   args?: string[];
-}
-
-function _freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
-
-async function _drain(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let text = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    text += chunk;
-  }
-  return text;
 }
 
 /** Whether something on `port` answers a PING like Redis does. */
@@ -71,10 +56,10 @@ async function _answers(port: number): Promise<boolean> {
 export class RedisServer implements AsyncDisposable {
   /** The port, the same across restarts. */
   readonly port: number;
-  readonly #dir: string;
+  /** Redis's working directory, removed on disposal. */
+  readonly dir: string;
   readonly #options: RedisServerOptions;
-  #child: Deno.ChildProcess | undefined;
-  #output: Promise<string> = Promise.resolve("");
+  #child: ChildProcess | undefined;
   #paused = false;
 
   /**
@@ -86,7 +71,7 @@ export class RedisServer implements AsyncDisposable {
    */
   constructor(port: number, dir: string, options: RedisServerOptions = {}) {
     this.port = port;
-    this.#dir = dir;
+    this.dir = dir;
     this.#options = options;
   }
 
@@ -125,7 +110,7 @@ export class RedisServer implements AsyncDisposable {
       "--appendonly",
       "no",
       "--dir",
-      this.#dir,
+      this.dir,
       "--loglevel",
       "warning",
     ];
@@ -133,27 +118,19 @@ export class RedisServer implements AsyncDisposable {
       args.push("--requirepass", this.#options.password);
     }
     args.push(...this.#options.args ?? []);
-    const child = new Deno.Command(REDIS_SERVER, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawn(REDIS_SERVER, { name: "redis-server", args });
     this.#child = child;
-    this.#output = Promise.all([_drain(child.stdout), _drain(child.stderr)])
-      .then(([out, err]) => out + err);
-    let exited = false;
-    child.status.then(() => exited = true);
     const until = Date.now() + START_TIMEOUT;
-    while (!exited && Date.now() < until) {
+    while (child.running && Date.now() < until) {
       if (await _answers(this.port)) return;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    const exited = !child.running;
     await this.kill();
     throw new Error(
       `Cannot start redis-server on port ${this.port}: ${
         exited ? "it exited" : "no answer in time"
-      }\n${await this.#output}`,
+      }\n${child.output}`,
     );
   }
 
@@ -163,26 +140,20 @@ export class RedisServer implements AsyncDisposable {
     if (child === undefined) return;
     this.#child = undefined;
     this.#paused = false;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // It exited on its own.
-    }
-    await child.status;
-    await this.#output;
+    await child.kill();
   }
 
   /** Stops the server with SIGSTOP: it keeps its connections, answers none. */
   pause(): void {
     if (this.#child === undefined || this.#paused) return;
-    this.#child.kill("SIGSTOP");
+    this.#child.signal("SIGSTOP");
     this.#paused = true;
   }
 
   /** Resumes a paused server with SIGCONT. */
   resume(): void {
     if (this.#child === undefined || !this.#paused) return;
-    this.#child.kill("SIGCONT");
+    this.#child.signal("SIGCONT");
     this.#paused = false;
   }
 
@@ -191,25 +162,8 @@ export class RedisServer implements AsyncDisposable {
     const child = this.#child;
     if (child === undefined) return;
     this.resume();
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // It exited on its own.
-    }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // It exited meanwhile.
-      }
-    }, STOP_TIMEOUT);
-    try {
-      await child.status;
-    } finally {
-      clearTimeout(timer);
-    }
+    await child.stop();
     this.#child = undefined;
-    await this.#output;
   }
 
   /** Stops the server and removes its directory. */
@@ -217,7 +171,7 @@ export class RedisServer implements AsyncDisposable {
     try {
       await this.stop();
     } finally {
-      await Deno.remove(this.#dir, { recursive: true });
+      await Deno.remove(this.dir, { recursive: true });
     }
   }
 }
@@ -236,7 +190,7 @@ export async function startRedis(
   // Another process may take the free port before Redis binds it: retry on
   // another one.
   for (let attempt = 1;; attempt++) {
-    const server = new RedisServer(_freePort(), dir, options);
+    const server = new RedisServer(freePort(), dir, options);
     try {
       await server.restart();
       return server;

@@ -9,7 +9,8 @@
 
 import assert from "node:assert/strict";
 import { RedisClient } from "../../cluster/redis.ts";
-import type { LocalCluster, SigverNode } from "../../dev/cluster.ts";
+import type { LocalCluster } from "../../dev/cluster/local_cluster.ts";
+import type { SigverNode } from "../../dev/cluster/node.ts";
 import { bindTo, TestPeer, waitFor } from "../_helpers.ts";
 
 export { waitFor };
