@@ -10,7 +10,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { serve, type ServeOptions, type SigverServer } from "./deno/serve.ts";
 import {
   enabled,
@@ -24,6 +23,7 @@ import { VERSION } from "./deno/version.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
 import { checkIceUrls } from "./lib/turn.ts";
 import { settleWithin } from "./lib/deadline.ts";
+import { parseFlags } from "./lib/flags.ts";
 import type { TurnOptions } from "./deno/ice.ts";
 
 const USAGE = `sigver ${VERSION}: WebRTC signaling server for Netflux
@@ -180,6 +180,14 @@ until it expires (30 s of clock skew allowed).
       --help             print this help and exit
 `;
 
+/** The `token` command's flags. */
+const _TOKEN_FLAGS = {
+  secret: { type: "string" },
+  prefix: { type: "string" },
+  ttl: { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
 /** Characters of log lines that may wait for stderr before lines are dropped. */
 const _LOG_BACKLOG = 1 << 20;
 
@@ -236,51 +244,49 @@ function _read(flag: string, path: string | undefined): string | undefined {
   }
 }
 
+/** The server's flags. */
+const _FLAGS = {
+  host: { type: "string", short: "h" },
+  port: { type: "string", short: "p" },
+  key: { type: "string", short: "k" },
+  cert: { type: "string", short: "c" },
+  ca: { type: "string", short: "a" },
+  version: { type: "boolean", short: "V" },
+  help: { type: "boolean" },
+  "max-message-size": { type: "string" },
+  "max-peers": { type: "string" },
+  "max-peers-per-address": { type: "string" },
+  "trust-proxy": { type: "boolean" },
+  "message-rate": { type: "string" },
+  "message-burst": { type: "string" },
+  "max-buffered": { type: "string" },
+  "upgrade-timeout": { type: "string" },
+  "allow-origin": { type: "string", multiple: true },
+  "require-origin": { type: "boolean" },
+  "health-path": { type: "string" },
+  "ready-path": { type: "string" },
+  "metrics-path": { type: "string" },
+  "no-demo": { type: "boolean" },
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
+  "drain-timeout": { type: "string" },
+  "heartbeat-interval": { type: "string" },
+  redis: { type: "string" },
+  "cluster-url": { type: "string" },
+  "cluster-secret": { type: "string" },
+  "cluster-prefix": { type: "string" },
+  "cluster-lease-ttl": { type: "string" },
+  "cluster-path": { type: "string" },
+  "auth-secret": { type: "string", multiple: true },
+  "turn-secret": { type: "string" },
+  "turn-url": { type: "string", multiple: true },
+  "stun-url": { type: "string", multiple: true },
+  "turn-ttl": { type: "string" },
+  "ice-servers-path": { type: "string" },
+} as const;
+
 function _parseFlags(args: string[]) {
-  return parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      host: { type: "string", short: "h" },
-      port: { type: "string", short: "p" },
-      key: { type: "string", short: "k" },
-      cert: { type: "string", short: "c" },
-      ca: { type: "string", short: "a" },
-      version: { type: "boolean", short: "V" },
-      help: { type: "boolean" },
-      "max-message-size": { type: "string" },
-      "max-peers": { type: "string" },
-      "max-peers-per-address": { type: "string" },
-      "trust-proxy": { type: "boolean" },
-      "message-rate": { type: "string" },
-      "message-burst": { type: "string" },
-      "max-buffered": { type: "string" },
-      "upgrade-timeout": { type: "string" },
-      "allow-origin": { type: "string", multiple: true },
-      "require-origin": { type: "boolean" },
-      "health-path": { type: "string" },
-      "ready-path": { type: "string" },
-      "metrics-path": { type: "string" },
-      "no-demo": { type: "boolean" },
-      "log-level": { type: "string" },
-      "log-format": { type: "string" },
-      "drain-timeout": { type: "string" },
-      "heartbeat-interval": { type: "string" },
-      redis: { type: "string" },
-      "cluster-url": { type: "string" },
-      "cluster-secret": { type: "string" },
-      "cluster-prefix": { type: "string" },
-      "cluster-lease-ttl": { type: "string" },
-      "cluster-path": { type: "string" },
-      "auth-secret": { type: "string", multiple: true },
-      "turn-secret": { type: "string" },
-      "turn-url": { type: "string", multiple: true },
-      "stun-url": { type: "string", multiple: true },
-      "turn-ttl": { type: "string" },
-      "ice-servers-path": { type: "string" },
-    },
-  }).values;
+  return parseFlags(args, _FLAGS);
 }
 
 /**
@@ -456,20 +462,10 @@ async function _tokenCommand(args: string[]): Promise<number> {
   try {
     let values;
     try {
-      values = parseArgs({
-        args,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          secret: { type: "string" },
-          prefix: { type: "string" },
-          ttl: { type: "string" },
-          help: { type: "boolean" },
-        },
-      }).values;
+      values = parseFlags(args, _TOKEN_FLAGS);
     } catch (error) {
       throw new _UsageError(
-        error instanceof Error ? error.message.split("\n")[0] : String(error),
+        error instanceof Error ? error.message : String(error),
       );
     }
     if (values.help) {
