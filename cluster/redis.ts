@@ -38,167 +38,21 @@ import {
   RespParser,
   type RespParserOptions,
 } from "../lib/resp.ts";
+import {
+  RedisConnection,
+  type RedisRequest,
+  type RedisStats,
+} from "./redis_connection.ts";
+import { RedisError, type RedisErrorCode } from "./redis_error.ts";
+import { parseRedisUrl, type RedisAddress } from "./redis_url.ts";
 
-/**
- * Why a command failed:
- * - `"disconnected"`: there was no connection (Redis is down, or the attempt
- *   to reach it failed), or it was lost before the reply.
- * - `"timeout"`: no reply within the command timeout, to this command or to
- *   one ahead of it on the connection; the connection was dropped, as a
- *   stalled Redis stalls everything behind the command.
- * - `"protocol"`: Redis sent bytes that are not a RESP2 reply; the
- *   connection was dropped.
- * - `"reply"`: Redis answered with an error reply, in
- *   {@linkcode RedisError.reply}. Only {@linkcode RedisClient.command} and
- *   the connection handshake (AUTH, SELECT, PING) reject with it.
- * - `"closed"`: the client was closed.
- */
-export type RedisErrorCode =
-  | "disconnected"
-  | "timeout"
-  | "protocol"
-  | "reply"
-  | "closed";
-
-/** Options of a {@linkcode RedisError}. */
-export interface RedisErrorOptions extends ErrorOptions {
-  /** The error reply, for code `"reply"`. */
-  reply?: RespError;
-}
-
-/**
- * The error of a Redis command or connection, with a `code` that says what
- * went wrong. Commands may have run on Redis even when they failed with
- * `"timeout"` or `"disconnected"`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { RedisError } from "./redis.ts";
- * const error = new RedisError("disconnected", "Cannot run GET: Redis is down");
- * assert.equal(error.code, "disconnected");
- * assert.equal(error.reply, undefined);
- * ```
- */
-export class RedisError extends Error {
-  /** What went wrong. */
-  readonly code: RedisErrorCode;
-  /** The error reply, for code `"reply"`. */
-  readonly reply: RespError | undefined;
-
-  /**
-   * Creates the error.
-   *
-   * @param code What went wrong.
-   * @param message "Cannot <action>: <state>".
-   * @param options The cause and, for code `"reply"`, the error reply.
-   */
-  constructor(
-    code: RedisErrorCode,
-    message: string,
-    options: RedisErrorOptions = {},
-  ) {
-    super(message, options.cause === undefined ? {} : { cause: options.cause });
-    this.name = "RedisError";
-    this.code = code;
-    this.reply = options.reply;
-  }
-}
-
-/** Where a Redis server is and how to log in, from a `redis://` URL. */
-export interface RedisAddress {
-  /** Host name or IP address (IPv6 without brackets). */
-  hostname: string;
-  /** TCP port. */
-  port: number;
-  /** ACL user name, `undefined` for the default user. */
-  username: string | undefined;
-  /** Password for AUTH, `undefined` for none. */
-  password: string | undefined;
-  /** Database for SELECT, `undefined` to keep the server's default (0). */
-  db: number | undefined;
-}
-
-function _badUrl(what: string): never {
-  // Never echo the URL: it may hold a password.
-  throw new TypeError(`Cannot parse Redis URL: ${what}`);
-}
-
-/**
- * Reads a `redis://[[user]:password@]host[:port][/db]` URL. User name and
- * password are percent-decoded.
- *
- * @param url The URL.
- * @returns The address, the port 6379 by default.
- * @throws {TypeError} When the URL is not one; the message never quotes it.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { parseRedisUrl } from "./redis.ts";
- * assert.deepEqual(parseRedisUrl("redis://:s%40cret@10.0.0.5/2"), {
- *   hostname: "10.0.0.5",
- *   port: 6379,
- *   username: undefined,
- *   password: "s@cret",
- *   db: 2,
- * });
- * ```
- */
-export function parseRedisUrl(url: string | URL): RedisAddress {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return _badUrl("not a URL");
-  }
-  if (parsed.protocol !== "redis:") _badUrl("the scheme is not redis:");
-  let hostname = parsed.hostname;
-  if (hostname.startsWith("[") && hostname.endsWith("]")) {
-    hostname = hostname.slice(1, -1);
-  }
-  if (hostname === "") _badUrl("no host");
-  const port = parsed.port === "" ? 6379 : Number(parsed.port);
-  if (port === 0) _badUrl("port 0");
-  let db: number | undefined;
-  if (parsed.pathname !== "" && parsed.pathname !== "/") {
-    if (!/^\/\d{1,9}$/.test(parsed.pathname)) {
-      _badUrl("the path is not a database number");
-    }
-    db = Number(parsed.pathname.slice(1));
-  }
-  if (parsed.search !== "" || parsed.hash !== "") {
-    _badUrl("a query or fragment is not supported");
-  }
-  let username: string | undefined;
-  let password: string | undefined;
-  try {
-    username = decodeURIComponent(parsed.username) || undefined;
-    password = decodeURIComponent(parsed.password) || undefined;
-  } catch {
-    _badUrl("bad percent-encoding in the credentials");
-  }
-  if (username !== undefined && password === undefined) {
-    _badUrl("a user name without a password");
-  }
-  return { hostname, port, username, password, db };
-}
-
-/** Counters of a {@linkcode RedisClient}, for metrics. */
-export interface RedisStats {
-  /** Commands sent, handshakes included (a pipeline counts each command). */
-  commands: number;
-  /** Writes answered in full: one per command, pipeline or handshake. */
-  roundTrips: number;
-  /** Error replies from Redis (`-ERR ...`), in pipelines too. */
-  errorReplies: number;
-  /** Commands and pipelines that got no reply within the command timeout. */
-  timeouts: number;
-  /** Connections lost and connection attempts failed, for any reason. */
-  errors: number;
-  /** Connections made (handshake done), the first one included. */
-  connects: number;
-}
+export type { RedisStats } from "./redis_connection.ts";
+export {
+  RedisError,
+  type RedisErrorCode,
+  type RedisErrorOptions,
+} from "./redis_error.ts";
+export { parseRedisUrl, type RedisAddress } from "./redis_url.ts";
 
 /** Options of a {@linkcode RedisClient}. */
 export interface RedisClientOptions {
@@ -246,30 +100,6 @@ export interface RedisClientOptions {
   replyLimits?: RespParserOptions;
 }
 
-interface _Request {
-  /** What failed, for "Cannot <action>: ..." ("run GET", "connect to Redis"). */
-  action: string;
-  /** The replies it waits for. */
-  count: number;
-  replies: Reply[];
-  resolve(replies: Reply[]): void;
-  reject(error: RedisError): void;
-  /** The connection it was written to. */
-  connection: _Connection | undefined;
-  /** Whether its caller stopped waiting: not worth sending any more. */
-  abandoned: boolean;
-}
-
-/** Why a connection ended, for the errors of what it leaves pending. */
-interface _Failure {
-  code: RedisErrorCode;
-  /** The state part of "Cannot <action>: <state>". */
-  state: string;
-  cause: unknown;
-}
-
-const READ_SIZE = 64 * 1024;
-
 function _optionMs(
   value: number | undefined,
   fallback: number,
@@ -290,155 +120,6 @@ function _commandName(args: readonly CommandArg[]): string {
   return typeof name === "string" && /^[A-Za-z][\w|.-]{0,40}$/.test(name)
     ? name.toUpperCase()
     : "a command";
-}
-
-/**
- * One TCP connection: writes requests in order, matches replies to them in
- * order, and fails once, taking every pending request with it.
- */
-class _Connection {
-  /** Settles (never rejects) when the connection is done, with why. */
-  readonly ended: Promise<RedisError>;
-  /** Valid replies received: a connection that got some was a Redis. */
-  replies = 0;
-  readonly #conn: Deno.TcpConn;
-  readonly #parser: RespParser;
-  readonly #stats: RedisStats;
-  #pending: _Request[] = [];
-  #out: Uint8Array[] = [];
-  #flushing: Promise<void> | undefined;
-  #failure: _Failure | undefined;
-
-  constructor(
-    conn: Deno.TcpConn,
-    limits: RespParserOptions,
-    stats: RedisStats,
-  ) {
-    this.#conn = conn;
-    this.#parser = new RespParser(limits);
-    this.#stats = stats;
-    this.ended = this.#read();
-  }
-
-  /** Queues `bytes` for writing; `request` takes the replies they get. */
-  send(bytes: Uint8Array, request: _Request): void {
-    if (this.#failure !== undefined) {
-      request.reject(this.#rejection(request, this.#failure));
-      return;
-    }
-    request.connection = this;
-    this.#pending.push(request);
-    this.#stats.commands += request.count;
-    this.#out.push(bytes);
-    // Requests queued in the same tick go out in one write.
-    this.#flushing ??= this.#flush();
-  }
-
-  /**
-   * Closes the connection and rejects every pending request; only the
-   * first call counts.
-   */
-  fail(code: RedisErrorCode, state: string, cause?: unknown): void {
-    if (this.#failure !== undefined) return;
-    const failure = this.#failure = { code, state, cause };
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed.
-    }
-    const pending = this.#pending;
-    this.#pending = [];
-    this.#out = [];
-    for (const request of pending) {
-      request.reject(this.#rejection(request, failure));
-    }
-  }
-
-  #rejection(request: _Request, failure: _Failure): RedisError {
-    return new RedisError(
-      failure.code,
-      `Cannot ${request.action}: ${failure.state}`,
-      { cause: failure.cause },
-    );
-  }
-
-  async #flush(): Promise<void> {
-    await Promise.resolve();
-    try {
-      while (this.#out.length > 0 && this.#failure === undefined) {
-        const parts = this.#out;
-        this.#out = [];
-        let bytes = parts[0];
-        if (parts.length > 1) {
-          bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-          let pos = 0;
-          for (const part of parts) {
-            bytes.set(part, pos);
-            pos += part.length;
-          }
-        }
-        for (let pos = 0; pos < bytes.length;) {
-          pos += await this.#conn.write(bytes.subarray(pos));
-        }
-      }
-    } catch (error) {
-      this.fail("disconnected", "the connection failed", error);
-    } finally {
-      this.#flushing = undefined;
-    }
-  }
-
-  async #read(): Promise<RedisError> {
-    const buf = new Uint8Array(READ_SIZE);
-    while (this.#failure === undefined) {
-      let n: number | null;
-      try {
-        n = await this.#conn.read(buf);
-      } catch (error) {
-        this.fail("disconnected", "the connection failed", error);
-        break;
-      }
-      if (n === null) {
-        this.fail("disconnected", "Redis closed the connection");
-        break;
-      }
-      let garbage: unknown;
-      try {
-        this.#parser.push(buf.subarray(0, n));
-      } catch (error) {
-        garbage = error;
-      }
-      for (let reply; (reply = this.#parser.read()) !== undefined;) {
-        this.#deliver(reply);
-      }
-      if (garbage !== undefined) {
-        this.fail("protocol", "Redis sent a reply that is not RESP", garbage);
-      }
-    }
-    // The pending write, if any, fails now that the socket is closed.
-    await this.#flushing;
-    const { code, state, cause } = this.#failure!;
-    return new RedisError(code, `Cannot keep the Redis connection: ${state}`, {
-      cause,
-    });
-  }
-
-  #deliver(reply: Reply): void {
-    if (this.#failure !== undefined) return;
-    const request = this.#pending[0];
-    if (request === undefined) {
-      this.fail("protocol", "Redis sent a reply nobody asked for");
-      return;
-    }
-    this.replies++;
-    if (reply instanceof RespError) this.#stats.errorReplies++;
-    request.replies.push(reply);
-    if (request.replies.length === request.count) {
-      this.#pending.shift();
-      this.#stats.roundTrips++;
-      request.resolve(request.replies);
-    }
-  }
 }
 
 /**
@@ -481,11 +162,11 @@ export class RedisClient implements AsyncDisposable {
   /** Aborted by close(): stops the attempt, the backoff and the loop. */
   readonly #closer = new AbortController();
   #state: "connecting" | "up" | "down" | "closed" = "connecting";
-  #connection: _Connection | undefined;
+  #connection: RedisConnection | undefined;
   /** The connection of the attempt under way, before its handshake ends. */
-  #attempt: _Connection | undefined;
+  #attempt: RedisConnection | undefined;
   /** Requests called while connecting, sent once connected. */
-  #waiting: { bytes: Uint8Array; request: _Request }[] = [];
+  #waiting: { bytes: Uint8Array; request: RedisRequest }[] = [];
   /** Why Redis is down, while it is. */
   #down: RedisError | undefined;
   /** What onState last said. */
@@ -645,7 +326,7 @@ export class RedisClient implements AsyncDisposable {
       );
     }
     const { promise, resolve, reject } = Promise.withResolvers<Reply[]>();
-    const request: _Request = {
+    const request: RedisRequest = {
       action: `run ${what}`,
       count,
       replies: [],
@@ -701,7 +382,7 @@ export class RedisClient implements AsyncDisposable {
     const closed = this.#closer.signal;
     while (!closed.aborted) {
       this.#state = "connecting";
-      let connection: _Connection;
+      let connection: RedisConnection;
       try {
         connection = await this.#connect();
       } catch (error) {
@@ -762,18 +443,18 @@ export class RedisClient implements AsyncDisposable {
    * Opens a connection, logs in and pings, within the connect timeout: up
    * means that Redis answered.
    */
-  async #connect(): Promise<_Connection> {
+  async #connect(): Promise<RedisConnection> {
     const { hostname, port, username, password, db } = this.#address;
     const attempt = new AbortController();
     const signal = AbortSignal.any([attempt.signal, this.#closer.signal]);
-    let connection: _Connection | undefined;
-    const open = async (): Promise<_Connection> => {
+    let connection: RedisConnection | undefined;
+    const open = async (): Promise<RedisConnection> => {
       const conn = await Deno.connect({ hostname, port, signal });
       if (signal.aborted) {
         conn.close();
         throw signal.reason;
       }
-      connection = this.#attempt = new _Connection(
+      connection = this.#attempt = new RedisConnection(
         conn,
         this.#limits,
         this.#stats,
