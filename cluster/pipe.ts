@@ -23,21 +23,22 @@
 import {
   closePayload,
   encodeFrame,
-  FrameParser,
-  handshakeRequest,
-  headEnd,
-  MAX_FRAME,
   OP_BINARY,
   OP_CLOSE,
   OP_PING,
   OP_PONG,
   OP_TEXT,
   parseClose,
+} from "../lib/ws_frame.ts";
+import {
+  handshakeRequest,
+  headEnd,
   parseResponseHead,
   randomKey,
   upgradeError,
   websocketAccept,
-} from "../lib/ws_frame.ts";
+} from "../lib/ws_handshake.ts";
+import { FrameParser, MAX_FRAME } from "../lib/ws_parser.ts";
 
 /** How a pipe ended. */
 export type PipeEnd =

@@ -30,9 +30,11 @@ import {
   encodeFrame as encodeLibFrame,
   encodeFrameHead,
   type EncodeFrameOptions as LibEncodeFrameOptions,
+} from "../lib/ws_frame.ts";
+import {
   handshakeRequest as libHandshakeRequest,
   randomKey,
-} from "../lib/ws_frame.ts";
+} from "../lib/ws_handshake.ts";
 
 export {
   applyMask,
@@ -40,10 +42,6 @@ export {
   closePayload,
   encodeFrameHead,
   type FrameHead,
-  FrameParser,
-  type FrameSink,
-  headEnd,
-  MAX_FRAME,
   OP_BINARY,
   OP_CLOSE,
   OP_CONT,
@@ -51,12 +49,16 @@ export {
   OP_PONG,
   OP_TEXT,
   parseClose,
+} from "../lib/ws_frame.ts";
+export {
+  headEnd,
   parseResponseHead,
   randomKey,
   type ResponseHead,
   upgradeError,
   websocketAccept,
-} from "../lib/ws_frame.ts";
+} from "../lib/ws_handshake.ts";
+export { FrameParser, type FrameSink, MAX_FRAME } from "../lib/ws_parser.ts";
 
 /** How to write one frame; the defaults make a valid, final client frame. */
 export interface EncodeFrameOptions extends LibEncodeFrameOptions {

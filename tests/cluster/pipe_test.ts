@@ -10,7 +10,6 @@ import {
   applyMask,
   closePayload,
   encodeFrame,
-  headEnd,
   OP_BINARY,
   OP_CLOSE,
   OP_CONT,
@@ -18,9 +17,12 @@ import {
   OP_PONG,
   OP_TEXT,
   parseClose,
+} from "../../lib/ws_frame.ts";
+import {
+  headEnd,
   parseResponseHead,
   websocketAccept,
-} from "../../lib/ws_frame.ts";
+} from "../../lib/ws_handshake.ts";
 import {
   decodeMessage,
   encodeMessage,

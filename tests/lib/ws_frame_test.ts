@@ -9,21 +9,22 @@ import {
   closePayload,
   encodeFrame,
   encodeFrameHead,
-  FrameParser,
-  handshakeRequest,
-  headEnd,
-  MAX_FRAME,
   OP_BINARY,
   OP_CLOSE,
   OP_CONT,
   OP_PING,
   OP_TEXT,
   parseClose,
+} from "../../lib/ws_frame.ts";
+import {
+  handshakeRequest,
+  headEnd,
   parseResponseHead,
   randomKey,
   upgradeError,
   websocketAccept,
-} from "../../lib/ws_frame.ts";
+} from "../../lib/ws_handshake.ts";
+import { FrameParser, MAX_FRAME } from "../../lib/ws_parser.ts";
 import {
   encodeFrame as encodeDevFrame,
   handshakeRequest as devHandshakeRequest,
