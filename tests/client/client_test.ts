@@ -1,7 +1,8 @@
 /**
- * Tests of the client module (`client.ts`) against a real server in Deno:
- * membership, content both ways, lastData, gone notices, heartbeats, close
- * codes as typed events and errors, and the abort signal. The server runs
+ * Tests of the client (`client/client.ts`, imported through `client/mod.ts`)
+ * against a real server in Deno: membership, content both ways, lastData,
+ * gone notices, heartbeats, close codes as typed events and errors, and the
+ * abort signal. The server runs
  * on a `ManualClock`: tests drive it for heartbeats and for the closes it
  * starts. The same API over the WebSocket-free fallback (`transport:
  * "sse"`), and `"auto"` choosing it behind a proxy that refuses upgrades.
@@ -26,15 +27,11 @@ import {
   describeCloseCode,
   ERR_BLOCKING_MEMBER,
   ERR_KEY,
-  fetchIceServers,
   GoneEvent,
-  groupUrl,
-  IceServersError,
   SigverClient,
   type SigverClientOptions,
   SigverCloseError,
   SigverCloseEvent,
-  tokenUrl,
 } from "../../client/mod.ts";
 import { mintToken } from "../../lib/token.ts";
 
@@ -349,23 +346,6 @@ Deno.test("client refuses empty data and ids that are not uint32", async () => {
   assert.equal(await client.connect(1), true);
 });
 
-Deno.test("groupUrl builds the socket URL of a key", async (t) => {
-  const cases: [string, string, boolean, string][] = [
-    ["ws://h:1", "room", false, "ws://h:1/room"],
-    ["http://h:1/", "room", true, "ws://h:1/room?favored"],
-    ["https://h/sigver", "a b", false, "wss://h/sigver/a%20b"],
-    ["wss://h/?token=x", "a/b", true, "wss://h/a/b?token=x&favored"],
-    ["ws://h/", "a?b#c", false, "ws://h/a%3Fb%23c"],
-    ["ws://h/#frag", "", false, "ws://h/"],
-  ];
-  for (const [url, key, favored, expected] of cases) {
-    await t.step(`${url} + ${JSON.stringify(key)}`, () => {
-      assert.equal(groupUrl(url, key, favored), expected);
-    });
-  }
-  assert.throws(() => groupUrl("ftp://h/", "room"), TypeError);
-});
-
 Deno.test("describeCloseCode names every protocol close code", () => {
   for (const code of [4741, 4742, 4743, 4744, 4745, 1001, 1006, 1008, 1009]) {
     const info = describeCloseCode(code);
@@ -375,13 +355,7 @@ Deno.test("describeCloseCode names every protocol close code", () => {
   assert.equal(describeCloseCode(4000).name, "UNKNOWN");
 });
 
-// Access tokens and ICE servers
-
-const TURN = {
-  secret: "coturn secret",
-  urls: ["turn:127.0.0.1:3478"],
-  ttl: 60,
-};
+// Access tokens
 
 Deno.test("client opens /t/<token>/<key> with the token option", async () => {
   await using server = startServer({ authSecrets: ["secret"] });
@@ -400,114 +374,6 @@ Deno.test("client opens /t/<token>/<key> with the token option", async () => {
     SigverClient.open(base(server), "room", { token: "a/b" }),
     TypeError,
   );
-});
-
-Deno.test("tokenUrl appends t/<token> to the server's path", async (t) => {
-  const cases: [string, string][] = [
-    ["wss://h", "wss://h/t/v1.1.x.y"],
-    ["https://h/sigver/", "https://h/sigver/t/v1.1.x.y"],
-    ["ws://h:8000/sigver", "ws://h:8000/sigver/t/v1.1.x.y"],
-  ];
-  for (const [url, expected] of cases) {
-    await t.step(url, () => assert.equal(tokenUrl(url, "v1.1.x.y"), expected));
-  }
-  // A Netflux signalingServer built on it joins /t/<token>/<key>.
-  assert.equal(
-    groupUrl(tokenUrl("wss://h", "v1.1.x.y"), "room"),
-    "wss://h/t/v1.1.x.y/room",
-  );
-  for (const bad of ["", "a/b", "a?b", "a b", "a%2F"]) {
-    assert.throws(() => tokenUrl("wss://h", bad), TypeError, bad);
-  }
-});
-
-Deno.test("fetchIceServers gets the credentials, with a token when tokens are on", async () => {
-  await using server = startServer({ turn: TURN, authSecrets: ["secret"] });
-  const token = await mintToken("secret", { prefix: "room/" });
-  for (const url of [base(server), httpUrl(server, "/")]) {
-    const servers = await fetchIceServers(url, { token });
-    assert.equal(servers?.length, 1);
-    assert.deepEqual(servers![0].urls, TURN.urls);
-    assert.match(servers![0].username ?? "", /^\d+:[0-9a-f]{16}$/);
-    assert.match(servers![0].credential ?? "", /^[A-Za-z0-9+/]{27}=$/);
-  }
-  const cases: [string | undefined, number][] = [
-    [undefined, 401],
-    [await mintToken("not the secret"), 403],
-  ];
-  for (const [bad, status] of cases) {
-    const error = await fetchIceServers(base(server), { token: bad }).then(
-      () => assert.fail("resolved"),
-      (e) => e,
-    );
-    assert.ok(error instanceof IceServersError);
-    assert.equal(error.status, status);
-    assert.match(
-      error.message,
-      new RegExp(
-        `^Cannot get the ICE servers: the server answered ${status} \\(`,
-      ),
-    );
-  }
-});
-
-Deno.test("fetchIceServers resolves undefined when the server hands out none", async (t) => {
-  await t.step("no TURN servers: 404", async () => {
-    await using server = startServer();
-    assert.equal(await fetchIceServers(base(server)), undefined);
-  });
-  await t.step("the endpoint off: 426", async () => {
-    await using server = startServer({ turn: TURN, iceServersPath: false });
-    assert.equal(await fetchIceServers(base(server)), undefined);
-  });
-});
-
-Deno.test("fetchIceServers asks the path under the server's own, and checks the answer", async (t) => {
-  const seen: { path: string; authorization: string | null }[] = [];
-  let answer = '{"iceServers":[{"urls":"stun:s"}],"ttl":1}';
-  await using fake = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    (request) => {
-      seen.push({
-        path: new URL(request.url).pathname,
-        authorization: request.headers.get("authorization"),
-      });
-      return new Response(answer);
-    },
-  );
-  const at = `127.0.0.1:${fake.addr.port}`;
-  await t.step("a server mounted under /sig/, a custom path", async () => {
-    const servers = await fetchIceServers(`ws://${at}/sig/?x=1`, {
-      path: "/turn",
-      token: "v1.t",
-    });
-    assert.deepEqual(servers, [{ urls: ["stun:s"] }]);
-    assert.deepEqual(seen.at(-1), {
-      path: "/sig/turn",
-      authorization: "Bearer v1.t",
-    });
-  });
-  await t.step("the default path, no token", async () => {
-    await fetchIceServers(`http://${at}`);
-    assert.deepEqual(seen.at(-1), {
-      path: "/ice-servers",
-      authorization: null,
-    });
-  });
-  for (
-    const bad of [
-      '{"ttl":1}',
-      '{"iceServers":[{"urls":[1]}]}',
-      '{"iceServers":[{"urls":"turn:t","credential":5}]}',
-      "[]",
-    ]
-  ) {
-    await t.step(`an answer ${bad}: SyntaxError`, async () => {
-      answer = bad;
-      await assert.rejects(fetchIceServers(`http://${at}`), SyntaxError);
-    });
-  }
-  await assert.rejects(fetchIceServers(`ftp://${at}`), TypeError);
 });
 
 // The WebSocket-free fallback
