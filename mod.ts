@@ -31,17 +31,13 @@
  * `signalingServer: "wss://host/t/" + token`.
  * ```ts
  * import assert from "node:assert/strict";
- * import { mintToken, TokenAuthority } from "@coast/sigver";
+ * import { mintToken } from "@coast/sigver";
  * const secret = "the server's --auth-secret";
  * // Rooms under "team-42/" for ten minutes.
  * const token = await mintToken(secret, { prefix: "team-42/", ttl: 600 });
- * // The server's check, for the key "team-42/standup":
- * const result = await new TokenAuthority([secret]).check({
- *   token,
- *   key: "team-42/standup",
- *   now: Date.now(),
- * });
- * assert.deepEqual(result, { ok: true });
+ * // The page joins "team-42/standup" through the token's path.
+ * const url = `wss://signal.example/t/${token}/team-42/standup`;
+ * assert.ok(url.length > 0);
  * ```
  *
  * @module
@@ -53,93 +49,14 @@ export {
   type SigverHandler,
 } from "./deno/handler.ts";
 export { serve, type ServeOptions, type SigverServer } from "./deno/serve.ts";
-export {
-  ClusterNode,
-  type ClusterOptions,
-  type ClusterView,
-  type Route,
-} from "./cluster/node.ts";
-export { defaultMaxPeers } from "./deno/system.ts";
-export { type Clock, ManualClock, systemClock } from "./lib/clock.ts";
-export {
-  CLOSE_CODES,
-  CLOSE_GOING_AWAY,
-  CLOSE_MESSAGE_TOO_BIG,
-  CLOSE_NORMAL,
-  CLOSE_POLICY_VIOLATION,
-  CLOSE_SERVICE_RESTART,
-  type CloseCodeInfo,
-  describeCloseCode,
-  ERR_BLOCKING_MEMBER,
-  ERR_HEARTBEAT,
-  ERR_KEY,
-  ERR_MESSAGE,
-  ERR_URL,
-} from "./lib/codes.ts";
-export {
-  CloseError,
-  Hub,
-  type HubCounters,
-  type HubOptions,
-  type HubStats,
-  MAX_MISSED_HEARTBEATS,
-  type Peer,
-  type PeerTransport,
-} from "./lib/netflux/hub.ts";
-export {
-  type Content,
-  decodeMessage,
-  encodeContent,
-  encodeMessage,
-  type GroupData,
-  type Message,
-} from "./lib/netflux/wire.ts";
-export {
-  checkKey,
-  MAX_KEY_LENGTH,
-  parsePeerUrl,
-  type PeerUrl,
-} from "./lib/url.ts";
-export {
-  checkToken,
-  DEFAULT_TOKEN_TTL,
-  MAX_TOKEN_EXPIRY,
-  MAX_TOKEN_LENGTH,
-  mintToken,
-  type MintTokenOptions,
-  splitTokenPath,
-  TOKEN_CLOCK_SKEW,
-  TOKEN_REFUSAL_REASONS,
-  TOKEN_VERSION,
-  type TokenAccess,
-  TokenAuthority,
-  type TokenCheck,
-  type TokenRefusal,
-  type TokenRefusalReason,
-  type TokenRequest,
-} from "./lib/token.ts";
-export {
-  DEFAULT_TURN_TTL,
-  type IceServer,
-  type IceServersResponse,
-  type TurnCredentials,
-  turnCredentials,
-  type TurnCredentialsOptions,
-} from "./lib/turn.ts";
+export type { PeerEvent } from "./deno/observe.ts";
 export type { TurnOptions } from "./deno/ice.ts";
-export {
-  type LogFields,
-  type LogFormat,
-  Logger,
-  type LogLevel,
-} from "./lib/log.ts";
-export {
-  PIPE_HEADERS,
-  PipeAuthority,
-  type PipeCheck,
-  type PipeClaims,
-} from "./lib/pipe_auth.ts";
-export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
+export type { Placement } from "./deno/placement.ts";
+export { mintToken, type MintTokenOptions } from "./lib/token.ts";
+export type { Clock } from "./lib/clock.ts";
+export type { LogFormat, LogLevel } from "./lib/log.ts";
+export type { MetricFamily } from "./lib/metrics.ts";
+export type { HubStats } from "./lib/netflux/hub.ts";
 
 if (import.meta.main) {
   const { main } = await import("./server.ts");

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { readFrame } from "../deno/fallback.ts";
+import { readFrame } from "../lib/body.ts";
 import { sessionHome } from "../lib/sse.ts";
 import type { ClusterNode } from "./node.ts";
 
@@ -83,20 +83,22 @@ export async function forwardSession(
 }
 
 /**
- * Passes the requests for sessions that live on other nodes on to them: for
- * `Sessions`' `elsewhere` option.
+ * Passes the requests for sessions that live on other nodes on to them.
  *
  * @param cluster This node.
- * @param maxBody Most bytes a POSTed frame may have.
- * @returns The hook: a request and a session id in, the other node's answer
- * (or 404 when no live node holds it) out; `undefined` when the session
- * would live here (then it is unknown).
+ * @returns The hook: a request, a session id and the most bytes a POSTed
+ * frame may have in, the other node's answer (or 404 when no live node
+ * holds it) out; `undefined` when the session would live here (then it is
+ * unknown).
  */
 export function sessionForwarder(
   cluster: ClusterNode,
+): (
+  request: Request,
+  id: string,
   maxBody: number,
-): (request: Request, id: string) => Promise<Response> | undefined {
-  return (request, id) => {
+) => Promise<Response> | undefined {
+  return (request, id, maxBody) => {
     const home = sessionHome(id);
     if (
       home === undefined || home === cluster.id ||

@@ -107,8 +107,8 @@ interface _Remote {
 }
 
 /**
- * A cluster node. Create it, {@linkcode ClusterNode.start} it, and give it
- * to the handler (`HandlerOptions.cluster`).
+ * A cluster node. Create it, and give it to the server as a placement
+ * (`cluster/placement.ts`), which starts it.
  *
  * @example
  * ```ts ignore
@@ -128,7 +128,7 @@ export class ClusterNode {
   /** Called with the keys whose leases other nodes now hold. */
   onLost: (keys: ReadonlySet<string>) => void = () => {};
   readonly #options: Required<Omit<ClusterOptions, "log">>;
-  readonly #log: Logger | undefined;
+  #log: Logger | undefined;
   readonly #redis: RedisClient;
   readonly #store: LeaseStore;
   /** Keys this node owns: connections using each lease. */
@@ -188,6 +188,15 @@ export class ClusterNode {
       nodeTtl: this.#options.nodeTtl,
       url: this.#options.url,
     });
+  }
+
+  /**
+   * Logs to `log` when the node was made without a log of its own.
+   *
+   * @param log The server's log.
+   */
+  useLog(log: Logger): void {
+    this.#log ??= log;
   }
 
   /** This node's cluster URL. */

@@ -1,32 +1,28 @@
 /**
  * The connection an admitted peer gets, on its transport: a WebSocket
- * upgrade or a fallback session (`sse.ts`), held here when its group lives
- * here ({@linkcode WsConn}, {@linkcode SseConn}) or piped to the group's
- * owner node ({@linkcode EdgeConn}). Where the peer goes was decided
- * before (`route.ts`); the handler holds what this builds.
+ * upgrade (`socket.ts`) or a fallback session (`fallback.ts`), served here
+ * or linked to the node that owns its group. Where the peer goes was
+ * decided before (`route.ts`); the handler holds what this builds.
  *
  * @module
  */
 
 import type { Refusal } from "../lib/admission.ts";
+import type { Protocol } from "../lib/protocol.ts";
 import { newSessionId } from "../lib/sse.ts";
-import {
-  type ConnFacts,
-  type ConnHost,
-  type LocalConn,
-  SseConn,
-  WsConn,
-} from "./connection.ts";
+import { Conn, type ConnFacts, type ConnHost } from "./connection.ts";
+import { type SseContext, SseSession } from "./fallback.ts";
 import type { Arrival } from "./route.ts";
-import { DenoSocket } from "./socket.ts";
-import { SseSession } from "./fallback.ts";
-import { EdgeConn, type EdgeHost } from "../cluster/edge.ts";
-import type { ClusterNode } from "../cluster/node.ts";
+import { DenoSocket, type PeerSocket, type SocketContext } from "./socket.ts";
 
 /** What building a connection needs from the handler. */
-export interface AcceptHost extends ConnHost, EdgeHost {
-  /** This node, on a cluster. */
-  readonly cluster: ClusterNode | undefined;
+export interface AcceptHost extends ConnHost {
+  /** The shared tick count and WebSocket settings. */
+  readonly socketContext: SocketContext;
+  /** The shared tick count and fallback settings. */
+  readonly sseContext: SseContext;
+  /** This node's id on a cluster, for fallback session ids. */
+  readonly nodeId: string | undefined;
 }
 
 /** An arrival that was let in. */
@@ -38,13 +34,14 @@ export type Admitted = Exclude<Arrival, { kind: "refused" }>;
  * could not be taken after all.
  */
 export type Accepted =
-  | { conn: LocalConn | EdgeConn; respond: () => Response }
+  | { conn: Conn; respond: () => Response }
   | { refusal: Refusal; key: string | undefined };
 
 /**
  * Builds the connection of an admitted peer.
  *
  * @param host The handler.
+ * @param protocol The protocol the peer speaks.
  * @param request The upgrade, or the fallback's opening GET.
  * @param arrival Where the peer goes.
  * @param transport The transport it asked for.
@@ -53,6 +50,7 @@ export type Accepted =
  */
 export function accept(
   host: AcceptHost,
+  protocol: Protocol,
   request: Request,
   arrival: Admitted,
   transport: "websocket" | "sse",
@@ -64,19 +62,18 @@ export function accept(
     counted: arrival.from.counted,
     key: edge ? arrival.key : arrival.peer?.key,
     favored: edge ? false : arrival.peer?.favored ?? false,
+    transport,
     now,
   };
   if (transport === "sse") {
-    const id = newSessionId(host.cluster?.id);
-    const conn = arrival.kind === "edge"
-      ? _edge(
-        host,
-        arrival,
-        facts,
-        (events) => new SseSession(id, events, host.sseContext),
-      )
-      : _leased(new SseConn(host, id, facts), arrival.lease);
-    return { conn, respond: () => (conn.socket as SseSession).open()! };
+    const conn = _conn(host, protocol, arrival, facts);
+    const session = new SseSession(
+      newSessionId(host.nodeId),
+      conn,
+      host.sseContext,
+    );
+    _attach(conn, session);
+    return { conn, respond: () => session.open()! };
   }
   let upgraded: { socket: WebSocket; response: Response };
   try {
@@ -94,58 +91,45 @@ export function accept(
     };
   }
   const { socket, response } = upgraded;
-  const conn = arrival.kind === "edge"
-    ? _edge(
-      host,
-      arrival,
-      facts,
-      (events) => new DenoSocket(socket, events, host.socketContext),
-    )
-    : _leased(new WsConn(host, socket, facts), arrival.lease);
+  const conn = _conn(host, protocol, arrival, facts);
+  _attach(conn, new DenoSocket(socket, conn, host.socketContext));
   return { conn, respond: () => response };
 }
 
 /**
- * Gives up an admitted arrival that will not be held: closes its pipe, or
- * releases the lease taken for it.
+ * Gives up an admitted arrival that will not be held: closes its link to
+ * the owner, or releases the lease taken for it.
  *
  * @param arrival The arrival.
  */
 export function giveUp(arrival: Admitted): void {
   if (arrival.kind === "edge") {
-    arrival.pipe.pipe?.close(1000, "The peer was not taken");
-  } else if (arrival.lease !== undefined) {
-    arrival.lease.cluster.release(arrival.peer!.key);
-  }
+    arrival.remote.close(1000, "The peer was not taken");
+    arrival.remote.release();
+  } else arrival.lease?.release();
 }
 
-/** A peer piped to its group's owner, on the socket `open` makes. */
-function _edge(
+/** The connection of an arrival, before its transport is made. */
+function _conn(
   host: AcceptHost,
-  arrival: Admitted & { kind: "edge" },
+  protocol: Protocol,
+  arrival: Admitted,
   facts: ConnFacts,
-  open: ConstructorParameters<typeof EdgeConn>[1],
-): EdgeConn {
-  const conn = new EdgeConn(host, open, arrival.pipe, {
-    ...facts,
-    key: arrival.key,
-    owner: arrival.route.node,
-  });
-  host.cluster!.pipeOpened(arrival.key, arrival.route);
+): Conn {
+  if (arrival.kind === "edge") {
+    return new Conn(host, protocol, facts, arrival.remote);
+  }
+  const conn = new Conn(host, protocol, facts);
+  conn.lease = arrival.lease;
+  conn.piped = arrival.piped;
   return conn;
 }
 
-/** Records the cluster lease a local connection holds, if any. */
-function _leased(
-  conn: LocalConn,
-  lease: { cluster: ClusterNode; piped: boolean } | undefined,
-): LocalConn {
-  if (lease !== undefined) {
-    conn.leased = true;
-    if (lease.piped && conn instanceof WsConn) {
-      conn.piped = true;
-      lease.cluster.pipedIn(1);
-    }
-  }
-  return conn;
+/**
+ * Gives the connection its transport; then a link to the owner may replay
+ * what the owner sent meanwhile.
+ */
+function _attach(conn: Conn, socket: PeerSocket): void {
+  conn.socket = socket;
+  conn.remote?.attach(conn);
 }

@@ -11,7 +11,6 @@ import type { Refusal } from "../lib/admission.ts";
 import { parsePeerUrl } from "../lib/url.ts";
 import { demoResponse } from "../demo/page.ts";
 import type { IceServersEndpoint } from "./ice.ts";
-import type { ClusterView } from "../cluster/node.ts";
 
 /** The endpoints' paths (`false`: off). */
 export interface EndpointPaths {
@@ -52,7 +51,7 @@ export interface EndpointSource {
    *
    * @returns The view, or `undefined` off a cluster.
    */
-  clusterView(): ClusterView | undefined;
+  clusterView(): unknown;
   /**
    * Counts and logs a refusal of the ICE servers endpoint.
    *
@@ -90,16 +89,18 @@ export function textResponse(
  * Answers a plain request.
  *
  * @param request The request.
+ * @param target Its path and query below the base path.
  * @param source The server's state and paths.
  * @param remote The socket's remote address, if any (for logs).
  * @returns The answer.
  */
 export function answerPlain(
   request: Request,
+  target: string,
   source: EndpointSource,
   remote: string | undefined,
 ): Response | Promise<Response> {
-  const parsed = parsePeerUrl(request.url);
+  const parsed = parsePeerUrl(target);
   const path = parsed === undefined ? "" : "/" + parsed.key;
   const { health, ready, metrics, cluster, ice } = source.paths;
   // The one path with more methods than GET and HEAD: CORS preflights.

@@ -28,6 +28,8 @@ import {
   sessionEvent,
 } from "../lib/sse.ts";
 import type { PeerSocket, SocketEvents } from "./socket.ts";
+import { readFrame } from "../lib/body.ts";
+import { parsePeerUrl } from "../lib/url.ts";
 
 /** Settings and the tick count, shared by every session of one server. */
 export interface SseContext {
@@ -249,61 +251,15 @@ export class SseSession implements PeerSocket {
   }
 }
 
-/** The outcome of reading a POSTed frame. */
-export type PostedFrame =
-  | { ok: true; frame: ArrayBuffer }
-  | { ok: false; tooBig: true };
-
-/**
- * Reads a POST's body, one frame, never more than `max` bytes of it: a
- * longer body (or a `Content-Length` over `max`) is refused unread.
- *
- * @param request The POST.
- * @param max Most bytes a frame may have.
- * @returns The frame, or that it is too big.
- */
-export async function readFrame(
-  request: Request,
-  max: number,
-): Promise<PostedFrame> {
-  const declared = request.headers.get("content-length");
-  const length = Number(declared ?? "0");
-  if (length > max) {
-    await request.body?.cancel();
-    return { ok: false, tooBig: true };
-  }
-  // A length the server checked against the body: one read, no chunks.
-  if (declared !== null && Number.isSafeInteger(length)) {
-    return { ok: true, frame: await request.arrayBuffer() };
-  }
-  const body = request.body;
-  if (body === null) return { ok: true, frame: new ArrayBuffer(0) };
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    // Leaving the loop cancels the body.
-    if (size > max) return { ok: false, tooBig: true };
-    chunks.push(chunk);
-  }
-  const frame = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    frame.set(chunk, at);
-    at += chunk.length;
-  }
-  return { ok: true, frame: frame.buffer };
-}
-
 /** Options of {@linkcode Sessions}. */
 export interface SessionsOptions {
   /**
    * The group key a request's path names (the token path stripped).
    *
-   * @param request A request for a session.
+   * @param target The request's path and query below the base path.
    * @returns The key, or `undefined` for a URL without a path.
    */
-  keyOf(request: Request): string | undefined;
+  keyOf(target: string): string | undefined;
   /**
    * Counts a refusal for metrics.
    *
@@ -411,27 +367,31 @@ export class Sessions<C extends { readonly key: string | undefined }> {
    * before anything is done (a new session's GET gets it from admission).
    *
    * @param request The request.
+   * @param target Its path and query below the base path.
    * @param open Opens a new session: the gates, then the stream.
    * @returns The answer, or `undefined` when the request is not the
    * fallback's.
    */
   answer(
     request: Request,
+    target: string,
     open: () => Response | Promise<Response>,
   ): Response | Promise<Response> | undefined {
     const session = _sessionOf(request);
     const method = request.method;
     let answer: () => Response | Promise<Response>;
     if (_wantsStream(request)) {
-      answer = session === null ? open : () => this.#resume(request, session);
+      answer = session === null
+        ? open
+        : () => this.#resume(request, target, session);
     } else if (
       session !== null && (method === "POST" || method === "DELETE")
     ) {
-      answer = () => this.#post(request, session);
+      answer = () => this.#post(request, target, session);
     } else if (
       method === "OPTIONS" &&
       request.headers.has("access-control-request-method") &&
-      !this.#options.plain(new URL(request.url).pathname.slice(1))
+      !this.#options.plain(parsePeerUrl(target)?.key)
     ) {
       answer = () =>
         new Response(null, {
@@ -477,11 +437,16 @@ export class Sessions<C extends { readonly key: string | undefined }> {
    * Answers a GET that resumes a session: its stream, or a refusal.
    *
    * @param request The GET.
+   * @param target Its path and query below the base path.
    * @param id The session id it names.
    * @returns The response.
    */
-  #resume(request: Request, id: string): Response | Promise<Response> {
-    const entry = this.#find(request, id);
+  #resume(
+    request: Request,
+    target: string,
+    id: string,
+  ): Response | Promise<Response> {
+    const entry = this.#find(request, target, id);
     if (!("session" in entry)) return entry;
     return entry.session.open() ??
       textResponse(409, "Conflict: the session's stream is open already");
@@ -491,11 +456,16 @@ export class Sessions<C extends { readonly key: string | undefined }> {
    * Answers a POST (one frame up) or a DELETE (the end of the session).
    *
    * @param request The POST or DELETE.
+   * @param target Its path and query below the base path.
    * @param id The session id it names.
    * @returns The response.
    */
-  async #post(request: Request, id: string): Promise<Response> {
-    const entry = this.#find(request, id);
+  async #post(
+    request: Request,
+    target: string,
+    id: string,
+  ): Promise<Response> {
+    const entry = this.#find(request, target, id);
     if (!("session" in entry)) {
       if (entry instanceof Response) await request.body?.cancel();
       return entry;
@@ -519,6 +489,7 @@ export class Sessions<C extends { readonly key: string | undefined }> {
 
   #find(
     request: Request,
+    target: string,
     id: string,
   ): { session: SseSession; conn: C } | Response | Promise<Response> {
     const entry = isSessionId(id) ? this.#entries.get(id) : undefined;
@@ -526,7 +497,7 @@ export class Sessions<C extends { readonly key: string | undefined }> {
       return (isSessionId(id) && this.#options.elsewhere?.(request, id)) ||
         textResponse(404, "Not Found: no such session");
     }
-    if (this.#options.keyOf(request) !== entry.conn.key) {
+    if (this.#options.keyOf(target) !== entry.conn.key) {
       this.#options.refused("session_key");
       return textResponse(403, "Forbidden: the session belongs to another key");
     }

@@ -17,19 +17,16 @@ import { clientAddress } from "../lib/address.ts";
 import { TokenBucket } from "../lib/bucket.ts";
 import {
   CLOSE_GOING_AWAY,
-  CLOSE_MESSAGE_TOO_BIG,
   CLOSE_POLICY_VIOLATION,
   CLOSE_SERVICE_RESTART,
-  ERR_KEY,
-  ERR_MESSAGE,
-  ERR_URL,
 } from "../lib/codes.ts";
 import { Hub, type HubStats } from "../lib/netflux/hub.ts";
-import { type LogFields, Logger, type LogLevel } from "../lib/log.ts";
+import { NetfluxProtocol } from "../lib/netflux/protocol.ts";
+import { keyHash, type LogFields, Logger, type LogLevel } from "../lib/log.ts";
 import { collect, renderMetrics, type Tally } from "../lib/metrics.ts";
 import { SERVER_METRICS } from "../lib/server_metrics.ts";
 import { splitTokenPath, TokenAuthority } from "../lib/token.ts";
-import { checkKey, parsePeerUrl } from "../lib/url.ts";
+import { parsePeerUrl } from "../lib/url.ts";
 import { settleWithin } from "../lib/deadline.ts";
 import { IceServersEndpoint } from "./ice.ts";
 import {
@@ -39,14 +36,12 @@ import {
 } from "./options.ts";
 import type { PeerSocket, SocketContext } from "./socket.ts";
 import { Sessions, type SseContext, SseSession } from "./fallback.ts";
-import { type LocalConn, SseConn } from "./connection.ts";
+import type { Conn } from "./connection.ts";
 import { accept, type AcceptHost, giveUp } from "./accept.ts";
-import { answerPlain, type EndpointSource } from "./endpoints.ts";
+import { answerPlain, type EndpointSource, textResponse } from "./endpoints.ts";
 import { Observer } from "./observe.ts";
 import { type Arrival, arrive, type Gates, readmit } from "./route.ts";
-import { EdgeConn } from "../cluster/edge.ts";
-import { sessionForwarder } from "../cluster/forward.ts";
-import type { ClusterNode, ClusterView } from "../cluster/node.ts";
+import type { Placement } from "./placement.ts";
 
 export type { HandlerOptions } from "./options.ts";
 
@@ -69,8 +64,6 @@ export interface SigverHandler {
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ) => Response | Promise<Response>;
-  /** The group state. */
-  readonly hub: Hub;
   /** Whether the handler is draining (refusing new peers). */
   readonly draining: boolean;
   /** Refuses new upgrades (503) and turns readiness to 503. */
@@ -110,31 +103,32 @@ export interface SigverHandler {
   logEvent(level: LogLevel, event: string, fields?: LogFields): void;
 }
 
-/** Any connection the handler holds. */
-type _Conn = LocalConn | EdgeConn;
-
 class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
   readonly hub: Hub;
   readonly bucket: TokenBucket;
   readonly socketContext: SocketContext;
   readonly sseContext: { tick: number } & SseContext;
   readonly tokens: TokenAuthority | undefined;
-  readonly cluster: ClusterNode | undefined;
+  readonly placement: Placement | undefined;
   readonly ice: IceServersEndpoint | undefined;
+  readonly #netflux: NetfluxProtocol;
   readonly #config: HandlerConfig;
   readonly #observer: Observer;
   readonly #readiness: (() => string | undefined) | undefined;
   readonly #moreMetrics: HandlerOptions["moreMetrics"];
+  readonly #onPeer: HandlerOptions["onPeer"];
   /** The ICE servers path as a key (`/ice-servers` is `ice-servers`). */
   readonly #iceKey: string | undefined;
   /** The clock's time at the last tick: the rate limit's coarse clock. */
   #now: number;
   #timer: Disposable | undefined;
-  readonly #conns = new Set<_Conn>();
+  readonly #conns = new Set<Conn>();
   /** Connections whose transport has not opened yet. */
-  readonly #pending = new Set<_Conn>();
+  readonly #pending = new Set<Conn>();
+  /** Connections whose peer joined: they are told to `onPeer` when they go. */
+  readonly #joined = new Set<Conn>();
   /** Fallback sessions, by id. */
-  readonly #sessions: Sessions<_Conn>;
+  readonly #sessions: Sessions<Conn>;
   /** Transports whose close waits for quiet: flushed on every tick. */
   readonly #closing = new Set<PeerSocket>();
   readonly #perAddress = new Map<string, number>();
@@ -143,7 +137,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
   #draining = false;
   #idle: (() => void) | undefined;
 
-  constructor(options: HandlerOptions) {
+  constructor(options: HandlerOptions, placement: Placement | undefined) {
     const config = this.#config = resolveHandlerOptions(options);
     // WebSocket.send copies the frame at once, and the ArrayBuffer of a
     // received frame is ours: the hub may reuse its buffer, and write a
@@ -153,6 +147,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       random: options.random,
       reuseFrames: true,
     });
+    this.#netflux = new NetfluxProtocol(this.hub);
     this.bucket = new TokenBucket(config.messageRate, config.messageBurst);
     this.socketContext = {
       tick: 0,
@@ -165,11 +160,11 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       maxBufferedAmount: config.maxBufferedAmount,
       keepAliveTicks: Math.ceil(KEEP_ALIVE_MS / config.tickMs),
     };
-    this.#observer = new Observer(
-      new Logger(options.log, options.logLevel, options.logFormat),
-    );
+    const log = new Logger(options.log, options.logLevel, options.logFormat);
+    this.#observer = new Observer(log);
     this.#readiness = options.readiness;
-    this.cluster = options.clusterNode;
+    this.#onPeer = options.onPeer;
+    this.placement = placement;
     this.tokens = options.authSecrets?.length
       ? new TokenAuthority(options.authSecrets)
       : undefined;
@@ -178,21 +173,20 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       tokens: this.tokens,
       allowOrigins: config.admission.allowOrigins,
     });
-    if (this.cluster !== undefined) {
-      this.cluster.onLost = (keys) => this.#closeKeys(keys);
-    }
+    placement?.attach({ log, moved: (keys) => this.#moved(keys) });
     this.#sessions = new Sessions({
-      keyOf: (request) => {
-        const key = parsePeerUrl(request.url)?.key;
+      keyOf: (target) => {
+        const key = parsePeerUrl(target)?.key;
         return key === undefined || this.tokens === undefined
           ? key
           : splitTokenPath(key).key;
       },
       refused: (reason) => this.#observer.rejections.add(reason),
       maxMessageSize: config.maxMessageSize,
-      elsewhere: this.cluster === undefined
+      elsewhere: placement === undefined
         ? undefined
-        : sessionForwarder(this.cluster, config.maxMessageSize),
+        : (request, id) =>
+          placement.forward(request, id, config.maxMessageSize),
       allowOrigins: config.admission.allowOrigins,
       plain: (key) => key !== undefined && key === this.#iceKey,
     });
@@ -233,12 +227,16 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     return this.#config.maxMessageSize;
   }
 
-  get burst(): number {
-    return this.bucket.burst;
+  get messageRate(): number {
+    return this.#config.messageRate;
   }
 
   get now(): number {
     return this.#now;
+  }
+
+  get nodeId(): string | undefined {
+    return this.placement?.id;
   }
 
   get paths(): HandlerConfig["paths"] {
@@ -257,8 +255,12 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     return this.#draining ? "draining" : this.#readiness?.();
   }
 
-  clusterView(): ClusterView | undefined {
-    return this.cluster?.view();
+  clusterView(): unknown {
+    return this.placement?.view();
+  }
+
+  invalidFrame(): void {
+    this.#observer.invalid++;
   }
 
   refusedIce(
@@ -280,29 +282,52 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Response | Promise<Response> => {
+    const target = this.#target(request.url);
+    if (target === undefined) {
+      return textResponse(404, "Not Found: outside this server's base path");
+    }
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      return this.#peer(request, info, "websocket");
+      return this.#peer(request, target, info, "websocket");
     }
     const fallback = this.#sessions.answer(
       request,
-      () => this.#peer(request, info, "sse"),
+      target,
+      () => this.#peer(request, target, info, "sse"),
     );
     if (fallback !== undefined) return fallback;
     return answerPlain(
       request,
+      target,
       this,
       (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
     );
   };
 
+  /**
+   * The request's path and query below the base path (the whole URL when
+   * there is none), or `undefined` when the path is outside it.
+   */
+  #target(url: string): string | undefined {
+    const base = this.#config.basePath;
+    if (base === "") return url;
+    const scheme = url.indexOf("://");
+    const start = url.indexOf("/", scheme === -1 ? 0 : scheme + 3);
+    if (start === -1 || !url.startsWith(base, start)) return undefined;
+    const rest = url.slice(start + base.length);
+    if (rest === "") return "/";
+    if (rest[0] === "?") return "/" + rest;
+    return rest[0] === "/" ? rest : undefined;
+  }
+
   /** A new peer, on a WebSocket or the fallback. */
   #peer(
     request: Request,
+    target: string,
     info: Deno.ServeHandlerInfo | undefined,
     transport: "websocket" | "sse",
   ): Response | Promise<Response> {
     const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
-    const arrival = arrive(request, remote, this);
+    const arrival = arrive(request, parsePeerUrl(target), remote, this);
     return arrival instanceof Promise
       ? arrival.then((a) => this.#accept(request, a, transport, true))
       : this.#accept(request, arrival, transport, false);
@@ -330,7 +355,14 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       return observer.refuse(late, from, key);
     }
     const now = this.#config.clock.now();
-    const accepted = accept(this, request, arrival, transport, now);
+    const accepted = accept(
+      this,
+      this.#netflux,
+      request,
+      arrival,
+      transport,
+      now,
+    );
     if ("refusal" in accepted) {
       return observer.refuse(accepted.refusal, from, accepted.key);
     }
@@ -366,11 +398,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     for (const socket of this.#closing) {
       if (!socket.flush(true)) this.#closing.delete(socket);
     }
-    for (const conn of [...this.#conns]) {
-      if (!(conn instanceof EdgeConn) && conn.peer?.live) {
-        this.hub.close(conn.peer, code, reason);
-      } else conn.close(code, reason);
-    }
+    for (const conn of [...this.#conns]) conn.shut(code, reason);
     this.#closingAll = false;
     if (this.#conns.size > 0) {
       // Each socket is released by its close event; wait for them all, but
@@ -401,15 +429,14 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       rejections: observer.rejections,
     });
     const more = this.#moreMetrics?.() ?? [];
-    const cluster = this.cluster?.metrics() ?? [];
-    return renderMetrics(families.concat(cluster, more));
+    const placed = this.placement?.metrics() ?? [];
+    return renderMetrics(families.concat(placed, more));
   }
 
   // Connections' events.
 
-  /** Closes a connection's transport; true when this close is counted. */
   closeConn(
-    conn: _Conn,
+    conn: Conn,
     code: number,
     reason: string,
     immediately: boolean,
@@ -426,83 +453,32 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     return true;
   }
 
-  closeEdge(conn: EdgeConn, code: number, reason: string): void {
-    if (this.closeConn(conn, code, reason, false)) conn.closeCounted = true;
-  }
-
-  edgeOpened(conn: EdgeConn): void {
+  opened(conn: Conn): void {
     this.#pending.delete(conn);
-  }
-
-  edgeClosed(conn: EdgeConn, code: number, reason: string): void {
-    // A close the server asked for is counted once, when it asked.
-    if (!conn.closeCounted) this.#recordClose(conn, code, reason, "client");
-    this.#closing.delete(conn.socket);
-    this.#release(conn);
-  }
-
-  opened(conn: LocalConn): void {
-    this.#pending.delete(conn);
-    if (conn.key === undefined) {
-      conn.close(ERR_URL, "Cannot join: the request URL cannot be parsed");
-      return;
+    if (conn.remote === undefined) {
+      const peer = conn.peer = conn.protocol.open(conn, conn);
+      if (peer === undefined) return;
+      this.#observer.opened(
+        peer.id,
+        conn.key!,
+        conn.favored,
+        conn.address,
+        conn.transport === "sse" ? "sse" : undefined,
+      );
     }
-    const problem = checkKey(conn.key);
-    if (problem !== undefined) {
-      conn.close(ERR_KEY, problem);
-      return;
+    if (this.#onPeer !== undefined) {
+      this.#joined.add(conn);
+      this.#onPeer(this.#event(conn, "joined"));
     }
-    conn.peer = this.hub.open(conn, conn.key, conn.favored);
-    this.#observer.opened(
-      conn.peer.id,
-      conn.key,
-      conn.favored,
-      conn.address,
-      conn instanceof SseConn ? "sse" : undefined,
-    );
   }
 
-  frame(conn: LocalConn, data: ArrayBuffer | string): void {
+  closed(conn: Conn, code: number, reason: string): void {
     const peer = conn.peer;
-    if (peer === undefined || !peer.live) return;
-    if (typeof data === "string") {
-      this.#observer.invalid++;
-      this.hub.close(
-        peer,
-        ERR_MESSAGE,
-        "Cannot handle a text frame: frames must be binary",
-      );
-      return;
-    }
-    const size = data.byteLength;
-    const max = this.#config.maxMessageSize;
-    if (size > max) {
-      this.#observer.invalid++;
-      this.rejections.add("message_size");
-      this.hub.close(
-        peer,
-        CLOSE_MESSAGE_TOO_BIG,
-        `Cannot handle message: ${size} bytes is over the ${max} byte limit`,
-      );
-      return;
-    }
-    // The scheduler's clock: refills come at tick boundaries.
-    if (!this.bucket.take(conn, this.#now)) {
-      this.rejections.add("message_rate");
-      this.hub.close(
-        peer,
-        CLOSE_POLICY_VIOLATION,
-        `Cannot relay: over ${this.#config.messageRate} messages per second`,
-      );
-      return;
-    }
-    this.hub.receive(peer, new Uint8Array(data));
-  }
-
-  closed(conn: LocalConn, code: number, reason: string): void {
-    const peer = conn.peer;
-    if (peer !== undefined && peer.live) {
-      this.hub.forget(peer);
+    if (conn.remote !== undefined) {
+      // A close the server asked for is counted once, when it asked.
+      if (!conn.closeCounted) this.#recordClose(conn, code, reason, "client");
+    } else if (peer !== undefined && peer.live) {
+      conn.protocol.forget(peer);
       this.#recordClose(conn, code, reason, "client");
     }
     this.#closing.delete(conn.socket);
@@ -510,22 +486,29 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
   }
 
   #recordClose(
-    conn: _Conn,
+    conn: Conn,
     code: number,
     reason: string,
     by: "server" | "client",
   ): void {
-    this.#observer.closed(
-      conn instanceof EdgeConn ? undefined : conn.peer?.id,
-      conn.key,
-      code,
-      reason,
-      by,
-    );
+    this.#observer.closed(conn.peer?.id, conn.key, code, reason, by);
+    if (this.#joined.delete(conn)) {
+      this.#onPeer!({ ...this.#event(conn, "left"), code, reason, by });
+    }
+  }
+
+  #event(conn: Conn, type: "joined" | "left") {
+    return {
+      type,
+      key: keyHash(conn.key ?? ""),
+      protocol: conn.protocol.name,
+      transport: conn.transport,
+      remote: conn.remote !== undefined,
+    };
   }
 
   /** Counts a new connection in. */
-  #hold(conn: _Conn): void {
+  #hold(conn: Conn): void {
     this.#observer.connectionsTotal++;
     this.#conns.add(conn);
     this.#pending.add(conn);
@@ -539,31 +522,28 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
   }
 
   /** Closes every local peer of the groups whose leases other nodes took. */
-  #closeKeys(keys: ReadonlySet<string>): void {
+  #moved(keys: ReadonlySet<string>): void {
     for (const conn of [...this.#conns]) {
-      if (conn instanceof EdgeConn || !keys.has(conn.key ?? "")) continue;
-      conn.leased = false;
-      const reason =
-        "Cannot relay: this group moved to another server node; reconnect";
-      if (conn.peer?.live) {
-        this.hub.close(conn.peer, CLOSE_SERVICE_RESTART, reason);
-      } else conn.close(CLOSE_SERVICE_RESTART, reason);
+      if (conn.lease === undefined || !keys.has(conn.key ?? "")) continue;
+      conn.lease.moved();
+      conn.shut(
+        CLOSE_SERVICE_RESTART,
+        "Cannot relay: this group moved to another server node; reconnect",
+      );
     }
   }
 
-  #release(conn: _Conn): void {
+  #release(conn: Conn): void {
     if (conn.released) return;
     conn.released = true;
     this.#conns.delete(conn);
     this.#pending.delete(conn);
-    if (conn.socket instanceof SseSession) this.#sessions.delete(conn.socket);
-    if (conn instanceof EdgeConn) {
-      this.cluster?.pipeClosed(conn.key, conn.owner);
-    } else {
-      // A peer of a group that moved is no longer leased, still piped in.
-      if (conn.piped) this.cluster?.pipedIn(-1);
-      if (conn.leased) this.cluster?.release(conn.key!);
+    if (this.#joined.delete(conn)) {
+      this.#onPeer!({ ...this.#event(conn, "left"), code: 1006, by: "server" });
     }
+    if (conn.socket instanceof SseSession) this.#sessions.delete(conn.socket);
+    conn.remote?.release();
+    conn.lease?.release();
     if (conn.counted) {
       const n = (this.#perAddress.get(conn.address) ?? 1) - 1;
       if (n === 0) this.#perAddress.delete(conn.address);
@@ -591,7 +571,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     const now = this.#now = this.#config.clock.now();
     this.socketContext.tick++;
     this.sseContext.tick++;
-    this.hub.tick();
+    this.#netflux.tick();
     for (const socket of this.#closing) {
       if (!socket.flush()) this.#closing.delete(socket);
     }
@@ -600,7 +580,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       if (now - conn.since < this.#config.upgradeTimeout) continue;
       this.#observer.rejected("upgrade_timeout", { addr: conn.address });
       // Deno ignores close() before open: the socket closes once it opens.
-      if (conn instanceof EdgeConn) {
+      if (conn.remote !== undefined) {
         conn.close(
           CLOSE_POLICY_VIOLATION,
           "Cannot open: the upgrade timed out",
@@ -649,5 +629,31 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
  * ```
  */
 export function createHandler(options: HandlerOptions = {}): SigverHandler {
-  return new _Handler(options);
+  return new _Handler(options, undefined);
+}
+
+/**
+ * Creates a handler whose groups live where `placement` says (a cluster
+ * node): the seam cluster mode plugs in through.
+ *
+ * @param options As for {@linkcode createHandler}.
+ * @param placement Where groups live.
+ * @returns The handler.
+ */
+export function createPlacedHandler(
+  options: HandlerOptions,
+  placement: Placement | undefined,
+): SigverHandler {
+  return new _Handler(options, placement);
+}
+
+/**
+ * The Netflux group state of a handler made here, for tests and tools that
+ * look inside.
+ *
+ * @param handler A handler from {@linkcode createHandler}.
+ * @returns Its hub.
+ */
+export function hubOf(handler: SigverHandler): Hub {
+  return (handler as _Handler).hub;
 }

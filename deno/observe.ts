@@ -22,6 +22,26 @@ import {
 import { Tally } from "../lib/metrics.ts";
 import { textResponse } from "./endpoints.ts";
 
+/** A peer joining or leaving, as `HandlerOptions.onPeer` hears it. */
+export interface PeerEvent {
+  /** What happened. */
+  type: "joined" | "left";
+  /** The hash of the peer's key, as logs show it: never the key itself. */
+  key: string;
+  /** The protocol it speaks. */
+  protocol: string;
+  /** What carries it. */
+  transport: "websocket" | "sse";
+  /** Whether its group lives on another node, which it is linked to. */
+  remote: boolean;
+  /** For `left`: the close code (1006 for a drop). */
+  code?: number;
+  /** For `left`: the close reason. */
+  reason?: string;
+  /** For `left`: who closed. */
+  by?: "server" | "client";
+}
+
 /**
  * Log levels of closes: a peer's ordinary comings and goings are `debug`
  * (tens of thousands a minute on a busy server); a peer closed for a limit
@@ -134,7 +154,7 @@ export class Observer {
    * @param transport The transport, when not a WebSocket.
    */
   opened(
-    peer: number,
+    peer: number | string,
     key: string,
     favored: boolean,
     address: string,
@@ -162,7 +182,7 @@ export class Observer {
    * @param by Who closed.
    */
   closed(
-    peer: number | undefined,
+    peer: number | string | undefined,
     key: string | undefined,
     code: number,
     reason: string,

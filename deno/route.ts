@@ -3,19 +3,17 @@
  * fallback session): refused with an HTTP status, served on this node, or
  * piped to the node that owns its group. The gates, in order:
  *
- * 1. On a cluster, a pipe from another node is told from a client by its
- *    signature (a forged one: 403); it carries its client's address and
- *    Origin, and its key as it arrived at the edge.
+ * 1. On a cluster (a {@linkcode Placement}), a pipe from another node is
+ *    told from a client (a forged one: 403); it carries its client's address
+ *    and Origin, and its key as it arrived at the edge.
  * 2. Admission: draining (503), origin (403), capacity (503), per-address
  *    limit (429).
  * 3. With access tokens, a client needs one in its path, `/t/<token>/<key>`
  *    (401, 403); a pipe needs none: its edge checked it.
- * 4. On a cluster, the key's owner: this node (a lease is taken), or another
- *    node, to which a pipe is opened before the peer's answer: an owner that
- *    cannot be reached is taken over, one that refuses has its status
- *    mirrored.
+ * 4. On a cluster, the placement says where the group lives: here (a lease
+ *    is taken), or on another node, linked before the peer's answer.
  *
- * Without tokens and a cluster, nothing is awaited: {@linkcode arrive}
+ * Without tokens and a placement, nothing is awaited: {@linkcode arrive}
  * answers at once.
  *
  * @module
@@ -23,18 +21,9 @@
 
 import { type AdmissionPolicy, admit, type Refusal } from "../lib/admission.ts";
 import { clientAddress } from "../lib/address.ts";
-import type { PipeClaims } from "../lib/pipe_auth.ts";
 import { splitTokenPath, type TokenAuthority } from "../lib/token.ts";
-import { checkKey, parsePeerUrl, type PeerUrl } from "../lib/url.ts";
-import { openPipe, type PendingPipe } from "../cluster/edge.ts";
-import type { ClusterNode, Route } from "../cluster/node.ts";
-
-/** How long a pipe to an owner may take to open before it is unreachable. */
-const PIPE_CONNECT_TIMEOUT_MS = 1500;
-/** Frames a pipe may queue while it opens. */
-const PIPE_MAX_QUEUED = 256;
-/** Owners tried for one peer (an owner that moved, then the next one). */
-const PIPE_ATTEMPTS = 3;
+import { checkKey, type PeerUrl } from "../lib/url.ts";
+import type { Lease, PipedPeer, Placement, Remote } from "./placement.ts";
 
 /** What the gates read of the server, at the moment a peer arrives. */
 export interface Gates {
@@ -44,8 +33,8 @@ export interface Gates {
   readonly trustProxy: boolean;
   /** The access tokens' checker, when tokens are on. */
   readonly tokens: TokenAuthority | undefined;
-  /** This node, on a cluster. */
-  readonly cluster: ClusterNode | undefined;
+  /** Where groups live, on a cluster. */
+  readonly placement: Placement | undefined;
   /** Bytes that may wait in a pipe's send buffer. */
   readonly maxBufferedAmount: number;
   /** Whether the server drains. */
@@ -83,17 +72,17 @@ export type Arrival =
     from: Origin;
     /** The key and flag, or `undefined` for a URL without a path. */
     peer: PeerUrl | undefined;
-    /** A lease this node took for the peer's group, on a cluster. */
-    lease: { cluster: ClusterNode; piped: boolean } | undefined;
+    /** The claim this node took on the peer's group, on a cluster. */
+    lease: Lease | undefined;
+    /** Whether the peer came through a pipe from another node. */
+    piped: boolean;
   }
   | {
     kind: "edge";
     from: Origin;
     key: string;
-    /** The owner. */
-    route: Route & { local: false };
-    /** The open pipe to it. */
-    pipe: PendingPipe;
+    /** The open link to the group's owner node. */
+    remote: Remote;
   };
 
 const _NO_HEADERS = new Headers();
@@ -102,17 +91,19 @@ const _NO_HEADERS = new Headers();
  * Decides where a peer goes.
  *
  * @param request The upgrade, or the fallback's opening GET.
+ * @param url What its path says (below the server's base path), or
+ * `undefined` when it cannot be parsed.
  * @param remote The socket's remote address, if any.
  * @param gates The server's gates and counts.
- * @returns The arrival: at once without tokens and a cluster.
+ * @returns The arrival: at once without tokens and a placement.
  */
 export function arrive(
   request: Request,
+  url: PeerUrl | undefined,
   remote: string | undefined,
   gates: Gates,
 ): Arrival | Promise<Arrival> {
-  const url = parsePeerUrl(request.url);
-  if (gates.cluster !== undefined || gates.tokens !== undefined) {
+  if (gates.placement !== undefined || gates.tokens !== undefined) {
     return _gated(request, remote, gates, url);
   }
   const from = _origin(remote, request.headers, gates.trustProxy, gates);
@@ -120,7 +111,7 @@ export function arrive(
   if (refusal !== undefined) {
     return { kind: "refused", refusal, from, key: url?.key };
   }
-  return { kind: "local", from, peer: url, lease: undefined };
+  return { kind: "local", from, peer: url, lease: undefined, piped: false };
 }
 
 function _origin(
@@ -175,46 +166,27 @@ async function _gated(
   gates: Gates,
   url: PeerUrl | undefined,
 ): Promise<Arrival> {
-  const cluster = gates.cluster;
-  let claims: PipeClaims | undefined;
-  if (cluster !== undefined) {
-    const check = await cluster.auth.check(request.headers, Date.now());
-    if (check.kind === "refused") {
+  const placement = gates.placement;
+  let piped: PipedPeer | undefined;
+  if (placement !== undefined) {
+    const inbound = await placement.inbound(request.headers);
+    if (inbound.kind === "refused") {
       return {
         kind: "refused",
-        refusal: {
-          status: 403,
-          reason: "pipe_signature",
-          message: `Forbidden: ${check.reason}`,
-        },
+        refusal: inbound.refusal,
         from: { address: remote ?? "unknown", counted: false },
         key: undefined,
       };
     }
-    if (check.kind === "pipe") {
-      // Signed for another node: replayed, or sent to the wrong address.
-      if (check.claims.owner !== cluster.url) {
-        return {
-          kind: "refused",
-          refusal: {
-            status: 403,
-            reason: "pipe_signature",
-            message: "Forbidden: the pipe is signed for another node",
-          },
-          from: { address: remote ?? "unknown", counted: false },
-          key: undefined,
-        };
-      }
-      claims = check.claims;
-    }
+    if (inbound.kind === "pipe") piped = inbound.peer;
   }
   // A pipe carries its client's address and Origin for this node's limits.
-  const from = claims === undefined
+  const from = piped === undefined
     ? _origin(remote, request.headers, gates.trustProxy, gates)
-    : _origin(claims.client, _NO_HEADERS, false, gates);
-  const origin = claims === undefined
+    : _origin(piped.client, _NO_HEADERS, false, gates);
+  const origin = piped === undefined
     ? request.headers.get("origin")
-    : claims.origin;
+    : piped.origin;
   const refusal = _admit(origin, from, gates);
   // A path with a token in it is not a key to log, not even hashed.
   if (refusal !== undefined) {
@@ -222,12 +194,10 @@ async function _gated(
   }
   // A pipe's key comes signed, as it arrived at the edge: its path may have
   // been normalized by the edge's WebSocket client on the way.
-  let peer = claims === undefined
+  let peer = piped === undefined
     ? url
-    : { key: claims.key, favored: claims.favored };
-  if (
-    gates.tokens !== undefined && claims === undefined && peer !== undefined
-  ) {
+    : { key: piped.key, favored: piped.favored };
+  if (gates.tokens !== undefined && piped === undefined && peer !== undefined) {
     const access = splitTokenPath(peer.key);
     const check = await gates.tokens.check({ ...access, now: Date.now() });
     if (!check.ok) {
@@ -245,16 +215,17 @@ async function _gated(
     peer = { key: access.key, favored: peer.favored };
   }
   if (
-    cluster === undefined || peer === undefined ||
+    placement === undefined || peer === undefined ||
     checkKey(peer.key) !== undefined
   ) {
-    // No cluster, or a bad URL or key (closed with 4745 or 4741 after the
+    // No placement, or a bad URL or key (closed with 4745 or 4741 after the
     // open): no group, no lease.
-    return { kind: "local", from, peer, lease: undefined };
+    return { kind: "local", from, peer, lease: undefined, piped: false };
   }
   const key = peer.key;
-  if (claims !== undefined) {
-    if (!await cluster.accept(key)) {
+  if (piped !== undefined) {
+    const lease = await placement.accept(key);
+    if (lease === undefined) {
       return {
         kind: "refused",
         refusal: {
@@ -266,85 +237,21 @@ async function _gated(
         key,
       };
     }
-    return { kind: "local", from, peer, lease: { cluster, piped: true } };
+    return { kind: "local", from, peer, lease, piped: true };
   }
-  return _owner(cluster, from, origin, peer, gates);
-}
-
-/** Serves a client's peer here, or pipes it to its group's owner. */
-async function _owner(
-  cluster: ClusterNode,
-  from: Origin,
-  origin: string | null,
-  peer: PeerUrl,
-  gates: Gates,
-): Promise<Arrival> {
-  const key = peer.key;
-  const target = peer.favored ? `/${key}?favored` : `/${key}`;
-  let route: Route = await cluster.route(key);
-  for (let attempt = 0; !route.local && attempt < PIPE_ATTEMPTS; attempt++) {
-    const headers = await cluster.auth.sign({
-      node: cluster.id,
-      key,
-      favored: peer.favored,
-      client: from.address,
-      origin,
-      owner: route.url,
-    }, Date.now());
-    const opened = await openPipe(_pipeUrl(route.url, target), headers, {
-      connectTimeout: PIPE_CONNECT_TIMEOUT_MS,
-      maxBufferedAmount: gates.maxBufferedAmount,
-      maxQueued: PIPE_MAX_QUEUED,
-    });
-    if ("pipe" in opened) {
-      return { kind: "edge", from, key, route, pipe: opened.pipe };
-    }
-    const end = opened.end;
-    if (end.kind === "unreachable") {
-      route = await cluster.unreachable(key, route.node);
-    } else if (end.kind === "refused" && end.status === 409) {
-      route = await cluster.refused(key, route.node);
-    } else {
-      const status = end.kind === "refused" ? end.status : 503;
-      return {
-        kind: "refused",
-        refusal: {
-          status,
-          reason: "owner_refused",
-          message: status === 503
-            ? "Service Unavailable: the server node of this group is full or shutting down"
-            : `Cannot join: the server node of this group answered ${status}`,
-        },
-        from,
-        key,
-      };
-    }
-  }
-  if (!route.local) {
-    return {
-      kind: "refused",
-      refusal: {
-        status: 503,
-        reason: "owner_unreachable",
-        message:
-          "Service Unavailable: the server node of this group cannot be reached",
-      },
-      from,
-      key,
-    };
-  }
-  return { kind: "local", from, peer, lease: { cluster, piped: false } };
-}
-
-/**
- * The URL of a pipe: the owner's address and the peer's own path. The path
- * is informative (the key travels signed in a header): one that is no URL
- * path goes percent-encoded.
- */
-function _pipeUrl(base: string, target: string): string {
-  try {
-    return new URL(base + target).href;
-  } catch {
-    return `${base}/${encodeURIComponent(target.slice(1))}`;
+  const placed = await placement.place({
+    key,
+    favored: peer.favored,
+    client: from.address,
+    origin,
+    maxBufferedAmount: gates.maxBufferedAmount,
+  });
+  switch (placed.kind) {
+    case "refused":
+      return { kind: "refused", refusal: placed.refusal, from, key };
+    case "remote":
+      return { kind: "edge", from, key, remote: placed.remote };
+    case "local":
+      return { kind: "local", from, peer, lease: placed.lease, piped: false };
   }
 }

@@ -13,13 +13,12 @@
  * @module
  */
 
-import { createHandler, type SigverHandler } from "./handler.ts";
+import { createPlacedHandler, type SigverHandler } from "./handler.ts";
+import type { Placement } from "./placement.ts";
 import type { HandlerOptions } from "./options.ts";
 import { checkNumber } from "./options.ts";
 import { CLOSE_GOING_AWAY } from "../lib/codes.ts";
-import { Logger } from "../lib/log.ts";
 import { settleWithin } from "../lib/deadline.ts";
-import { ClusterNode, type ClusterOptions } from "../cluster/node.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends HandlerOptions {
@@ -48,12 +47,6 @@ export interface ServeOptions extends HandlerOptions {
   drainTimeout?: number;
   /** Called once the server listens (not again when it listens anew). */
   onListen?: (addr: Deno.NetAddr) => void;
-  /**
-   * Run as a node of a cluster on Redis: peers of one key meet on the node
-   * that owns the key, wherever they connect. Without it, no cluster code
-   * runs.
-   */
-  cluster?: ClusterOptions;
 }
 
 /** A running sigver server. */
@@ -98,6 +91,21 @@ const STABLE_MS = 1000;
  * ```
  */
 export function serve(options: ServeOptions = {}): SigverServer {
+  return servePlaced(options, undefined);
+}
+
+/**
+ * Starts a server whose groups live where `placement` says (a cluster
+ * node), which it starts and closes with the server.
+ *
+ * @param options As for {@linkcode serve}.
+ * @param placement Where groups live.
+ * @returns The running server.
+ */
+export function servePlaced(
+  options: ServeOptions,
+  placement: Placement | undefined,
+): SigverServer {
   if ((options.cert === undefined) !== (options.key === undefined)) {
     throw new TypeError("Cannot serve TLS: both cert and key are needed");
   }
@@ -115,23 +123,22 @@ export function serve(options: ServeOptions = {}): SigverServer {
     }
     : {};
   const listener = new _Listener();
-  const cluster = options.cluster === undefined ? undefined : new ClusterNode({
-    ...options.cluster,
-    log: options.cluster.log ??
-      new Logger(options.log, options.logLevel, options.logFormat),
-  });
-  // The cluster node dials Redis as it is made: let it go if the start fails
-  // (a bad option, an address in use), so that nothing is left reconnecting.
+  // A placement (a cluster node) may hold a connection as it is made: let
+  // it go if the start fails (a bad option, an address in use), so that
+  // nothing is left reconnecting.
   let handler: SigverHandler;
   let addr: Deno.NetAddr;
   try {
-    handler = createHandler(_handlerOptions(options, cluster, listener));
+    handler = createPlacedHandler(
+      _handlerOptions(options, listener),
+      placement,
+    );
     addr = _listen(listener, options, tls, handler);
   } catch (error) {
-    void cluster?.close().catch(() => {});
+    void placement?.close().catch(() => {});
     throw error;
   }
-  const started = cluster?.start();
+  const started = placement?.start();
   options.onListen?.(addr);
   const stopped = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
@@ -150,7 +157,7 @@ export function serve(options: ServeOptions = {}): SigverServer {
         Math.max(0, drainTimeout - (performance.now() - start)),
       );
       await started;
-      await cluster?.close();
+      await placement?.close();
       stopped.resolve();
     })();
   options.signal?.addEventListener("abort", () => void shutdown(), {
@@ -172,12 +179,10 @@ export function serve(options: ServeOptions = {}): SigverServer {
 /** The handler's options: the caller's, with the listener's state added. */
 function _handlerOptions(
   options: ServeOptions,
-  cluster: ClusterNode | undefined,
   listener: _Listener,
 ): HandlerOptions {
   return {
     ...options,
-    clusterNode: cluster,
     readiness: () =>
       listener.accepting
         ? options.readiness?.()
@@ -267,7 +272,7 @@ class _Listener {
       this.accepting = false;
       this.#handler?.logEvent("error", "accept", {
         error: error instanceof Error ? error.message : String(error),
-        peers: this.#handler.hub.size,
+        peers: this.#handler.stats().peers,
         retry: "listening again with backoff; peers keep relaying",
       });
     } else {

@@ -29,6 +29,7 @@
  * @module
  */
 
+import { hubOf } from "../deno/handler.ts";
 import assert from "node:assert/strict";
 import { serve, type ServeOptions, type SigverServer } from "../deno/serve.ts";
 import { type Clock, ManualClock } from "../lib/clock.ts";
@@ -166,7 +167,7 @@ export function settled(server: SigverServer): Promise<void> {
  */
 export function peersOpen(server: SigverServer, n: number): Promise<void> {
   return waitFor(
-    () => server.handler.hub.size === n,
+    () => hubOf(server.handler).size === n,
     `the server to hold ${n} open peer(s)`,
   );
 }

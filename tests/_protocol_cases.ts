@@ -24,6 +24,7 @@
  * @module
  */
 
+import { hubOf } from "../deno/handler.ts";
 import assert from "node:assert/strict";
 import { deadline } from "../lib/deadline.ts";
 import type { HubStats } from "../lib/netflux/hub.ts";
@@ -140,13 +141,14 @@ class _Peers implements AsyncDisposable {
   expectKeys(expected: string[]): void {
     const server = this.#target.server;
     if (server === undefined) return;
-    const keys = [...server.handler.hub.peers()].map((p) => p.key);
+    const keys = [...hubOf(server.handler).peers()].map((p) => p.key);
     assert.deepEqual(keys.sort(), [...expected].sort());
   }
 
   /** How many content messages an in-process server has dropped. */
   dropped(): number {
-    return this.#target.server?.handler.hub.counters.dropped ?? 0;
+    const handler = this.#target.server?.handler;
+    return handler === undefined ? 0 : hubOf(handler).counters.dropped;
   }
 
   /** Checks that an in-process server dropped `n` more since `before`. */

@@ -25,7 +25,9 @@ import {
   TYPE_CONTENT,
   TYPE_HEARTBEAT,
 } from "./wire.ts";
+import { CloseError, type PeerTransport } from "../protocol.ts";
 
+export { CloseError, type PeerTransport } from "../protocol.ts";
 export {
   ERR_BLOCKING_MEMBER,
   ERR_HEARTBEAT,
@@ -41,45 +43,6 @@ const HEARTBEAT = new Uint8Array([0x08, 0x01]);
 const CONNECTED_TRUE = new Uint8Array([0x20, 0x01]);
 const CONNECTED_FALSE = new Uint8Array([0x20, 0x00]);
 const MAX_ID = 0x7fffffff;
-
-/**
- * Thrown by a {@linkcode PeerTransport} whose peer must be closed with a
- * given code (for example a slow reader): the hub closes the peer with it.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { CloseError } from "./hub.ts";
- * const error = new CloseError(1008, "Cannot send: the peer reads too slowly");
- * assert.equal(error.code, 1008);
- * ```
- */
-export class CloseError extends Error {
-  /** The WebSocket close code to close the peer with. */
-  readonly code: number;
-  /**
-   * Creates the error.
-   *
-   * @param code The WebSocket close code.
-   * @param message The close reason (at most 123 bytes of UTF-8).
-   */
-  constructor(code: number, message: string) {
-    super(message);
-    this.name = "CloseError";
-    this.code = code;
-  }
-}
-
-/** How the hub reaches one peer's socket. */
-export interface PeerTransport {
-  /**
-   * Sends one binary frame. May throw: a {@linkcode CloseError} closes the
-   * peer with its code, anything else with {@linkcode ERR_URL}.
-   */
-  send(frame: Uint8Array): void;
-  /** Closes the socket with a WebSocket close code and a reason. */
-  close(code: number, reason: string): void;
-}
 
 /** A connected peer, as the hub shows it to its owner. */
 export interface Peer {

@@ -9,6 +9,7 @@
  * closes the server starts happen when a test moves the clock.
  */
 
+import { hubOf } from "../../deno/handler.ts";
 import assert from "node:assert/strict";
 import {
   bindTo,
@@ -329,9 +330,9 @@ Deno.test("two fallback peers run a whole signaling session: join, bind, relay, 
   assert.deepEqual(await member.nextContent(), fromJoiner(s, "candidate"));
 
   // Content that matches no binding is dropped.
-  const dropped = server.handler.hub.counters.dropped;
+  const dropped = hubOf(server.handler).counters.dropped;
   await member.sendContent({ recipientId: s + 1, data: "nobody" });
-  assert.equal(server.handler.hub.counters.dropped, dropped + 1);
+  assert.equal(hubOf(server.handler).counters.dropped, dropped + 1);
 
   // Connected to the member, the joiner becomes a member too.
   assert.equal(await joiner.join(2, [1]), true);
@@ -395,7 +396,7 @@ Deno.test("a request for an unknown session gets 404", async (t) => {
     });
   }
   await good.relay();
-  assert.equal(server.handler.hub.size, 2);
+  assert.equal(hubOf(server.handler).size, 2);
 });
 
 Deno.test("a session used on another key gets 403, and lives on", async () => {
@@ -464,7 +465,7 @@ Deno.test("a POSTed body over --max-message-size gets 413, and the session lives
     assert.equal((await peer.nextContent()).data, ""); // gone
   });
   await good.relay();
-  assert.equal(server.handler.hub.size, 3);
+  assert.equal(hubOf(server.handler).size, 3);
   const metrics = await scrape(server);
   assert.equal(
     metrics.get('sigver_rejections_total{reason="message_size"}'),
@@ -502,7 +503,7 @@ Deno.test("an undecodable frame closes the session with a close event 4743, then
     });
   }
   await good.relay();
-  assert.equal(server.handler.hub.size, 2);
+  assert.equal(hubOf(server.handler).size, 2);
   const metrics = await scrape(server);
   assert.equal(
     metrics.get('sigver_closes_total{code="4743",by="server"}'),
@@ -570,7 +571,7 @@ Deno.test("a session whose stream dropped is closed by the heartbeat rule, and i
     assert.equal((await member.next()).type, "heartbeat");
     await member.sendHeartbeat();
   }
-  assert.equal(server.handler.hub.size, 2, "alive for two periods");
+  assert.equal(hubOf(server.handler).size, 2, "alive for two periods");
   server.clock.advance(BEAT);
   const got = [await member.next(), await member.next()];
   assert.deepEqual(
@@ -586,7 +587,7 @@ Deno.test("a session whose stream dropped is closed by the heartbeat rule, and i
     },
   );
   assert.ok(got.some((m) => m.type === "heartbeat"));
-  assert.equal(server.handler.hub.size, 1);
+  assert.equal(hubOf(server.handler).size, 1);
   await assertForgotten(server, joiner, 'code="4742",by="server"');
 });
 
@@ -607,7 +608,7 @@ Deno.test("a resumed stream delivers what was queued while none was open", async
     // While no stream is open: a content and a heartbeat.
     member.sendContent({ recipientId: s, data: "answer" });
     await waitFor(
-      () => server.handler.hub.counters.outContent >= 2,
+      () => hubOf(server.handler).counters.outContent >= 2,
       "the answer relayed",
     );
     server.clock.advance(BEAT);
@@ -629,7 +630,7 @@ Deno.test("a resumed stream delivers what was queued while none was open", async
     await holdThenDrop(server, joiner);
     member.sendContent({ recipientId: s, data: "while away" });
     await waitFor(
-      () => server.handler.hub.counters.outContent >= 5,
+      () => hubOf(server.handler).counters.outContent >= 5,
       "the content relayed",
     );
     await joiner.resume(
@@ -638,7 +639,7 @@ Deno.test("a resumed stream delivers what was queued while none was open", async
     );
     assert.equal((await joiner.nextContent()).data, "while away");
   });
-  assert.equal(server.handler.hub.size, 2);
+  assert.equal(hubOf(server.handler).size, 2);
 });
 
 Deno.test("DELETE ends the session: 204, the stream ends, the id is forgotten", async () => {
@@ -712,7 +713,7 @@ Deno.test("access tokens: /t/<token>/<key> opens a session of <key>, no token 40
   const other = await mintToken("another secret", { prefix: "room" });
   const forged = await refusedStream(httpUrl(server, `/t/${other}/room`));
   assert.equal(forged.status, 403);
-  assert.equal(server.handler.hub.size, 2);
+  assert.equal(hubOf(server.handler).size, 2);
 });
 
 Deno.test("the origin allow-list refuses a fallback session from another origin with 403", async () => {

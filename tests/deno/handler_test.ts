@@ -11,6 +11,7 @@
  * closed (`closedBy`), and heartbeat tests advance it by whole periods.
  */
 
+import { hubOf } from "../../deno/handler.ts";
 import assert from "node:assert/strict";
 import {
   bindTo,
@@ -93,7 +94,7 @@ Deno.test("server sends exactly two heartbeats then closes with 4742 when a peer
   await peersOpen(server, 1);
   server.clock.advance(2 * BEAT);
   // Two periods missed: two heartbeats, and the peer is still in.
-  assert.equal(server.handler.hub.counters.outHeartbeat, 2);
+  assert.equal(hubOf(server.handler).counters.outHeartbeat, 2);
   assert.equal(server.handler.stats().peers, 1);
   assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
   assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
@@ -105,7 +106,7 @@ Deno.test("server sends exactly two heartbeats then closes with 4742 when a peer
   assert.equal(code, ERR_HEARTBEAT);
   assert.equal(peer.heartbeats, 2);
   assert.equal(peer.pending, 0);
-  assert.equal(server.handler.hub.counters.outHeartbeat, 2);
+  assert.equal(hubOf(server.handler).counters.outHeartbeat, 2);
   await settled(server);
   assertEmpty(server);
 });
@@ -116,7 +117,7 @@ Deno.test("server keeps a peer open when it answers every heartbeat", async (t) 
       await using server = startServer();
       await using peer = await open(server, "/room", true);
       await peersOpen(server, 1);
-      const counters = server.handler.hub.counters;
+      const counters = hubOf(server.handler).counters;
       // Five periods: more than the three that close a silent peer, so
       // each answer reset the count.
       for (let i = 1; i <= 5; i++) {
@@ -149,13 +150,13 @@ Deno.test("server resets the missed count when a heartbeat arrives at the last m
   // This answer resets the count to 0 just in time.
   peer.sendHeartbeat();
   await waitFor(
-    () => server.handler.hub.counters.inHeartbeat === 1,
+    () => hubOf(server.handler).counters.inHeartbeat === 1,
     "the server to count the answer",
   );
   // The third period now counts one missed: a heartbeat, not a close.
   server.clock.advance(100);
   assert.equal(server.handler.stats().peers, 1);
-  assert.equal(server.handler.hub.counters.outHeartbeat, 3);
+  assert.equal(hubOf(server.handler).counters.outHeartbeat, 3);
   assert.deepEqual(await peer.next(), { type: "heartbeat", heartbeat: true });
   // Silent again: closed two periods later, after one more heartbeat.
   server.clock.advance(2 * BEAT);
@@ -169,7 +170,7 @@ Deno.test("server does not reset the missed count when a peer sends other messag
   await using server = startServer();
   await using peer = await open(server, "/room", true);
   await peersOpen(server, 1);
-  const counters = server.handler.hub.counters;
+  const counters = hubOf(server.handler).counters;
   // Every message but a heartbeat, twice per period, for three periods.
   for (let i = 1; i <= 6; i++) {
     peer.send({ type: "connect", connect: { id: 1, members: [] } });
@@ -288,5 +289,5 @@ Deno.test("server keeps no state when many peers have joined, relayed and closed
   }));
   await settled(server);
   assertEmpty(server);
-  assert.equal(server.handler.hub.size, 0);
+  assert.equal(hubOf(server.handler).size, 0);
 });

@@ -5,6 +5,7 @@
  * a `ManualClock`: tests drive it until the server's close went out.
  */
 
+import { hubOf } from "../../deno/handler.ts";
 import assert from "node:assert/strict";
 import { createHandler } from "../../deno/handler.ts";
 import { ManualClock } from "../../lib/clock.ts";
@@ -307,7 +308,7 @@ Deno.test("maxBufferedAmount 0 lets output queue up for a member that does not r
     }
   }
   await waitFor(
-    () => server.handler.hub.counters.inContent === 512,
+    () => hubOf(server.handler).counters.inContent === 512,
     "every message to arrive",
   );
   assert.equal(server.handler.stats().peers, 2);

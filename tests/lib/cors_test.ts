@@ -4,6 +4,7 @@
  * its preflight is answered, another origin is refused.
  */
 
+import { hubOf } from "../../deno/handler.ts";
 import assert from "node:assert/strict";
 import { cors, preflightHeaders } from "../../lib/cors.ts";
 import { type SseEvent, SseParser } from "../../lib/sse.ts";
@@ -158,7 +159,7 @@ Deno.test("a POST or a resuming GET from a refused origin never reaches the sess
   assert.equal(allowed.status, 204);
   await allowed.body?.cancel();
   assert.equal((await next()).data, "IAE=", "connected: true, once");
-  assert.equal(server.handler.hub.counters.inConnect, 1);
+  assert.equal(hubOf(server.handler).counters.inConnect, 1);
   abort.abort();
   await reader.cancel().catch(() => {});
 });
