@@ -450,7 +450,12 @@ function _turn(
     }
   }
   if (ttl === 0) throw new _UsageError("invalid value for --turn-ttl: '0'");
-  return { secret, urls, stunUrls, ttl };
+  return {
+    secret,
+    urls,
+    stunUrls,
+    ttl: ttl === undefined ? undefined : ttl * 1000,
+  };
 }
 
 /**
@@ -485,7 +490,10 @@ async function _tokenCommand(args: string[]): Promise<number> {
     if (ttl === 0) throw new _UsageError("invalid value for --ttl: '0'");
     let token;
     try {
-      token = await mintToken(secret, { prefix: values.prefix, ttl });
+      token = await mintToken(secret, {
+        prefix: values.prefix,
+        ttl: ttl === undefined ? undefined : ttl * 1000,
+      });
     } catch (error) {
       if (!(error instanceof RangeError)) throw error;
       throw new _UsageError(

@@ -5,7 +5,8 @@
  * origin needs to read them.
  *
  * - `GET` (and `HEAD`): `200` with
- *   `{"iceServers":[{"urls":[...],"username":"<expiry>:<id>","credential":"..."}],"ttl":N}`;
+ *   `{"iceServers":[{"urls":[...],"username":"<expiry>:<id>","credential":"..."}],"ttl":N}`
+ *   (`N` in seconds, as coturn's scheme counts them);
  *   `404` when no TURN server is configured; `401`/`403` for a missing or
  *   refused token (in `Authorization: Bearer <token>` or `?token=<token>`;
  *   the token's key prefix is not checked here: no group is involved).
@@ -27,7 +28,12 @@
 
 import type { Refusal } from "../lib/admission.ts";
 import type { TokenAuthority } from "../lib/token.ts";
-import { checkIceUrls, DEFAULT_TURN_TTL, iceServersBody } from "../lib/turn.ts";
+import {
+  checkIceUrls,
+  checkTurnTtl,
+  DEFAULT_TURN_TTL,
+  iceServersBody,
+} from "../lib/turn.ts";
 import { cors, preflightHeaders } from "../lib/cors.ts";
 
 /** The TURN servers whose credentials `/ice-servers` hands out. */
@@ -42,8 +48,10 @@ export interface TurnOptions {
    */
   stunUrls?: readonly string[];
   /**
-   * Seconds the credentials are valid for: a positive whole number.
-   * @default {3600}
+   * Milliseconds the credentials are valid for: a whole number of seconds
+   * (a multiple of 1000), at least 1000. The `/ice-servers` body says it in
+   * seconds.
+   * @default {3_600_000}
    */
   ttl?: number;
 }
@@ -118,7 +126,8 @@ export class IceServersEndpoint {
    * @param options The TURN servers, the token checker, the allowed origins.
    * @throws {TypeError} When the secret is empty, there is no TURN URL or a
    * URL has the wrong scheme.
-   * @throws {RangeError} When the ttl is not a positive whole number.
+   * @throws {RangeError} When the ttl is not a whole number of seconds, in
+   * milliseconds, of 1000 or more.
    */
   constructor(options: IceServersEndpointOptions = {}) {
     const turn = options.turn;
@@ -127,11 +136,7 @@ export class IceServersEndpoint {
         throw new TypeError("Cannot create handler: the TURN secret is empty");
       }
       const ttl = turn.ttl ?? DEFAULT_TURN_TTL;
-      if (!Number.isSafeInteger(ttl) || ttl <= 0) {
-        throw new RangeError(
-          `Cannot create handler: the TURN ttl must be a positive whole number of seconds, got ${ttl}`,
-        );
-      }
+      checkTurnTtl(ttl);
       checkIceUrls(turn.urls, turn.stunUrls);
       this.#turn = {
         secret: turn.secret,

@@ -11,7 +11,8 @@
  * ```
  *
  * - `expiry` is the unix time in seconds after which the token is refused
- *   (with {@linkcode TOKEN_CLOCK_SKEW} seconds of grace), in decimal digits;
+ *   (with {@linkcode TOKEN_CLOCK_SKEW} milliseconds of grace), in decimal
+ *   digits;
  * - `prefix` is the start every key must have, compared with the key as the
  *   server reads it (percent-encoding kept): the token's third field is the
  *   base64url of its UTF-8 bytes, the signed string holds the prefix itself.
@@ -29,16 +30,22 @@
 /** The version field every token starts with. */
 export const TOKEN_VERSION = "v1";
 
-/** Lifetime of a minted token when none is given, in seconds (one hour). */
-export const DEFAULT_TOKEN_TTL = 3600;
+/**
+ * Lifetime of a minted token when none is given, in milliseconds (one hour),
+ * the unit of every duration in sigver's API.
+ */
+export const DEFAULT_TOKEN_TTL = 3_600_000;
 
-/** Seconds a token is still accepted after its expiry, for clock skew. */
-export const TOKEN_CLOCK_SKEW = 30;
+/** Milliseconds a token is still accepted after its expiry, for clock skew. */
+export const TOKEN_CLOCK_SKEW = 30_000;
 
 /** Longest token accepted, in characters; longer ones are malformed. */
 export const MAX_TOKEN_LENGTH = 4096;
 
-/** Largest expiry a token can carry: 12 decimal digits (year 33658). */
+/**
+ * Largest expiry a token can carry, in unix seconds: 12 decimal digits (year
+ * 33658).
+ */
 export const MAX_TOKEN_EXPIRY = 999_999_999_999;
 
 /** Why a token was refused: a label for metrics and logs. */
@@ -107,9 +114,10 @@ export interface MintTokenOptions {
    */
   prefix?: string;
   /**
-   * Lifetime in seconds: a positive whole number.
+   * Lifetime in milliseconds: a whole number of seconds (a multiple of
+   * 1000), at least 1000, as the token carries its expiry in unix seconds.
    *
-   * @default {3600}
+   * @default {3_600_000}
    */
   ttl?: number;
   /**
@@ -227,6 +235,28 @@ function _timingSafeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/**
+ * Checks a token's lifetime: milliseconds, but a whole number of seconds,
+ * since the expiry is written in seconds. A multiple of 1000 also catches a
+ * lifetime written in seconds (`ttl: 600` meaning ten minutes) instead of
+ * minting a token that dies within a second.
+ */
+function _checkTtl(ttl: number): void {
+  if (typeof ttl !== "number" || !Number.isSafeInteger(ttl)) {
+    throw new RangeError(
+      `Cannot mint a token: ttl ${ttl} is not a whole number of milliseconds`,
+    );
+  }
+  if (ttl < 1000) {
+    throw new RangeError(`Cannot mint a token: ttl ${ttl} ms is under 1000 ms`);
+  }
+  if (ttl % 1000 !== 0) {
+    throw new RangeError(
+      `Cannot mint a token: ttl ${ttl} ms is not a whole number of seconds`,
+    );
+  }
+}
+
 async function _sign(
   key: CryptoKey,
   expiry: string,
@@ -250,7 +280,7 @@ async function _sign(
  * import { TokenAuthority } from "./token.ts";
  * const authority = new TokenAuthority(["new secret", "old secret"]);
  * const now = Date.UTC(2026, 0, 1);
- * const token = await authority.mint({ prefix: "room/", ttl: 60, now });
+ * const token = await authority.mint({ prefix: "room/", ttl: 60_000, now });
  * assert.deepEqual(await authority.check({ token, key: "room/a", now }), {
  *   ok: true,
  * });
@@ -303,8 +333,9 @@ export class TokenAuthority {
    *
    * @param options The prefix, the lifetime and the time to count it from.
    * @returns The token.
-   * @throws {RangeError} When `ttl` is not a positive whole number, `now` is
-   * not a finite non-negative number, or the expiry needs over 12 digits.
+   * @throws {RangeError} When `ttl` is not a whole number of seconds (in
+   * milliseconds) of 1000 or more, `now` is not a finite non-negative
+   * number, or the expiry needs over 12 digits.
    * @throws {TypeError} When the prefix is not well-formed Unicode (a lone
    * surrogate cannot round-trip through UTF-8).
    *
@@ -319,11 +350,7 @@ export class TokenAuthority {
    */
   async mint(options: MintTokenOptions = {}): Promise<string> {
     const { prefix = "", ttl = DEFAULT_TOKEN_TTL, now = Date.now() } = options;
-    if (!Number.isSafeInteger(ttl) || ttl <= 0) {
-      throw new RangeError(
-        `Cannot mint a token: the ttl must be a positive whole number of seconds, got ${ttl}`,
-      );
-    }
+    _checkTtl(ttl);
     if (!Number.isFinite(now) || now < 0) {
       throw new RangeError(
         `Cannot mint a token: now must be a unix time in milliseconds, got ${now}`,
@@ -334,7 +361,7 @@ export class TokenAuthority {
         "Cannot mint a token: the prefix is not a well-formed string",
       );
     }
-    const expiry = Math.floor(now / 1000) + ttl;
+    const expiry = Math.floor(now / 1000) + ttl / 1000;
     if (expiry > MAX_TOKEN_EXPIRY) {
       throw new RangeError(
         `Cannot mint a token: the expiry ${expiry} is beyond ${MAX_TOKEN_EXPIRY}`,
@@ -351,7 +378,7 @@ export class TokenAuthority {
    * Checks a token for a key at a time, in this order: present (else 401
    * `token_missing`), well-formed (else 401 `token_malformed`), signed by one
    * of the secrets (else 403 `token_signature`), not expired for more than
-   * {@linkcode TOKEN_CLOCK_SKEW} seconds (else 403 `token_expired`), and the
+   * {@linkcode TOKEN_CLOCK_SKEW} (else 403 `token_expired`), and the
    * key starts with the prefix (else 403 `token_scope`). Expiry and prefix
    * are trusted only once the signature is.
    *
@@ -402,7 +429,7 @@ export class TokenAuthority {
       }
     }
     if (!valid) return _REFUSALS.token_signature;
-    if (now > (Number(expiry) + TOKEN_CLOCK_SKEW) * 1000) {
+    if (now > Number(expiry) * 1000 + TOKEN_CLOCK_SKEW) {
       return _REFUSALS.token_expired;
     }
     if (key !== undefined && !key.startsWith(prefix)) {
@@ -424,7 +451,10 @@ export class TokenAuthority {
  * ```ts
  * import assert from "node:assert/strict";
  * import { mintToken } from "./token.ts";
- * const token = await mintToken("secret", { ttl: 60, now: 1_700_000_000_000 });
+ * const token = await mintToken("secret", {
+ *   ttl: 60_000,
+ *   now: 1_700_000_000_000,
+ * });
  * assert.match(token, /^v1\.1700000060\.\.[\w-]{43}$/);
  * ```
  */

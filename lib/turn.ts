@@ -4,6 +4,9 @@
  * secret, and each credential is worth something only until its expiry.
  *
  * - `username` is `<expiry>:<id>`, the expiry in unix seconds;
+ * - lifetimes are given in milliseconds, as every duration in sigver's API,
+ *   but in whole seconds, the unit of the expiry and of the `ttl` field of
+ *   the `/ice-servers` body;
  * - `credential` is `base64(HMAC-SHA1(secret, username))`, standard base64
  *   with padding, the secret's UTF-8 bytes as the HMAC key.
  *
@@ -11,11 +14,11 @@
  */
 
 /**
- * Lifetime of TURN credentials when none is given, in seconds (one hour):
+ * Lifetime of TURN credentials when none is given, in milliseconds (one hour):
  * a credential leaked from a page stays usable for that long, and a peer
  * asks for fresh ones whenever it opens a new peer connection.
  */
-export const DEFAULT_TURN_TTL = 3600;
+export const DEFAULT_TURN_TTL = 3_600_000;
 
 /** Options of {@linkcode turnCredentials}. */
 export interface TurnCredentialsOptions {
@@ -27,9 +30,10 @@ export interface TurnCredentialsOptions {
    */
   id: string;
   /**
-   * Lifetime in seconds: a positive whole number.
+   * Lifetime in milliseconds: a whole number of seconds (a multiple of
+   * 1000), at least 1000.
    *
-   * @default {3600}
+   * @default {3_600_000}
    */
   ttl?: number;
   /**
@@ -75,7 +79,10 @@ export interface IceServer {
 export interface IceServersResponse {
   /** The TURN entry, then the STUN entry when there are STUN URLs. */
   iceServers: IceServer[];
-  /** Seconds the credentials are valid for. */
+  /**
+   * Seconds the credentials are valid for: the wire's unit, the lifetime
+   * given in milliseconds divided by 1000.
+   */
   ttl: number;
 }
 
@@ -134,6 +141,45 @@ export function checkIceUrls(
 }
 
 /**
+ * Checks a lifetime of TURN credentials ahead of time, as
+ * {@linkcode checkIceUrls} checks the URLs.
+ *
+ * @param ttl The lifetime in milliseconds: a whole number of seconds (a
+ * multiple of 1000), at least 1000.
+ * @throws {RangeError} When the lifetime is out of range. A multiple of 1000
+ * also catches a lifetime written in seconds (`3600`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkTurnTtl } from "./turn.ts";
+ * checkTurnTtl(600_000);
+ * assert.throws(() => checkTurnTtl(600), {
+ *   message: "Cannot build the ICE servers: ttl 600 ms is under 1000 ms",
+ * });
+ * ```
+ */
+export function checkTurnTtl(ttl: number): void {
+  _checkTtl("build the ICE servers", ttl);
+}
+
+function _checkTtl(action: string, ttl: number): void {
+  if (typeof ttl !== "number" || !Number.isSafeInteger(ttl)) {
+    throw new RangeError(
+      `Cannot ${action}: ttl ${ttl} is not a whole number of milliseconds`,
+    );
+  }
+  if (ttl < 1000) {
+    throw new RangeError(`Cannot ${action}: ttl ${ttl} ms is under 1000 ms`);
+  }
+  if (ttl % 1000 !== 0) {
+    throw new RangeError(
+      `Cannot ${action}: ttl ${ttl} ms is not a whole number of seconds`,
+    );
+  }
+}
+
+/**
  * Makes TURN credentials that coturn's `use-auth-secret` accepts until
  * `now + ttl`.
  *
@@ -141,8 +187,9 @@ export function checkIceUrls(
  * @param options The id, the lifetime and the time to count it from.
  * @returns The username and credential.
  * @throws {TypeError} When the secret is empty or the id is not acceptable.
- * @throws {RangeError} When `ttl` is not a positive whole number or `now` is
- * not a finite non-negative number.
+ * @throws {RangeError} When `ttl` is not a whole number of seconds (in
+ * milliseconds) of 1000 or more, or `now` is not a finite non-negative
+ * number.
  *
  * @example
  * ```ts
@@ -150,7 +197,7 @@ export function checkIceUrls(
  * import { turnCredentials } from "./turn.ts";
  * const { username, credential } = await turnCredentials("secret", {
  *   id: "peer1",
- *   ttl: 60,
+ *   ttl: 60_000,
  *   now: 1_700_000_000_000,
  * });
  * assert.equal(username, "1700000060:peer1");
@@ -173,17 +220,13 @@ export async function turnCredentials(
       `Cannot make TURN credentials: the id must be 1 to ${_MAX_ID_LENGTH} characters without ":"`,
     );
   }
-  if (!Number.isSafeInteger(ttl) || ttl <= 0) {
-    throw new RangeError(
-      `Cannot make TURN credentials: the ttl must be a positive whole number of seconds, got ${ttl}`,
-    );
-  }
+  _checkTtl("make TURN credentials", ttl);
   if (!Number.isFinite(now) || now < 0) {
     throw new RangeError(
       `Cannot make TURN credentials: now must be a unix time in milliseconds, got ${now}`,
     );
   }
-  const username = `${Math.floor(now / 1000) + ttl}:${id}`;
+  const username = `${Math.floor(now / 1000) + ttl / 1000}:${id}`;
   const key = await crypto.subtle.importKey(
     "raw",
     _ENCODER.encode(secret),
@@ -216,7 +259,7 @@ export async function turnCredentials(
  *   turnUrls: ["turn:turn.example.com:3478"],
  *   stunUrls: ["stun:stun.example.com:3478"],
  *   id: "peer1",
- *   ttl: 600,
+ *   ttl: 600_000,
  *   now: 1_700_000_000_000,
  * }));
  * assert.equal(body.ttl, 600);
@@ -239,7 +282,7 @@ export async function iceServersBody(
   });
   const response: IceServersResponse = {
     iceServers: [{ urls: turn, username, credential }],
-    ttl,
+    ttl: ttl / 1000,
   };
   if (stun.length > 0) response.iceServers.push({ urls: stun });
   return JSON.stringify(response);

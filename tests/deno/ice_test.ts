@@ -21,7 +21,8 @@ const TURN = {
   secret: TURN_SECRET,
   urls: ["turn:turn.example:3478?transport=udp", "turns:turn.example:5349"],
   stunUrls: ["stun:stun.example:3478"],
-  ttl: 600,
+  /** Ten minutes, in milliseconds; the body says 600 (seconds). */
+  ttl: 600_000,
 };
 
 function endpoint(
@@ -391,10 +392,15 @@ Deno.test("IceServersEndpoint throws when the TURN options are unusable", async 
     ["a TURN URL as STUN", { ...TURN, stunUrls: ["turn:x"] }, "TypeError"],
     ["ttl 0", { ...TURN, ttl: 0 }, "RangeError"],
     ["ttl 1.5", { ...TURN, ttl: 1.5 }, "RangeError"],
+    ["ttl in seconds by mistake", { ...TURN, ttl: 600 }, "RangeError"],
+    ["ttl not whole seconds", { ...TURN, ttl: 1500 }, "RangeError"],
   ];
   for (const [name, turn, error] of cases) {
     await t.step(name, () => {
       assert.throws(() => new IceServersEndpoint({ turn }), { name: error });
     });
   }
+  assert.throws(() => new IceServersEndpoint({ turn: { ...TURN, ttl: 600 } }), {
+    message: "Cannot build the ICE servers: ttl 600 ms is under 1000 ms",
+  });
 });

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import {
   checkIceUrls,
+  checkTurnTtl,
   DEFAULT_TURN_TTL,
   iceServersBody,
   type IceServersOptions,
@@ -24,16 +25,21 @@ function refCredential(secret: string, username: string): string {
 }
 
 Deno.test("turnCredentials signs <expiry>:<id> with HMAC-SHA1 as coturn does", async (t) => {
+  // The ttl in seconds; the API takes it in milliseconds.
   const cases: [string, string, string, number][] = [
     ["ascii", SECRET, "peer1", 600],
     ["a one-second ttl", SECRET, "x", 1],
     ["a UTF-8 secret and id", "sécret-🔑", "pair-é", 3600],
     ["a random-looking id", "k", "3f9a0c7e1b2d4f60", 86_400],
   ];
-  for (const [name, secret, id, ttl] of cases) {
+  for (const [name, secret, id, seconds] of cases) {
     await t.step(name, async () => {
-      const got = await turnCredentials(secret, { id, ttl, now: NOW });
-      const username = `${NOW_S + ttl}:${id}`;
+      const got = await turnCredentials(secret, {
+        id,
+        ttl: seconds * 1000,
+        now: NOW,
+      });
+      const username = `${NOW_S + seconds}:${id}`;
       assert.deepEqual(got, {
         username,
         credential: refCredential(secret, username),
@@ -43,12 +49,16 @@ Deno.test("turnCredentials signs <expiry>:<id> with HMAC-SHA1 as coturn does", a
   }
 });
 
-Deno.test("turnCredentials counts an hour from now in seconds by default", async () => {
+Deno.test("turnCredentials counts the ttl in milliseconds from now, an hour by default", async () => {
   const at = await turnCredentials(SECRET, { id: "p", now: NOW });
-  assert.equal(DEFAULT_TURN_TTL, 3600);
+  assert.equal(DEFAULT_TURN_TTL, 3_600_000);
   assert.equal(at.username, `${NOW_S + 3600}:p`);
   // Milliseconds are dropped, not rounded: .999 s still counts as .000.
-  const late = await turnCredentials(SECRET, { id: "p", ttl: 10, now: 1999 });
+  const late = await turnCredentials(SECRET, {
+    id: "p",
+    ttl: 10_000,
+    now: 1999,
+  });
   assert.equal(late.username, "11:p");
   const before = Math.floor(Date.now() / 1000);
   const live = await turnCredentials(SECRET, { id: "p" });
@@ -69,7 +79,7 @@ Deno.test("iceServersBody writes the TURN entry, the STUN entry and the ttl exac
     ],
     stunUrls: ["stun:stun.example.com:3478"],
     id: "abc",
-    ttl: 600,
+    ttl: 600_000,
     now: NOW,
   });
   const username = `${NOW_S + 600}:abc`;
@@ -96,7 +106,7 @@ Deno.test("iceServersBody leaves the STUN entry out when there is no STUN URL", 
         id: "abc",
         now: NOW,
       });
-      const username = `${NOW_S + DEFAULT_TURN_TTL}:abc`;
+      const username = `${NOW_S + 3600}:abc`;
       assert.equal(
         body,
         `{"iceServers":[{"urls":["turn:t.example:3478"],"username":"${username}",` +
@@ -106,22 +116,22 @@ Deno.test("iceServersBody leaves the STUN entry out when there is no STUN URL", 
   }
 });
 
-Deno.test("iceServersBody expiry is now + ttl for every ttl", async (t) => {
-  for (const ttl of [1, 59, 3600, 86_400, 7 * 86_400]) {
-    await t.step(`ttl ${ttl}`, async () => {
+Deno.test("iceServersBody expiry is now + ttl, and its ttl is in seconds, for every ttl", async (t) => {
+  for (const seconds of [1, 59, 3600, 86_400, 7 * 86_400]) {
+    await t.step(`ttl ${seconds} s`, async () => {
       const body = JSON.parse(
         await iceServersBody(SECRET, {
           turnUrls: ["turn:t.example"],
           id: "i",
-          ttl,
+          ttl: seconds * 1000,
           now: NOW,
         }),
       );
-      assert.equal(body.ttl, ttl);
-      assert.equal(body.iceServers[0].username, `${NOW_S + ttl}:i`);
+      assert.equal(body.ttl, seconds);
+      assert.equal(body.iceServers[0].username, `${NOW_S + seconds}:i`);
       assert.equal(
         body.iceServers[0].credential,
-        refCredential(SECRET, `${NOW_S + ttl}:i`),
+        refCredential(SECRET, `${NOW_S + seconds}:i`),
       );
     });
   }
@@ -134,8 +144,6 @@ Deno.test("turnCredentials throws when the secret, id, ttl or time is unusable",
     ["id with :", SECRET, { id: "a:b", now: NOW }, "TypeError"],
     ["id too long", SECRET, { id: "x".repeat(257), now: NOW }, "TypeError"],
     ["ttl 0", SECRET, { id: "p", ttl: 0, now: NOW }, "RangeError"],
-    ["ttl -5", SECRET, { id: "p", ttl: -5, now: NOW }, "RangeError"],
-    ["ttl 1.5", SECRET, { id: "p", ttl: 1.5, now: NOW }, "RangeError"],
     ["now NaN", SECRET, { id: "p", now: NaN }, "RangeError"],
     ["now negative", SECRET, { id: "p", now: -1000 }, "RangeError"],
   ];
@@ -148,7 +156,66 @@ Deno.test("turnCredentials throws when the secret, id, ttl or time is unusable",
     });
   }
   const ok = await turnCredentials(SECRET, { id: "x".repeat(256), now: NOW });
-  assert.equal(ok.username, `${NOW_S + DEFAULT_TURN_TTL}:${"x".repeat(256)}`);
+  assert.equal(ok.username, `${NOW_S + 3600}:${"x".repeat(256)}`);
+});
+
+Deno.test("a TURN ttl that is not whole seconds in milliseconds is refused, saying why", async (t) => {
+  const cases: [string, number, string][] = [
+    ["seconds by mistake (600)", 600, "ttl 600 ms is under 1000 ms"],
+    [
+      "seconds by mistake (3600)",
+      3600,
+      "ttl 3600 ms is not a whole number of seconds",
+    ],
+    ["zero", 0, "ttl 0 ms is under 1000 ms"],
+    ["a negative", -5000, "ttl -5000 ms is under 1000 ms"],
+    [
+      "a second and a half",
+      1500,
+      "ttl 1500 ms is not a whole number of seconds",
+    ],
+    [
+      "a fraction of a millisecond",
+      1000.5,
+      "ttl 1000.5 is not a whole number of milliseconds",
+    ],
+    ["NaN", NaN, "ttl NaN is not a whole number of milliseconds"],
+    [
+      "Infinity",
+      Infinity,
+      "ttl Infinity is not a whole number of milliseconds",
+    ],
+  ];
+  for (const [name, ttl, state] of cases) {
+    await t.step(name, async () => {
+      await assert.rejects(
+        turnCredentials(SECRET, { id: "p", ttl, now: NOW }),
+        {
+          name: "RangeError",
+          message: `Cannot make TURN credentials: ${state}`,
+        },
+      );
+      await assert.rejects(
+        iceServersBody(SECRET, {
+          turnUrls: ["turn:a"],
+          id: "p",
+          ttl,
+          now: NOW,
+        }),
+        {
+          name: "RangeError",
+          message: `Cannot make TURN credentials: ${state}`,
+        },
+      );
+      // The same check, ahead of time: a server refuses it when it starts.
+      assert.throws(() => checkTurnTtl(ttl), {
+        name: "RangeError",
+        message: `Cannot build the ICE servers: ${state}`,
+      });
+    });
+  }
+  checkTurnTtl(1000);
+  checkTurnTtl(DEFAULT_TURN_TTL);
 });
 
 Deno.test("iceServersBody throws TypeError when the URLs are wrong", async (t) => {
