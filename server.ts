@@ -25,6 +25,7 @@ import { checkIceUrls } from "./lib/turn.ts";
 import { settleWithin } from "./lib/deadline.ts";
 import { parseFlags } from "./lib/flags.ts";
 import type { TurnOptions } from "./deno/ice.ts";
+import { MIN_HEARTBEAT_INTERVAL } from "./deno/options.ts";
 
 const USAGE = `sigver ${VERSION}: WebRTC signaling server for Netflux
 
@@ -63,7 +64,7 @@ Operations:
       --log-level <level>        error, warn, info or debug (default info)
       --log-format <format>      text or json (default text)
       --drain-timeout <s>        seconds a shutdown waits for sockets to close (default 10)
-      --heartbeat-interval <s>   seconds between heartbeats (default 5)
+      --heartbeat-interval <s>   seconds between heartbeats, 0.1 or more (default 5)
 
 Cluster (peers of one key meet on the node that owns it, wherever they connect):
       --redis <url>              redis://host:port[/db]: run as a cluster node
@@ -335,26 +336,30 @@ function _parse(args: string[]):
   if (values.ca !== undefined && values.cert === undefined) {
     throw new _UsageError("--ca needs --key and --cert");
   }
+  // The flags count seconds; every duration of the API is milliseconds.
   const seconds = (name: string) => {
     const s = _number(name, values[name as "drain-timeout"], false);
     return s === undefined ? undefined : s * 1000;
   };
   const heartbeat = seconds("heartbeat-interval");
-  if (heartbeat === 0) {
-    throw new _UsageError("invalid value for --heartbeat-interval: '0'");
+  if (heartbeat !== undefined && heartbeat < MIN_HEARTBEAT_INTERVAL) {
+    throw new _UsageError(
+      `invalid value for --heartbeat-interval: '${
+        values["heartbeat-interval"]
+      }' (${MIN_HEARTBEAT_INTERVAL / 1000} s or more)`,
+    );
   }
   const upgrade = seconds("upgrade-timeout");
   const cluster = _cluster(values);
   const authSecrets = _authSecrets(values["auth-secret"]);
   const turn = _turn(values);
-  const maxSize = _number("max-message-size", values["max-message-size"]);
   return {
     kind: "serve",
     files: { key: values.key, cert: values.cert, ca: values.ca },
     options: {
       hostname: values.host ?? "0.0.0.0",
       port: port ?? 8000,
-      maxMessageSize: maxSize === 0 ? Number.MAX_SAFE_INTEGER : maxSize,
+      maxMessageSize: _number("max-message-size", values["max-message-size"]),
       maxPeers: _number("max-peers", values["max-peers"]),
       maxPeersPerAddress: _number(
         "max-peers-per-address",

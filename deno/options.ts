@@ -16,13 +16,15 @@ import { defaultMaxPeers } from "./system.ts";
 /** Options of `createHandler`. */
 export interface HandlerOptions {
   /**
-   * Milliseconds between two heartbeats; a peer silent for three periods is
-   * closed with 4742.
+   * Milliseconds between two heartbeats, 100 or more; a peer silent for
+   * three periods is closed with 4742. Heartbeats cannot be turned off: they
+   * find dead peers.
    * @default {5000}
    */
   heartbeatInterval?: number;
   /**
-   * Largest frame accepted, in bytes; a larger one closes the peer with 1009.
+   * Largest frame accepted, in bytes (0: no limit); a larger one closes the
+   * peer with 1009.
    * @default {65536}
    */
   maxMessageSize?: number;
@@ -177,7 +179,7 @@ export interface HandlerConfig {
   slots: number;
   /** Milliseconds between two scheduler ticks. */
   tickMs: number;
-  /** Largest frame accepted. */
+  /** Largest frame accepted, in bytes (no limit: `Number.MAX_SAFE_INTEGER`). */
   maxMessageSize: number;
   /** The admission policy. */
   admission: AdmissionPolicy;
@@ -206,30 +208,54 @@ export interface HandlerConfig {
 }
 
 /**
- * Checks that a numeric option is finite and not negative (or positive).
+ * Shortest heartbeat period accepted, in milliseconds: the scheduler ticks
+ * every 100 ms at most, and a smaller number is most likely seconds.
+ */
+export const MIN_HEARTBEAT_INTERVAL = 100;
+
+/**
+ * Checks that a numeric option is finite and not negative.
  *
  * @param name The option's name, for the error.
  * @param value The value given, if any.
  * @param fallback The default.
- * @param zero Whether 0 is allowed.
  * @returns The value or the default.
  * @throws {RangeError} When the value is out of range.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkNumber } from "./options.ts";
+ * assert.equal(checkNumber("drainTimeout", undefined, 10000), 10000);
+ * assert.equal(checkNumber("drainTimeout", 0, 10000), 0);
+ * assert.throws(() => checkNumber("drainTimeout", -1, 10000), {
+ *   message: "Cannot use drainTimeout: -1 is not a non-negative number",
+ * });
+ * ```
  */
 export function checkNumber(
   name: string,
   value: number | undefined,
   fallback: number,
-  zero = true,
 ): number {
   if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value < 0 || (!zero && value === 0)) {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
     throw new RangeError(
-      `Cannot create handler: ${name} must be a ${
-        zero ? "non-negative" : "positive"
-      } number, got ${value}`,
+      `Cannot use ${name}: ${value} is not a non-negative number`,
     );
   }
   return value;
+}
+
+/** The heartbeat period, in milliseconds. */
+function _heartbeatInterval(value: number | undefined): number {
+  const ms = checkNumber("heartbeatInterval", value, 5000);
+  if (ms < MIN_HEARTBEAT_INTERVAL) {
+    throw new RangeError(
+      `Cannot use heartbeatInterval: ${ms} ms is under ${MIN_HEARTBEAT_INTERVAL} ms`,
+    );
+  }
+  return ms;
 }
 
 /**
@@ -237,7 +263,9 @@ export function checkNumber(
  *
  * @param options The options given.
  * @returns The configuration.
- * @throws {RangeError} When a numeric option is out of range.
+ * @throws {RangeError} When a numeric option is out of range: a negative
+ * number, `NaN`, or a heartbeat under 100 ms (milliseconds are the unit of
+ * every duration).
  *
  * @example
  * ```ts
@@ -247,27 +275,23 @@ export function checkNumber(
  * assert.equal(config.slots, 50);
  * assert.equal(config.tickMs, 100);
  * assert.throws(() => resolveHandlerOptions({ maxPeers: -1 }), RangeError);
+ * // A heartbeat in seconds is a mistake: durations are milliseconds.
+ * assert.throws(() => resolveHandlerOptions({ heartbeatInterval: 5 }), {
+ *   message: "Cannot use heartbeatInterval: 5 ms is under 100 ms",
+ * });
  * ```
  */
 export function resolveHandlerOptions(options: HandlerOptions): HandlerConfig {
-  const heartbeat = checkNumber(
-    "heartbeatInterval",
-    options.heartbeatInterval,
-    5000,
-    false,
-  );
+  const heartbeat = _heartbeatInterval(options.heartbeatInterval);
   // One wheel slot per 100 ms: each peer's heartbeat falls within 100 ms of
   // its own period, and one tick serves every peer.
   const slots = Math.max(1, Math.min(50, Math.round(heartbeat / 100)));
   return {
     slots,
     tickMs: heartbeat / slots,
-    maxMessageSize: checkNumber(
-      "maxMessageSize",
-      options.maxMessageSize,
-      65536,
-      false,
-    ),
+    maxMessageSize:
+      checkNumber("maxMessageSize", options.maxMessageSize, 65536) ||
+      Number.MAX_SAFE_INTEGER,
     admission: {
       allowOrigins: new Set(options.allowOrigins ?? []),
       requireOrigin: options.requireOrigin ?? false,

@@ -164,6 +164,17 @@ Deno.test("cli prints one error line and exits 2 when the port is invalid", asyn
   }
 });
 
+Deno.test("cli exits 2 when the heartbeat interval is under 0.1 s", async (t) => {
+  for (const seconds of ["0", "0.05", "0.099", "-1", "5s"]) {
+    await t.step(seconds, async () => {
+      assertUsageError(
+        await run([`--heartbeat-interval=${seconds}`]),
+        /--heartbeat-interval/,
+      );
+    });
+  }
+});
+
 Deno.test("cli exits 2 when a TLS flag comes without its pair", async (t) => {
   const cases: [string, string[]][] = [
     ["--key without --cert", ["--key", "key.pem"]],
@@ -312,6 +323,19 @@ Deno.test("cli relays between real clients when they join through it", async () 
   assert.equal(offer.data, "offer");
   m.sendContent({ recipientId: offer.senderId, data: "answer" });
   assert.equal((await j.nextContent()).data, "answer");
+});
+
+Deno.test("cli relays a frame of any size when given --max-message-size 0", async () => {
+  await using cli = new Cli(cliArgs("--max-message-size", "0"));
+  const url = `ws://127.0.0.1:${await cli.port()}/room`;
+  await using m = await TestPeer.open(url);
+  await using j = await TestPeer.open(url);
+  assert.equal(await m.join(1), true);
+  assert.equal(await j.join(2), false);
+  // Over the default limit of 65536 bytes, which closes with 1009.
+  const big = "x".repeat(100_000);
+  j.sendContent({ data: big });
+  assert.equal((await m.nextContent()).data, big);
 });
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
