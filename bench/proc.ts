@@ -1,11 +1,13 @@
 /**
  * Processes of the benchmark: the servers under test started as children
- * (pinned with `taskset` where it can), `/proc` sampling, and the cleanup
- * that kills every child on the way out, whatever happens.
+ * (pinned with `taskset` where it can) through `dev/process.ts`, `/proc`
+ * sampling, and the cleanup that stops every child on the way out, whatever
+ * happens (SIGTERM, then SIGKILL after 5 s).
  *
  * @module
  */
 
+import { freePort, run as runProcess, spawn } from "../dev/process.ts";
 import { parseProcStat, type ProcStat } from "./stats.ts";
 
 /** Where the repository root is (this file is in `bench/`). */
@@ -27,15 +29,8 @@ export async function run(
   args: string[],
 ): Promise<string | undefined> {
   try {
-    const out = await new Deno.Command(cmd, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return out.success
-      ? new TextDecoder().decode(out.stdout).trim()
-      : undefined;
+    const out = await runProcess(cmd, { args });
+    return out.success ? out.stdout.trim() : undefined;
   } catch {
     return undefined;
   }
@@ -142,25 +137,19 @@ export async function stopAll(): Promise<void> {
 }
 
 /** Picks a free port on 127.0.0.1 (closed again before returning). */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+export { freePort };
 
-async function _waitListening(port: number, ms: number): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  while (performance.now() < deadline) {
-    try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      c.close();
-      return true;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return false;
+/**
+ * `taskset -c cpus deno ...args` when pinned (taskset execs deno, so the
+ * process id is deno's), else `deno ...args`.
+ */
+function _deno(
+  args: string[],
+  cpus: string | undefined,
+): { command: string; args: string[] } {
+  return cpus === undefined
+    ? { command: Deno.execPath(), args }
+    : { command: "taskset", args: ["-c", cpus, Deno.execPath(), ...args] };
 }
 
 /** Options of {@linkcode startServer}. */
@@ -211,40 +200,16 @@ export async function startServer(
     ...(options.flags ?? []),
   ];
   const cpus = options.cpu === undefined ? undefined : String(options.cpu);
-  const child = new Deno.Command(
-    cpus !== undefined ? "taskset" : Deno.execPath(),
-    {
-      args: cpus !== undefined
-        ? ["-c", cpus, Deno.execPath(), ...denoArgs]
-        : denoArgs,
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    },
-  ).spawn();
+  const { command, args } = _deno(denoArgs, cpus);
+  // Only the last lines of stderr are kept; a line counter sees them all.
   let lines = 0;
-  const tail: string[] = [];
-  const pump = (async () => {
-    const decoder = new TextDecoder();
-    let carry = "";
-    try {
-      for await (const chunk of child.stderr) {
-        const text = carry + decoder.decode(chunk, { stream: true });
-        const parts = text.split("\n");
-        carry = parts.pop() ?? "";
-        lines += parts.length;
-        for (const p of parts) tail.push(p);
-        if (tail.length > 40) tail.splice(0, tail.length - 40);
-      }
-    } catch {
-      // The child is gone.
-    }
-  })();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
+  const child = spawn(command, {
+    name: options.kind,
+    args,
+    cwd: ROOT,
+    stdout: "null",
+    outputLimit: 16_384,
+    echo: () => lines++,
   });
   let stopping: Promise<void> | undefined;
   const proc: ServerProcess = {
@@ -252,17 +217,18 @@ export async function startServer(
     pid: child.pid,
     port,
     logLines: () => lines,
-    tail: () => tail.join("\n"),
-    alive: () => !exited,
+    tail: () => child.stderr.split("\n").slice(-40).join("\n"),
+    alive: () => child.running,
     stop: () =>
       stopping ??= (async () => {
-        if (!exited) await _terminate(child, status);
-        await pump;
+        await child.stop();
         _children.delete(proc);
       })(),
   };
   _children.add(proc);
-  if (!(await _waitListening(port, 15000)) || exited) {
+  try {
+    await child.waitForPort(port, 15_000);
+  } catch {
     await proc.stop();
     throw new Error(
       `Cannot start ${options.kind}: not listening on ${port}\n${proc.tail()}`,
@@ -303,82 +269,36 @@ export async function startHolder(
     `${ROOT}bench/holder.ts`,
     JSON.stringify(plan),
   ];
-  const child = new Deno.Command(
-    cpuList !== undefined ? "taskset" : Deno.execPath(),
-    {
-      args: cpuList !== undefined
-        ? ["-c", cpuList, Deno.execPath(), ...args]
-        : args,
-      cwd: ROOT,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    },
-  ).spawn();
-  const stdin = child.stdin.getWriter();
-  const lines: string[] = [];
-  let wake: (() => void) | undefined;
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    wake?.();
-    return s;
+  const command = _deno(args, cpuList);
+  const child = spawn(command.command, {
+    name: "holder",
+    args: command.args,
+    cwd: ROOT,
+    stdin: "piped",
+    outputLimit: 1 << 20,
   });
-  const tail: string[] = [];
-  const pumps = Promise.all([
-    (async () => {
-      let carry = "";
-      for await (
-        const text of child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
-        const parts = (carry + text).split("\n");
-        carry = parts.pop() ?? "";
-        lines.push(...parts);
-        wake?.();
-      }
-    })().catch(() => {}),
-    (async () => {
-      for await (
-        const text of child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        tail.push(text);
-        if (tail.length > 20) tail.shift();
-      }
-    })().catch(() => {}),
-  ]);
+  // Answers are stdout lines, read in order from this mark on.
+  let read = 0;
   const next = async (ms: number): Promise<unknown> => {
-    const deadline = performance.now() + ms;
-    while (lines.length === 0) {
-      if (exited) {
-        throw new Error(`holder ${child.pid} exited\n${tail.join("")}`);
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`holder ${child.pid} did not answer`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 1000));
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
-    }
-    return JSON.parse(lines.shift()!);
+    const match = await child.waitFor(/^.*\n/, {
+      what: "an answer of the holder",
+      stream: "stdout",
+      from: read,
+      timeout: ms,
+    });
+    read += match[0].length;
+    return JSON.parse(match[0]);
   };
   let stopping: Promise<void> | undefined;
   const holder: HolderProcess = {
     pid: child.pid,
     request: async (command, ms = 120_000) => {
-      await stdin.write(
-        new TextEncoder().encode(JSON.stringify(command) + "\n"),
-      );
+      await child.write(JSON.stringify(command) + "\n");
       return await next(ms);
     },
     stop: () =>
       stopping ??= (async () => {
-        if (!exited) await _terminate(child, status);
-        await stdin.close().catch(() => {});
-        await pumps;
+        await child.stop();
         forget();
       })(),
   };
@@ -390,27 +310,4 @@ export async function startHolder(
     throw error;
   }
   return holder;
-}
-
-/**
- * Stops a child with SIGTERM, then SIGKILL if it lingers 5 s.
- *
- * @param child The process.
- * @param exited Settles when it has exited.
- */
-async function _terminate(
-  child: Deno.ChildProcess,
-  exited: Promise<unknown>,
-): Promise<void> {
-  const kill = (signal: Deno.Signal) => {
-    try {
-      child.kill(signal);
-    } catch {
-      // Already gone.
-    }
-  };
-  kill("SIGTERM");
-  const timer = setTimeout(() => kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
 }

@@ -8,6 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { freePort, spawn } from "../dev/process.ts";
 import {
   checkServer,
   type DecoderReport,
@@ -37,12 +38,6 @@ function _mb(bytes: number): string {
 function _rss(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0) * 1024;
-}
-
-async function _freePort(): Promise<number> {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  await Promise.resolve();
-  return (listener.addr as Deno.NetAddr).port;
 }
 
 function _table(counts: Record<string, number>): string {
@@ -119,9 +114,10 @@ export async function main(args: string[]): Promise<number> {
   }
 
   // 2. A live server, as the README starts it, in a subprocess.
-  const port = await _freePort();
+  const port = freePort();
   const root = new URL("..", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
+  // Only stderr is read; the last 100,000 characters are kept for the report.
+  const child = spawn(Deno.execPath(), {
     args: [
       "run",
       "--allow-net",
@@ -137,21 +133,7 @@ export async function main(args: string[]): Promise<number> {
       "error",
     ],
     stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const stderrDone = child.stderr.pipeThrough(new TextDecoderStream())
-    .pipeTo(
-      new WritableStream({
-        write(chunk) {
-          if (stderr.length < 100000) stderr += chunk;
-        },
-      }),
-    );
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
+    outputLimit: 100_000,
   });
   try {
     const ready = performance.now() + 15000;
@@ -163,15 +145,15 @@ export async function main(args: string[]): Promise<number> {
       } catch {
         // Not listening yet.
       }
-      if (exited || performance.now() > ready) {
-        throw new Error(`the server did not start: ${stderr}`);
+      if (!child.running || performance.now() > ready) {
+        throw new Error(`the server did not start: ${child.stderr}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const rssStart = _rss(child.pid);
     let rssPeak = rssStart;
     const sampler = setInterval(() => {
-      if (!exited) rssPeak = Math.max(rssPeak, _rss(child.pid));
+      if (child.running) rssPeak = Math.max(rssPeak, _rss(child.pid));
     }, 250);
     const s: ServerReport = await fuzzServer({
       port,
@@ -188,7 +170,7 @@ export async function main(args: string[]): Promise<number> {
     });
     const c: ServerCheck = await checkServer(port);
     clearInterval(sampler);
-    const rssEnd = exited ? 0 : _rss(child.pid);
+    const rssEnd = child.running ? _rss(child.pid) : 0;
     console.log(
       `server: ${serverCount} inputs in ${(s.ms / 1000).toFixed(1)} s (${
         _table(s.inputs)
@@ -207,7 +189,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(`  fatal frames: ${_table(s.verdicts)}`);
     console.log(`  raw handshakes: ${_table(s.rawStatus)}`);
     console.log(
-      `  after: alive=${!exited} healthz=${
+      `  after: alive=${child.running} healthz=${
         c.healthy ? 200 : "FAILED"
       } normal peer relays=${c.relays} ` +
         `peers=${c.peers} groups=${c.groups} bound=${c.bound}`,
@@ -223,7 +205,7 @@ export async function main(args: string[]): Promise<number> {
         problems.push(`unexpected close code ${code} from the server`);
       }
     }
-    if (exited) problems.push("the server exited during the run");
+    if (!child.running) problems.push("the server exited during the run");
     if (!c.healthy || !c.relays) problems.push("the server no longer serves");
     if (rssEnd > rssStart + 256 * 1048576) {
       problems.push(`server RSS grew from ${_mb(rssStart)} to ${_mb(rssEnd)}`);
@@ -231,9 +213,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     problems.push(String(error));
   } finally {
-    if (!exited) child.kill("SIGTERM");
-    const { code } = await status;
-    await stderrDone;
+    const { code, stderr } = await child.stop({ timeout: 15_000 });
     console.log(`  server exit code after SIGTERM: ${code}`);
     if (code !== 0) problems.push(`server exited with ${code}`);
     if (stderr.trim() !== "") {

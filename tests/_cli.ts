@@ -1,11 +1,12 @@
 /**
  * The command line (`server.ts`) as a subprocess, for the tests that run it:
  * its arguments, and {@linkcode Cli}, a running server whose output is read
- * all along.
+ * all along. Processes go through `dev/process.ts`; {@linkcode command} stays
+ * for the tests that drive a raw `Deno.ChildProcess` (its pipes) themselves.
  */
 
 import { WAIT_TIMEOUT } from "./_helpers.ts";
-import { deadline, DeadlineError } from "../lib/deadline.ts";
+import { type ChildProcess, spawn } from "../dev/process.ts";
 
 /** The checkout's root. */
 export const ROOT = new URL("..", import.meta.url);
@@ -30,76 +31,50 @@ export function command(args: string[]): Deno.Command {
 }
 
 /**
- * A running CLI server. Its stdout and stderr are read all along, so it
- * never blocks on a full pipe; {@linkcode Cli.line} waits for a log line.
+ * A running CLI server (a {@linkcode ChildProcess} of `dev/process.ts`): its
+ * stdout and stderr are read all along, so it never blocks on a full pipe;
+ * {@linkcode Cli.line} waits for a log line. Disposing of it kills it.
  */
 export class Cli implements AsyncDisposable {
-  readonly process: Deno.ChildProcess;
-  stdout = "";
-  stderr = "";
-  readonly #done: Promise<[void, void]>;
-  /** Whether both streams have ended (no more output will come). */
-  #ended = false;
-  /** Who waits for more output. */
-  #waiters: (() => void)[] = [];
+  /** The child process. */
+  readonly child: ChildProcess;
 
   constructor(args: string[]) {
-    this.process = command(args).spawn();
-    const drain = async (
-      stream: ReadableStream<Uint8Array>,
-      into: "stdout" | "stderr",
-    ) => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        this[into] += chunk;
-        this.#wake();
-      }
-    };
-    this.#done = Promise.all([
-      drain(this.process.stdout, "stdout"),
-      drain(this.process.stderr, "stderr"),
-    ]);
-    const end = () => {
-      this.#ended = true;
-      this.#wake();
-    };
-    this.#done.then(end, end);
+    this.child = spawn(Deno.execPath(), {
+      name: "server.ts",
+      args: denoArgs(args),
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    });
+  }
+
+  /** The process, to signal it. */
+  get process(): Deno.ChildProcess {
+    return this.child.process;
+  }
+
+  /** What it wrote to stdout so far. */
+  get stdout(): string {
+    return this.child.stdout;
+  }
+
+  /** What it wrote to stderr so far. */
+  get stderr(): string {
+    return this.child.stderr;
   }
 
   /**
-   * Waits for a stderr line matching `pattern` and returns the match.
+   * Waits until stderr matches `pattern` (a line's pattern: `.` stays on
+   * one line) and returns the match.
    *
    * @throws {Error} When the process ends, or `WAIT_TIMEOUT` passes, first.
    */
   async line(pattern: RegExp): Promise<RegExpMatchArray> {
-    try {
-      return await deadline(this.#line(pattern), WAIT_TIMEOUT);
-    } catch (error) {
-      if (!(error instanceof DeadlineError)) throw error;
-      throw new Error(
-        `No stderr line matches ${pattern} after ${WAIT_TIMEOUT} ms:\n${this.stderr}`,
-      );
-    }
-  }
-
-  async #line(pattern: RegExp): Promise<RegExpMatchArray> {
-    for (;;) {
-      for (const line of this.stderr.split("\n")) {
-        const match = line.match(pattern);
-        if (match !== null) return match;
-      }
-      if (this.#ended) {
-        throw new Error(
-          `No stderr line matches ${pattern}, and the process ended:\n${this.stderr}`,
-        );
-      }
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    }
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const wake of waiters) wake();
+    return await this.child.waitFor(pattern, {
+      what: `a stderr line matching ${pattern}`,
+      stream: "stderr",
+      timeout: WAIT_TIMEOUT,
+    });
   }
 
   /** Waits for the listen line and returns the port it gives. */
@@ -112,18 +87,11 @@ export class Cli implements AsyncDisposable {
 
   /** Waits for the process to exit and its output to be read. */
   async exit(): Promise<number> {
-    const { code } = await this.process.status;
-    await this.#done;
-    return code;
+    return (await this.child.exited).code;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.process.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    await this.exit();
+    await this.child.kill();
   }
 }
 

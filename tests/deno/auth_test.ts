@@ -24,6 +24,7 @@ import {
 import { refCredential, refToken } from "../_reference.ts";
 import { ManualClock } from "../../lib/clock.ts";
 import { Cli, cliArgs, ROOT, SERVER } from "../_cli.ts";
+import { run as runProcess, spawn } from "../../dev/process.ts";
 import { deadline } from "../../lib/deadline.ts";
 
 const SECRET = "auth-secret-for-tests";
@@ -494,7 +495,7 @@ async function run(
   denoFlags: string[] = [],
   env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
+  const { code, stdout, stderr } = await runProcess(Deno.execPath(), {
     args: [
       "run",
       "--quiet",
@@ -506,20 +507,9 @@ async function run(
     ],
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output();
-  try {
-    await deadline(output, WAIT_TIMEOUT, "the CLI to exit");
-  } catch (error) {
-    child.kill("SIGKILL");
-    throw error;
-  }
-  const { code, stdout, stderr } = await output;
-  const text = new TextDecoder();
-  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+    timeout: WAIT_TIMEOUT,
+  });
+  return { code, stdout, stderr };
 }
 
 Deno.test("token prints a token alone on stdout that node:crypto verifies", async (t) => {
@@ -635,8 +625,7 @@ Deno.test("a CLI server with --auth-secret lets in the token the CLI minted", as
   assertCredentials(await ice.text(), TURN_SECRET, 120, before, nowS());
   assert.match(cli.stderr, /reject reason=token_missing status=401/);
   assert.ok(!cli.stderr.includes(token.split(".")[3]));
-  cli.process.kill("SIGTERM");
-  assert.equal(await cli.exit(), 0);
+  assert.equal((await cli.child.stop()).code, 0, cli.stderr);
 });
 
 Deno.test("SIGVER_AUTH_SECRETS sets the secrets when the process may read it", async (t) => {
@@ -649,7 +638,7 @@ Deno.test("SIGVER_AUTH_SECRETS sets the secrets when the process may read it", a
     assert.equal(stdout.trimEnd(), refToken("new secret", Number(expiry)));
   });
   await t.step("a server takes every secret", async () => {
-    const child = new Deno.Command(Deno.execPath(), {
+    await using child = spawn(Deno.execPath(), {
       args: [
         "run",
         "--quiet",
@@ -661,38 +650,18 @@ Deno.test("SIGVER_AUTH_SECRETS sets the secrets when the process may read it", a
       ],
       cwd: ROOT,
       env: { NO_COLOR: "1", ...env },
-      stdin: "null",
       stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    let stderr = "";
-    const reader = child.stderr.pipeThrough(new TextDecoderStream())
-      .getReader();
-    try {
-      let match: RegExpMatchArray | null = null;
-      while (match === null) {
-        const { value, done } = await deadline(
-          reader.read(),
-          WAIT_TIMEOUT,
-          "the listen line",
-        );
-        if (done) throw new Error(`The server ended:\n${stderr}`);
-        stderr += value;
-        match = stderr.match(
-          /listen url=ws:\/\/127\.0\.0\.1:(\d+)\/ .*auth=tokens/,
-        );
-      }
-      const base = `ws://127.0.0.1:${match[1]}`;
-      const expiry = nowS() + 600;
-      await meet(
-        `${base}/t/${refToken("new secret", expiry)}/${KEY}`,
-        `${base}/t/${refToken("old secret", expiry)}/${KEY}`,
-      );
-    } finally {
-      child.kill("SIGTERM");
-      await reader.cancel();
-      await child.status;
-    }
+    });
+    const match = await child.waitFor(
+      /listen url=ws:\/\/127\.0\.0\.1:(\d+)\/ .*auth=tokens/,
+      { what: "the listen line", stream: "stderr", timeout: WAIT_TIMEOUT },
+    );
+    const base = `ws://127.0.0.1:${match[1]}`;
+    const expiry = nowS() + 600;
+    await meet(
+      `${base}/t/${refToken("new secret", expiry)}/${KEY}`,
+      `${base}/t/${refToken("old secret", expiry)}/${KEY}`,
+    );
   });
   await t.step("one that holds no secret stops the start", async () => {
     const { code, stderr } = await run(cliArgs(), allowEnv, {

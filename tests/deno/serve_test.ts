@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { cliArgs, denoArgs } from "../_cli.ts";
+import { type ChildProcess, spawn } from "../../dev/process.ts";
 import { TestPeer } from "../_helpers.ts";
 import { deadline } from "../../lib/deadline.ts";
 
@@ -17,56 +18,18 @@ const LIMIT = 400;
 const FLOOD = 600;
 
 /** A CLI server under a low descriptor limit, its stderr read all along. */
-class LimitedServer implements AsyncDisposable {
-  readonly process: Deno.ChildProcess;
-  stderr = "";
-  readonly #read: Promise<void>;
-
-  constructor(args: string[]) {
-    const child = this.process = new Deno.Command("bash", {
-      args: [
-        "-c",
-        `ulimit -n ${LIMIT} && exec "$0" "$@"`,
-        Deno.execPath(),
-        ...denoArgs(cliArgs(...args)),
-      ],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    this.#read = (async () => {
-      const text = child.stderr.pipeThrough(new TextDecoderStream());
-      for await (const chunk of text) this.stderr += chunk;
-    })();
-  }
-
-  async port(): Promise<number> {
-    for (;;) {
-      const match = this.stderr.match(/listen url=ws:\/\/127\.0\.0\.1:(\d+)\//);
-      if (match) return Number(match[1]);
-      await _tick(20);
-    }
-  }
-
-  /** Whether the process is still running. */
-  async alive(): Promise<boolean> {
-    const done = await Promise.race([
-      this.process.status.then(() => true),
-      _tick(0).then(() => false),
-    ]);
-    return !done;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.process.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await this.process.status;
-    await this.#read;
-  }
+function startLimited(args: string[]): ChildProcess {
+  return spawn("bash", {
+    name: "server.ts under ulimit",
+    args: [
+      "-c",
+      `ulimit -n ${LIMIT} && exec "$0" "$@"`,
+      Deno.execPath(),
+      ...denoArgs(cliArgs(...args)),
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+  });
 }
 
 function _tick(ms: number): Promise<void> {
@@ -156,7 +119,7 @@ async function joinsAgain(port: number, key: string): Promise<void> {
  */
 async function readyAgain(
   port: number,
-  server: LimitedServer,
+  server: ChildProcess,
 ): Promise<void> {
   for (;;) {
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -195,13 +158,17 @@ async function survives(
   what: string,
   payload: Uint8Array | undefined,
 ): Promise<void> {
-  await using server = new LimitedServer([
+  await using server = startLimited([
     "--heartbeat-interval",
     "60",
     "--message-rate",
     "0",
   ]);
-  const port = await deadline(server.port(), 30_000, "the listen line");
+  const listen = await server.waitFor(
+    /listen url=ws:\/\/127\.0\.0\.1:(\d+)\//,
+    { what: "the listen line", stream: "stderr" },
+  );
+  const port = Number(listen[1]);
   const p = await pair(port, "room");
   try {
     await t.step(`peers relay while ${what} go past the limit`, async () => {
@@ -224,7 +191,7 @@ async function survives(
           refused > 0 || conns.length >= LIMIT,
           `the flood did not reach the limit (${conns.length} held)`,
         );
-        assert.ok(await server.alive(), server.stderr);
+        assert.ok(server.running, server.stderr);
       } finally {
         closeAll(conns);
       }
@@ -254,15 +221,15 @@ async function survives(
         assert.ok(failures >= errors.length, `${failures} failures`);
         assert.match(errors[0], /Too many open files/);
         assert.doesNotMatch(server.stderr, /Uncaught|unhandled/i);
-        assert.ok(await server.alive(), server.stderr);
+        assert.ok(server.running, server.stderr);
       },
     );
   } finally {
     await p.joiner.close();
     await p.member.close();
   }
-  server.process.kill("SIGTERM");
-  assert.equal((await server.process.status).code, 0, server.stderr);
+  const { code } = await server.stop();
+  assert.equal(code, 0, server.stderr);
 }
 
 Deno.test("server keeps relaying and accepts again after bare TCP connections exhaust its descriptors", async (t) => {

@@ -11,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Child, freePort } from "./_child.ts";
+import { freePort, run, spawn } from "../../dev/process.ts";
 import { relaySession } from "./_session.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -60,41 +60,38 @@ Deno.test({
     : `deno task compile builds a binary (SKIPPED: ${missing})`,
   ignore: missing !== undefined,
   async fn() {
-    const build = await new Deno.Command(Deno.execPath(), {
+    const build = await run(Deno.execPath(), {
       args: ["task", "compile"],
       cwd: ROOT,
-      stdin: "null",
-    }).output();
-    assert.ok(
-      build.success,
-      `deno task compile failed\n${new TextDecoder().decode(build.stderr)}`,
-    );
+      timeout: 120_000,
+    });
+    assert.ok(build.success, `deno task compile failed\n${build.stderr}`);
     const config = JSON.parse(
       await Deno.readTextFile(new URL("deno.json", ROOT)),
     );
 
-    const version = await new Deno.Command(BINARY, { args: ["--version"] })
-      .output();
+    const version = await run(BINARY, { args: ["--version"] });
     assert.equal(
-      new TextDecoder().decode(version.stdout).trim(),
+      version.stdout.trim(),
       config.version,
       "the binary prints the package version",
     );
 
     const port = freePort();
-    await using server = Child.spawn(BINARY, [
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-    ]);
+    await using server = spawn(BINARY, {
+      args: [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+      ],
+    });
     await server.waitFor(
       new RegExp(`listen url=ws://127\\.0\\.0\\.1:${port}/`),
-      30_000,
-      "the binary to listen",
+      { timeout: 30_000, what: "the binary to listen" },
     );
     await relaySession(`ws://127.0.0.1:${port}/`);
-    const stopped = await server.stop("SIGTERM");
+    const stopped = await server.stop({ timeout: 15_000 });
     assert.equal(stopped.code, 0, stopped.stderr);
 
     // The read permission is narrow: a key outside /etc/sigver is refused.
@@ -102,7 +99,7 @@ Deno.test({
     try {
       await Deno.writeTextFile(`${dir}/key.pem`, "not read");
       await Deno.writeTextFile(`${dir}/cert.pem`, "not read");
-      const refused = await new Deno.Command(BINARY, {
+      const refused = await run(BINARY, {
         args: [
           "--host",
           "127.0.0.1",
@@ -113,9 +110,8 @@ Deno.test({
           "--cert",
           `${dir}/cert.pem`,
         ],
-        stdin: "null",
-      }).output();
-      const stderr = new TextDecoder().decode(refused.stderr);
+      });
+      const stderr = refused.stderr;
       assert.equal(refused.code, 1, stderr);
       assert.match(stderr, /cannot read --key file/);
       assert.match(stderr, /Requires read access/);

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Child, freePort } from "./_child.ts";
+import { freePort, spawn } from "../../dev/process.ts";
 import { LocalJsr, type PackageInfo, readPackage } from "./_registry.ts";
 import { relaySession } from "./_session.ts";
 
@@ -72,19 +72,22 @@ Deno.test("deno run -A jsr:@coast/sigver serves peers when JSR_URL points at a l
   await using registry = await LocalJsr.start(info);
   await using home = await tempDir("sigver_jsr_run_");
   const port = freePort();
-  await using server = Child.spawn(Deno.execPath(), [
-    "run",
-    "-A",
-    "jsr:@coast/sigver",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(port),
-  ], { cwd: home.path, env: freshDeno(registry, `${home.path}/deno_dir`) });
+  await using server = spawn(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "jsr:@coast/sigver",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+    ],
+    cwd: home.path,
+    env: freshDeno(registry, `${home.path}/deno_dir`),
+  });
   const listen = await server.waitFor(
     /INFO listen url=ws:\/\/127\.0\.0\.1:(\d+)\/ version=(\S+)/,
-    START_TIMEOUT,
-    "the server to listen",
+    { timeout: START_TIMEOUT, what: "the server to listen" },
   );
   assert.equal(Number(listen[1]), port);
   assert.equal(listen[2], info.version);
@@ -96,7 +99,7 @@ Deno.test("deno run -A jsr:@coast/sigver serves peers when JSR_URL points at a l
 
   await relaySession(`ws://127.0.0.1:${port}/`);
 
-  const result = await server.stop("SIGTERM");
+  const result = await server.stop({ timeout: 15_000 });
   assert.equal(result.code, 0, `exit code after SIGTERM\n${result.stderr}`);
   assert.match(result.stderr, /INFO shutdown signal=SIGTERM/);
   assert.match(result.stderr, /INFO stopped/);
@@ -130,16 +133,19 @@ Deno.test("a program that imports createHandler from jsr:@coast/sigver mounts it
   await Deno.writeTextFile(`${home.path}/main.ts`, SCRATCH);
   // Importing the package must need nothing but the network it listens on:
   // no read, env or other permission, and no server of its own.
-  await using program = Child.spawn(Deno.execPath(), [
-    "run",
-    "--no-prompt",
-    "--allow-net=127.0.0.1",
-    "main.ts",
-  ], { cwd: home.path, env: freshDeno(registry, `${home.path}/deno_dir`) });
+  await using program = spawn(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--allow-net=127.0.0.1",
+      "main.ts",
+    ],
+    cwd: home.path,
+    env: freshDeno(registry, `${home.path}/deno_dir`),
+  });
   const listen = await program.waitFor(
     /scratch listening on (\d+)/,
-    START_TIMEOUT,
-    "the scratch program to listen",
+    { timeout: START_TIMEOUT, what: "the scratch program to listen" },
   );
   const port = Number(listen[1]);
   assertServedFromRegistry(registry, info);
@@ -155,7 +161,7 @@ Deno.test("a program that imports createHandler from jsr:@coast/sigver mounts it
   assert.equal(await health.text(), "ok\n");
   await relaySession(`ws://127.0.0.1:${port}/`);
 
-  const result = await program.stop("SIGTERM");
+  const result = await program.stop({ timeout: 15_000 });
   assert.equal(result.code, 0, `exit code after SIGTERM\n${result.stderr}`);
   assert.match(result.stdout, /scratch stopped/);
   assert.doesNotMatch(

@@ -6,6 +6,7 @@
 
 import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
 import { Cli, cliArgs } from "../_cli.ts";
+import { run } from "../../dev/process.ts";
 
 /** Milliseconds any single wait in a page may take. */
 export const TIMEOUT = 30_000;
@@ -13,12 +14,10 @@ export const TIMEOUT = 30_000;
 async function _chromiumPath(): Promise<string> {
   const given = Deno.env.get("CHROMIUM");
   if (given) return given;
-  const { success, stdout } = await new Deno.Command("sh", {
+  const { success, stdout } = await run("sh", {
     args: ["-c", "command -v chromium"],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const path = new TextDecoder().decode(stdout).trim();
+  });
+  const path = stdout.trim();
   if (!success || path === "") {
     throw new Error(
       "Cannot run the e2e tests: chromium is not installed (apt-get install -y chromium)",
@@ -37,8 +36,7 @@ export async function startCli(
     return {
       base: `http://127.0.0.1:${port}`,
       [Symbol.asyncDispose]: async () => {
-        cli.process.kill("SIGTERM");
-        await cli.exit();
+        await cli.child.stop();
       },
     };
   } catch (error) {

@@ -13,7 +13,7 @@
 
 import assert from "node:assert/strict";
 import { TestPeer, UPGRADE_HEADERS } from "../_helpers.ts";
-import { Child, freePort } from "../dist/_child.ts";
+import { type ChildProcess, freePort, run, spawn } from "../../dev/process.ts";
 import { relaySession } from "../dist/_session.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -120,14 +120,9 @@ async function _run(
   args: string[],
   cwd: string,
 ): Promise<void> {
-  const out = await new Deno.Command(command, { args, cwd, stdin: "null" })
-    .output();
+  const out = await run(command, { args, cwd });
   if (!out.success) {
-    throw new Error(
-      `${command} ${args.join(" ")} failed:\n${
-        new TextDecoder().decode(out.stderr)
-      }`,
-    );
+    throw new Error(`${command} ${args.join(" ")} failed:\n${out.stderr}`);
   }
 }
 
@@ -155,23 +150,6 @@ async function _certificates(dir: string): Promise<void> {
     "-CAcreateserial", "-days", "1", "-extfile", "server.ext",
     "-out", "cert.pem",
   ], dir);
-}
-
-/** Polls until something accepts TCP connections on the port. */
-async function _listening(port: number, child: Child): Promise<void> {
-  for (let i = 0; i < 150; i++) {
-    if (child.status !== undefined) break;
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(
-    `Cannot reach nginx on port ${port}\n${child.stdout}${child.stderr}`,
-  );
 }
 
 /**
@@ -202,8 +180,8 @@ Deno.test("nginx configured as documented proxies wss to sigver and reports each
   );
   const dir = await Deno.makeTempDir({ prefix: "sigver_nginx_" });
   const clients: Deno.HttpClient[] = [];
-  let server: Child | undefined;
-  let nginx: Child | undefined;
+  let server: ChildProcess | undefined;
+  let nginx: ChildProcess | undefined;
   try {
     await _certificates(dir);
     const ca = await Deno.readTextFile(`${dir}/ca.pem`);
@@ -214,15 +192,22 @@ Deno.test("nginx configured as documented proxies wss to sigver and reports each
     };
     const ports = { tls: freePort(), plain: freePort(), sigver: freePort() };
 
-    server = Child.spawn(Deno.execPath(), [
-      ..._execStart(doc, ports.sigver, version),
-      "--max-peers-per-address",
-      "2",
-      // Peers' opens are debug lines: the test reads the addresses in them.
-      "--log-level",
-      "debug",
-    ], { cwd: dir, env: { NO_COLOR: "1" } });
-    await server.waitFor(/INFO listen url=/, WAIT, "sigver to listen");
+    server = spawn(Deno.execPath(), {
+      args: [
+        ..._execStart(doc, ports.sigver, version),
+        "--max-peers-per-address",
+        "2",
+        // Peers' opens are debug lines: the test reads the addresses in them.
+        "--log-level",
+        "debug",
+      ],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+    });
+    await server.waitFor(
+      /INFO listen url=/,
+      { timeout: WAIT, what: "sigver to listen" },
+    );
 
     const site = _nginxSite(
       doc,
@@ -261,8 +246,11 @@ http {
       "stderr",
     ];
     await _run(_nginx(), ["-t", ...nginxArgs], dir);
-    nginx = Child.spawn(_nginx(), nginxArgs, { cwd: dir });
-    await _listening(ports.tls, nginx);
+    nginx = spawn(_nginx(), {
+      args: nginxArgs,
+      cwd: dir,
+    });
+    await nginx.waitForPort(ports.tls, WAIT);
     const base = `wss://127.0.0.1:${ports.tls}/`;
 
     await t.step("a session runs through nginx over wss", async () => {
@@ -313,13 +301,11 @@ http {
 
         await server!.waitFor(
           /INFO reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n[^]*INFO reject reason=address status=429 key=[0-9a-f]{8} addr=127\.0\.0\.2\n/,
-          WAIT,
-          "two refusals of 127.0.0.2",
+          { timeout: WAIT, what: "two refusals of 127.0.0.2" },
         );
         await server!.waitFor(
           /DEBUG open .*addr=127\.0\.0\.3/,
-          WAIT,
-          "127.0.0.3",
+          { timeout: WAIT, what: "127.0.0.3" },
         );
         assert.doesNotMatch(server!.stderr, /addr=203\.0\.113\.7/);
         assert.doesNotMatch(
@@ -367,8 +353,7 @@ http {
           );
           await nginx!.waitFor(
             /client timed out .* while reading client request headers/,
-            WAIT,
-            "nginx to log the header timeout",
+            { timeout: WAIT, what: "nginx to log the header timeout" },
           );
         } finally {
           stalled.close();
@@ -402,9 +387,9 @@ http {
       assert.equal(response.headers.get("location"), "https://127.0.0.1/room");
     });
 
-    const nginxEnd = await nginx.stop("SIGTERM");
+    const nginxEnd = await nginx.stop({ timeout: 15_000 });
     assert.equal(nginxEnd.code, 0, nginxEnd.stderr);
-    const serverEnd = await server.stop("SIGTERM");
+    const serverEnd = await server.stop({ timeout: 15_000 });
     assert.equal(serverEnd.code, 0, serverEnd.stderr);
   } finally {
     for (const c of clients) c.close();
