@@ -13,6 +13,7 @@ import {
 } from "../../cluster/redis.ts";
 import { RespError } from "../../lib/resp.ts";
 import { startRedis } from "../../dev/redis_server.ts";
+import { waitFor } from "../_helpers.ts";
 import { serve } from "../../deno/serve.ts";
 
 /** Milliseconds a wait may take before the test fails. */
@@ -795,6 +796,11 @@ Deno.test("serve() that cannot listen lets its cluster node's Redis connection g
     return Number(/connected_clients:(\d+)/.exec(info)?.[1]);
   };
   assert.equal(await clients(), 1, "this test's own client");
+  const accepted = async () => {
+    const info = String(await client.command("INFO", "stats"));
+    return Number(/total_connections_received:(\d+)/.exec(info)?.[1]);
+  };
+  const before = await accepted();
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     assert.throws(
@@ -814,7 +820,9 @@ Deno.test("serve() that cannot listen lets its cluster node's Redis connection g
     taken.close();
   }
   // The node dialled Redis as it was made: it must hang up, not stay
-  // connected (a loopback connect takes a millisecond or two).
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // connected. Wait until Redis has accepted that connection (checking
+  // before would pass with a leak not yet connected), then until it is gone.
+  await waitFor(async () => await accepted() > before, "the node to dial");
+  await waitFor(async () => await clients() === 1, "the node to hang up");
   assert.equal(await clients(), 1, "the node's connection is gone");
 });

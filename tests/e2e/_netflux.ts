@@ -18,6 +18,32 @@ import { launchChromium, TIMEOUT, watch } from "./_browser.ts";
 const PAGE = `<!doctype html><meta charset="utf-8"><title>netflux</title>
 <script src="/netflux.js"></script><body>netflux</body>`;
 
+/**
+ * Counts, in `heartbeats`, the server's heartbeats a page receives: binary
+ * messages that are exactly `Message{heartbeat: true}` (`08 01`). Installed
+ * before Netflux loads, by wrapping the page's `WebSocket`.
+ */
+const COUNT_HEARTBEATS = `(() => {
+  globalThis.heartbeats = 0;
+  const count = (bytes) => {
+    if (bytes.length === 2 && bytes[0] === 0x08 && bytes[1] === 0x01) {
+      globalThis.heartbeats++;
+    }
+  };
+  const Native = globalThis.WebSocket;
+  globalThis.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", ({ data }) => {
+        if (data instanceof ArrayBuffer) count(new Uint8Array(data));
+        else if (data instanceof Blob && data.size === 2) {
+          data.arrayBuffer().then((buffer) => count(new Uint8Array(buffer)));
+        }
+      });
+    }
+  };
+})();`;
+
 /** Serves the page and Netflux's browser build on a free loopback port. */
 function _servePage(): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve(
@@ -108,6 +134,7 @@ export async function join(
   signaling: string,
   key: string,
 ): Promise<void> {
+  await page.addInitScript({ content: COUNT_HEARTBEATS });
   await page.goto(base);
   await page.evaluate(([url, key]) => {
     // deno-lint-ignore no-explicit-any
@@ -170,12 +197,24 @@ export async function assertHelloFromEach(pages: Page[]): Promise<void> {
 }
 
 /**
- * Waits past three heartbeat periods (15 s), then checks every page is
- * still joined with all of them: had the server missed Netflux's
- * heartbeats, it would have closed the pages with 4742 by then.
+ * Checks that every page stays joined with all of them past three
+ * heartbeat periods, waiting on heartbeats rather than on a clock: the
+ * server sends one per period and, had it missed the page's answers for
+ * three periods, it would close with 4742 instead of sending the third (a
+ * silent peer gets exactly two, docs/PROTOCOL.md). So a page that has
+ * received three heartbeats and is still joined proves the server hears
+ * Netflux's heartbeats. The periods are the server's (5 s by default): the
+ * wait is as long as they are, and no longer.
  */
 export async function assertStillJoined(pages: Page[]): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, 16_000));
+  for (const page of pages) {
+    await page.waitForFunction(
+      // deno-lint-ignore no-explicit-any
+      () => (globalThis as any).heartbeats >= 3,
+      undefined,
+      { timeout: TIMEOUT },
+    );
+  }
   for (const page of pages) {
     const g = await group(page);
     assert.equal(g.state, 1);
