@@ -18,7 +18,7 @@ const ROOT = new URL("../../", import.meta.url);
 const BINARY = new URL("dist/sigver", ROOT).pathname;
 
 /** Why no `denort` runtime can be had here, or `undefined` when one can. */
-function _missingRuntime(): string | undefined {
+async function _missingRuntime(): Promise<string | undefined> {
   const bin = Deno.env.get("DENORT_BIN");
   if (bin) {
     let path: string;
@@ -32,13 +32,11 @@ function _missingRuntime(): string | undefined {
     }
     return undefined;
   }
-  const info = new Deno.Command(Deno.execPath(), {
+  const info = await run(Deno.execPath(), {
     args: ["info", "--json"],
     env: { NO_COLOR: "1" },
-    stdin: "null",
-    stderr: "null",
-  }).outputSync();
-  const denoDir = JSON.parse(new TextDecoder().decode(info.stdout)).denoDir;
+  });
+  const denoDir = JSON.parse(info.stdout).denoDir;
   const cached =
     `${denoDir}/dl/release/v${Deno.version.deno}/denort-${Deno.build.target}.zip`;
   try {
@@ -49,7 +47,7 @@ function _missingRuntime(): string | undefined {
   }
 }
 
-const missing = _missingRuntime();
+const missing = await _missingRuntime();
 if (missing !== undefined) {
   console.log(`SKIPPED deno task compile test: ${missing}`);
 }
