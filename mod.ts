@@ -34,7 +34,7 @@
  * import { mintToken } from "@coast/sigver";
  * const secret = "the server's --auth-secret";
  * // Rooms under "team-42/" for ten minutes.
- * const token = await mintToken(secret, { prefix: "team-42/", ttl: 600 });
+ * const token = await mintToken(secret, { prefix: "team-42/", ttl: 600_000 });
  * // The page joins "team-42/standup" through the token's path.
  * const url = `wss://signal.example/t/${token}/team-42/standup`;
  * assert.ok(url.length > 0);

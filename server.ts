@@ -10,7 +10,11 @@
  * @module
  */
 
-import { serve, type ServeOptions, type SigverServer } from "./deno/serve.ts";
+import {
+  type ServeOptions,
+  servePlaced,
+  type SigverServer,
+} from "./deno/serve.ts";
 import {
   enabled,
   formatLine,
@@ -20,6 +24,8 @@ import {
   type LogLevel,
 } from "./lib/log.ts";
 import { VERSION } from "./deno/version.ts";
+import { ClusterPlacement } from "./cluster/placement.ts";
+import type { ClusterOptions } from "./cluster/node.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
 import { checkIceUrls } from "./lib/turn.ts";
 import { settleWithin } from "./lib/deadline.ts";
@@ -302,6 +308,7 @@ function _parse(args: string[]):
   | {
     kind: "serve";
     options: ServeOptions;
+    cluster: ClusterOptions | undefined;
     files: { key?: string; cert?: string; ca?: string };
   } {
   let values: ReturnType<typeof _parseFlags>;
@@ -355,6 +362,7 @@ function _parse(args: string[]):
   const turn = _turn(values);
   return {
     kind: "serve",
+    cluster,
     files: { key: values.key, cert: values.cert, ca: values.ca },
     options: {
       hostname: values.host ?? "0.0.0.0",
@@ -380,7 +388,6 @@ function _parse(args: string[]):
       logFormat: format as LogFormat | undefined,
       drainTimeout: seconds("drain-timeout"),
       heartbeatInterval: heartbeat,
-      cluster,
       clusterPath: _path("cluster-path", values["cluster-path"]),
       authSecrets,
       turn,
@@ -518,7 +525,7 @@ async function _tokenCommand(args: string[]): Promise<number> {
 /** The cluster flags: all of them with --redis, none of them without. */
 function _cluster(
   values: ReturnType<typeof _parseFlags>,
-): ServeOptions["cluster"] {
+): ClusterOptions | undefined {
   const redis = values.redis;
   const url = values["cluster-url"];
   if (redis === undefined) {
@@ -603,7 +610,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(parsed.kind === "help" ? USAGE : VERSION);
     return 0;
   }
-  const { options, files } = parsed;
+  const { options, cluster, files } = parsed;
   const level = options.logLevel ?? "info";
   const format = options.logFormat ?? "text";
   const stderr = _stderrLines();
@@ -642,7 +649,7 @@ export async function main(args: string[]): Promise<number> {
     const key = _read("key", files.key);
     const cert = _read("cert", files.cert);
     const ca = _read("ca", files.ca);
-    server = serve({
+    server = servePlaced({
       ...options,
       key,
       cert,
@@ -663,7 +670,8 @@ export async function main(args: string[]): Promise<number> {
             : options.iceServersPath ?? "/ice-servers",
         });
       },
-    });
+      // Made last: a cluster node dials Redis as it is made.
+    }, cluster === undefined ? undefined : new ClusterPlacement(cluster));
   } catch (error) {
     unlisten();
     await stderr.close(1000);

@@ -9,7 +9,7 @@ import { type Clock, systemClock } from "../lib/clock.ts";
 import type { AdmissionPolicy } from "../lib/admission.ts";
 import type { LogFormat, LogLevel } from "../lib/log.ts";
 import type { MetricFamily } from "../lib/metrics.ts";
-import type { ClusterNode } from "../cluster/node.ts";
+import type { PeerEvent } from "./observe.ts";
 import type { TurnOptions } from "./ice.ts";
 import { defaultMaxPeers } from "./system.ts";
 
@@ -139,11 +139,17 @@ export interface HandlerOptions {
   /** More metric families to append to the endpoint's, read on each scrape. */
   moreMetrics?: () => MetricFamily[];
   /**
-   * The cluster node this handler serves as (`serve` creates it from its
-   * `cluster` option): peers whose group another node owns are piped there.
-   * Without it, nothing of the cluster runs.
+   * The path prefix the server is mounted under: peers join at
+   * `<basePath>/<key>`, and the fallback and the endpoints live under it
+   * too; requests outside it get 404. No trailing `/`.
+   * @default {""}
    */
-  clusterNode?: ClusterNode;
+  basePath?: string;
+  /**
+   * Called when a peer joins (its transport opened and its protocol took
+   * it) and when it leaves, with its key's hash, never its key.
+   */
+  onPeer?: (event: PeerEvent) => void;
   /**
    * Secrets of access tokens: when set, every upgrade must come on
    * `/t/<token>/<key>` with a token signed by one of them (401 without a
@@ -203,6 +209,8 @@ export interface HandlerConfig {
   };
   /** Whether the demo is served. */
   demo: boolean;
+  /** The path prefix (`""`: none). */
+  basePath: string;
   /** The clock. */
   clock: Clock;
 }
@@ -256,6 +264,23 @@ function _heartbeatInterval(value: number | undefined): number {
     );
   }
   return ms;
+}
+
+/** The path prefix: `""`, or a path that starts with `/` and ends without. */
+function _basePath(value: string | undefined): string {
+  if (value === undefined || value === "" || value === "/") return "";
+  if (
+    typeof value !== "string" || !value.startsWith("/") ||
+    value.endsWith("/") ||
+    /[?#\s]/.test(value)
+  ) {
+    throw new TypeError(
+      `Cannot use basePath: ${
+        JSON.stringify(value)
+      } is not a path like "/signal" (a leading /, no trailing /, no ? or #)`,
+    );
+  }
+  return value;
 }
 
 /**
@@ -323,6 +348,7 @@ export function resolveHandlerOptions(options: HandlerOptions): HandlerConfig {
       ice: options.iceServersPath ?? "/ice-servers",
     },
     demo: options.demo ?? true,
+    basePath: _basePath(options.basePath),
     clock: options.clock ?? systemClock,
   };
 }

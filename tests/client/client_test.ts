@@ -8,6 +8,7 @@
  * "sse"`), and `"auto"` choosing it behind a proxy that refuses upgrades.
  */
 
+import { hubOf } from "../../deno/handler.ts";
 import assert from "node:assert/strict";
 import {
   closedBy,
@@ -117,7 +118,7 @@ async function assertAnswersHeartbeats(
   let closed = false;
   client.addEventListener("close", () => closed = true);
   await peersOpen(server, 1);
-  const counters = server.handler.hub.counters;
+  const counters = hubOf(server.handler).counters;
   for (let i = 1; i <= 6; i++) {
     server.clock.advance(5000);
     assert.equal(counters.outHeartbeat, i);
@@ -167,10 +168,10 @@ Deno.test("client sends lastData and the server stops relaying that direction", 
   // The server does not forward the flag itself.
   assert.equal(event.lastData, false);
 
-  const dropped = server.handler.hub.counters.dropped;
+  const dropped = hubOf(server.handler).counters.dropped;
   joiner.send(0, "after");
   await waitFor(
-    () => server.handler.hub.counters.dropped === dropped + 1,
+    () => hubOf(server.handler).counters.dropped === dropped + 1,
     "the content after lastData to be dropped",
   );
   // The other direction still works, and nothing else reached the member.

@@ -15,7 +15,7 @@ function base(server: SigverServer): string {
 const TURN = {
   secret: "coturn secret",
   urls: ["turn:127.0.0.1:3478"],
-  ttl: 60,
+  ttl: 60_000,
 };
 
 Deno.test("fetchIceServers gets the credentials, with a token when tokens are on", async () => {

@@ -14,7 +14,8 @@ import {
 import { RespError } from "../../lib/resp.ts";
 import { startRedis } from "../../dev/redis_server.ts";
 import { waitFor } from "../_helpers.ts";
-import { serve } from "../../deno/serve.ts";
+import { servePlaced } from "../../deno/serve.ts";
+import { ClusterPlacement } from "../../cluster/placement.ts";
 
 /** Milliseconds a wait may take before the test fails. */
 const WAIT = 10_000;
@@ -805,15 +806,14 @@ Deno.test("serve() that cannot listen lets its cluster node's Redis connection g
   try {
     assert.throws(
       () =>
-        serve({
-          hostname: "127.0.0.1",
-          port: taken.addr.port,
-          cluster: {
+        servePlaced(
+          { hostname: "127.0.0.1", port: taken.addr.port },
+          new ClusterPlacement({
             redis: redis.url,
             url: `ws://127.0.0.1:${taken.addr.port}`,
             secret: "cluster-secret",
-          },
-        }),
+          }),
+        ),
       Deno.errors.AddrInUse,
     );
   } finally {

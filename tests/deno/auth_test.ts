@@ -294,7 +294,7 @@ const TURN = {
     "turn:127.0.0.1:3478?transport=tcp",
   ],
   stunUrls: ["stun:127.0.0.1:3478"],
-  ttl: 120,
+  ttl: 120_000,
 };
 
 /** Checks a body of /ice-servers against the contract, with node:crypto. */

@@ -699,7 +699,7 @@ Deno.test("?favored makes a fallback peer favored: joiners are bound to it first
 Deno.test("access tokens: /t/<token>/<key> opens a session of <key>, no token 401", async () => {
   const secret = "fallback test secret";
   await using server = startServer({ authSecrets: [secret] });
-  const token = await mintToken(secret, { prefix: "room", ttl: 600 });
+  const token = await mintToken(secret, { prefix: "room", ttl: 600_000 });
   await using member = await TestPeer.open(peerUrl(server, `/t/${token}/room`));
   assert.equal(await member.join(1), true);
   // POSTs go to the path the session was opened on, token included.

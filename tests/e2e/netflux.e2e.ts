@@ -55,7 +55,7 @@ Deno.test({
   await using server = await startCli("--auth-secret", secret);
   // What an app backend hands its pages: a token for its rooms, and the
   // signaling URL with it, to which Netflux appends "/<key>".
-  const token = await mintToken(secret, { prefix: "netflux-", ttl: 600 });
+  const token = await mintToken(secret, { prefix: "netflux-", ttl: 600_000 });
   const wsBase = server.base.replace("http", "ws");
   await using netflux = await NetfluxPages.launch();
   const key = `netflux-${crypto.randomUUID().slice(0, 8)}`;

@@ -329,7 +329,10 @@ Deno.test({
     coturn.url,
   );
   const key = `relay-${crypto.randomUUID().slice(0, 8)}`;
-  const token = await mintToken(AUTH_SECRET, { prefix: "relay-", ttl: 300 });
+  const token = await mintToken(AUTH_SECRET, {
+    prefix: "relay-",
+    ttl: 300_000,
+  });
   const browser = await launchChromium();
   const errors: string[] = [];
   try {
