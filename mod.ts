@@ -51,11 +51,10 @@ export {
 export { serve, type ServeOptions, type SigverServer } from "./deno/serve.ts";
 export type { PeerEvent } from "./deno/observe.ts";
 export type { TurnOptions } from "./deno/ice.ts";
-export type { Placement } from "./deno/placement.ts";
 export { mintToken, type MintTokenOptions } from "./lib/token.ts";
 export type { Clock } from "./lib/clock.ts";
-export type { LogFormat, LogLevel } from "./lib/log.ts";
-export type { MetricFamily } from "./lib/metrics.ts";
+export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
+export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
 export type { HubStats } from "./lib/netflux/hub.ts";
 
 if (import.meta.main) {

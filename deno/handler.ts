@@ -628,8 +628,8 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
  * assert.equal((await answer("/room")).status, 426);
  * ```
  */
-export function createHandler(options: HandlerOptions = {}): SigverHandler {
-  return new _Handler(options, undefined);
+export function createHandler(options?: HandlerOptions): SigverHandler {
+  return new _Handler(options ?? {}, undefined);
 }
 
 /**

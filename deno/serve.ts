@@ -90,8 +90,8 @@ const STABLE_MS = 1000;
  * console.log(`ws://127.0.0.1:${server.addr.port}/my-room`);
  * ```
  */
-export function serve(options: ServeOptions = {}): SigverServer {
-  return servePlaced(options, undefined);
+export function serve(options?: ServeOptions): SigverServer {
+  return servePlaced(options ?? {}, undefined);
 }
 
 /**
