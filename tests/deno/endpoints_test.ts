@@ -23,6 +23,9 @@ const PATHS: EndpointPaths = {
   ice: "/ice-servers",
 };
 
+/** A TURN secret, of the 16 bytes and more a secret must have. */
+const TURN_SECRET = "a coturn secret of 32 bytes.....";
+
 const UPGRADE_TEXT =
   "Upgrade Required: this is a WebRTC signaling server (sigver). Open a WebSocket to ws[s]://HOST/<key>\n";
 
@@ -226,7 +229,7 @@ Deno.test("answerPlain serves the demo page only when the demo is on", async () 
 
 Deno.test("answerPlain points the demo page at the ICE servers path when TURN is on", async () => {
   const ice = new IceServersEndpoint({
-    turn: { secret: "coturn", urls: ["turn:127.0.0.1:3478"] },
+    turn: { secret: TURN_SECRET, urls: ["turn:127.0.0.1:3478"] },
   });
   const response = await answer(source({ demo: true, ice }), "/");
   assert.match(
@@ -237,7 +240,7 @@ Deno.test("answerPlain points the demo page at the ICE servers path when TURN is
 
 Deno.test("answerPlain hands the ICE servers path to its endpoint, every method", async () => {
   const ice = new IceServersEndpoint({
-    turn: { secret: "coturn", urls: ["turn:127.0.0.1:3478"] },
+    turn: { secret: TURN_SECRET, urls: ["turn:127.0.0.1:3478"] },
     now: () => 1_700_000_000_000,
     id: () => "0123456789abcdef",
   });
@@ -254,7 +257,7 @@ Deno.test("answerPlain hands the ICE servers path to its endpoint, every method"
 
 Deno.test("answerPlain reports the ICE servers endpoint's refusals to the source", async () => {
   const ice = new IceServersEndpoint({
-    turn: { secret: "coturn", urls: ["turn:127.0.0.1:3478"] },
+    turn: { secret: TURN_SECRET, urls: ["turn:127.0.0.1:3478"] },
     allowOrigins: ["https://app.example"],
   });
   const from = source({ ice });

@@ -20,6 +20,10 @@ import type {
 } from "../../deno/placement.ts";
 import { type Arrival, arrive, type Gates, readmit } from "../../deno/route.ts";
 
+/** Token secrets, of the 16 bytes and more a secret must have. */
+const SECRET = "a token secret of 32 bytes......";
+const OTHER_SECRET = "another secret of 32 bytes......";
+
 /** A routable, counted client address (TEST-NET-3). */
 const CLIENT = "203.0.113.5";
 
@@ -280,8 +284,8 @@ Deno.test("arrive reads the client address from X-Forwarded-For when the proxy i
 // Tokens
 
 Deno.test("arrive with tokens refuses a missing, malformed, forged, expired or out-of-scope token", async (t) => {
-  const tokens = new TokenAuthority(["secret"]);
-  const forger = new TokenAuthority(["not the secret"]);
+  const tokens = new TokenAuthority([SECRET]);
+  const forger = new TokenAuthority([OTHER_SECRET]);
   const now = Date.now();
   const cases: { name: string; path: () => Promise<string>; status: number }[] =
     [
@@ -332,7 +336,7 @@ Deno.test("arrive with tokens refuses a missing, malformed, forged, expired or o
 });
 
 Deno.test("arrive with a valid token gives the key without the token, favored kept", async () => {
-  const tokens = new TokenAuthority(["secret"]);
+  const tokens = new TokenAuthority([SECRET]);
   const token = await tokens.mint({ prefix: "room/" });
   const path = `t/${token}/room/a`;
   const arrival = await arrive(
@@ -355,7 +359,7 @@ Deno.test("arrive with tokens refuses on admission before it reads the token", a
     request("/room"),
     url("room"),
     CLIENT,
-    gates({ tokens: new TokenAuthority(["secret"]), draining: true }),
+    gates({ tokens: new TokenAuthority([SECRET]), draining: true }),
   );
   assert.equal(refusalOf(arrival).reason, "draining");
   assert.equal(refusalOf(arrival).status, 503);
@@ -366,7 +370,7 @@ Deno.test("arrive with tokens lets a URL without a path through, to be closed la
     request(),
     undefined,
     CLIENT,
-    gates({ tokens: new TokenAuthority(["secret"]) }),
+    gates({ tokens: new TokenAuthority([SECRET]) }),
   );
   assert.equal(arrival.kind, "local");
   assert.equal(arrival.kind === "local" && arrival.peer, undefined);
@@ -477,7 +481,7 @@ Deno.test("arrive refuses what the placement refuses, with the key", async () =>
 
 Deno.test("arrive places the key a token granted, not the token path", async () => {
   const placement = new FakePlacement();
-  const tokens = new TokenAuthority(["secret"]);
+  const tokens = new TokenAuthority([SECRET]);
   const path = `t/${await tokens.mint()}/room`;
   await arrive(
     request(`/${path}`),
@@ -536,7 +540,7 @@ Deno.test("arrive takes a pipe's lease and its signed key, client and origin", a
     "10.0.0.2",
     gates({
       placement,
-      tokens: new TokenAuthority(["secret"]),
+      tokens: new TokenAuthority([SECRET]),
       admission: {
         ...OPEN_POLICY,
         allowOrigins: new Set(["https://app.example"]),
