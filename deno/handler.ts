@@ -1,56 +1,46 @@
 /**
  * The request handler: routes each request (a WebSocket upgrade, the
- * WebSocket-free fallback's stream and frames, or a plain request), and owns
- * the set of connections and the one scheduler tick that serves them all.
+ * WebSocket-free fallback's stream and frames, or a plain request) below
+ * its base path.
  *
- * Where an arriving peer goes is `route.ts`'s call; the connection it gets
- * on its transport is `accept.ts`'s; how each transport is driven is
- * `socket.ts` and `sse.ts`'s; what is counted and logged is `observe.ts`'s;
- * plain requests are `endpoints.ts`'s; the group state is the pure
- * {@linkcode Hub}'s; the listener's lifecycle is `serve.ts`'s.
+ * Where an arriving peer goes is `route.ts`'s call (and, on a cluster, the
+ * placement's: `placement.ts`); the connection it gets on its transport is
+ * `accept.ts`'s and `connection.ts`'s; the connections held and their one
+ * scheduler tick are `connections.ts`'s; how each transport is driven is
+ * `socket.ts` and `fallback.ts`'s; what is counted and logged is
+ * `observe.ts`'s; plain requests are `endpoints.ts`'s; the protocol is
+ * Netflux's (`lib/netflux/protocol.ts`); the listener's lifecycle is
+ * `serve.ts`'s.
  *
  * @module
  */
 
 import type { AdmissionPolicy, Refusal } from "../lib/admission.ts";
 import { clientAddress } from "../lib/address.ts";
-import { TokenBucket } from "../lib/bucket.ts";
-import {
-  CLOSE_GOING_AWAY,
-  CLOSE_POLICY_VIOLATION,
-  CLOSE_SERVICE_RESTART,
-} from "../lib/codes.ts";
+import { CLOSE_GOING_AWAY } from "../lib/codes.ts";
 import { Hub, type HubStats } from "../lib/netflux/hub.ts";
 import { NetfluxProtocol } from "../lib/netflux/protocol.ts";
-import { keyHash, type LogFields, Logger, type LogLevel } from "../lib/log.ts";
-import { collect, renderMetrics, type Tally } from "../lib/metrics.ts";
+import { type LogFields, Logger, type LogLevel } from "../lib/log.ts";
+import { collect, renderMetrics } from "../lib/metrics.ts";
 import { SERVER_METRICS } from "../lib/server_metrics.ts";
 import { splitTokenPath, TokenAuthority } from "../lib/token.ts";
 import { parsePeerUrl } from "../lib/url.ts";
-import { settleWithin } from "../lib/deadline.ts";
 import { IceServersEndpoint } from "./ice.ts";
 import {
   type HandlerConfig,
   type HandlerOptions,
   resolveHandlerOptions,
 } from "./options.ts";
-import type { PeerSocket, SocketContext } from "./socket.ts";
-import { Sessions, type SseContext, SseSession } from "./fallback.ts";
+import { Sessions, SseSession } from "./fallback.ts";
 import type { Conn } from "./connection.ts";
-import { accept, type AcceptHost, giveUp } from "./accept.ts";
+import { accept, giveUp } from "./accept.ts";
+import { Connections } from "./connections.ts";
 import { answerPlain, type EndpointSource, textResponse } from "./endpoints.ts";
 import { Observer } from "./observe.ts";
 import { type Arrival, arrive, type Gates, readmit } from "./route.ts";
 import type { Placement } from "./placement.ts";
 
 export type { HandlerOptions } from "./options.ts";
-
-/** How long a close may wait for its socket to go quiet (see socket.ts). */
-const CLOSE_WAIT_MS = 1000;
-/** How long after the open a frame counts as due: clients send at once. */
-const CLOSE_OPEN_GRACE_MS = 500;
-/** A fallback stream silent this long gets a keep-alive comment. */
-const KEEP_ALIVE_MS = 15_000;
 
 /** A mounted sigver: the request handler and what controls it. */
 export interface SigverHandler {
@@ -103,39 +93,25 @@ export interface SigverHandler {
   logEvent(level: LogLevel, event: string, fields?: LogFields): void;
 }
 
-class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
+/** What a Host header may not hold: a path, a query, a fragment, userinfo. */
+const _BAD_HOST = /[/?#@\s\\]/;
+
+class _Handler implements SigverHandler, Gates, EndpointSource {
   readonly hub: Hub;
-  readonly bucket: TokenBucket;
-  readonly socketContext: SocketContext;
-  readonly sseContext: { tick: number } & SseContext;
   readonly tokens: TokenAuthority | undefined;
   readonly placement: Placement | undefined;
   readonly ice: IceServersEndpoint | undefined;
   readonly #netflux: NetfluxProtocol;
   readonly #config: HandlerConfig;
   readonly #observer: Observer;
+  readonly #conns: Connections;
   readonly #readiness: (() => string | undefined) | undefined;
   readonly #moreMetrics: HandlerOptions["moreMetrics"];
-  readonly #onPeer: HandlerOptions["onPeer"];
   /** The ICE servers path as a key (`/ice-servers` is `ice-servers`). */
   readonly #iceKey: string | undefined;
-  /** The clock's time at the last tick: the rate limit's coarse clock. */
-  #now: number;
-  #timer: Disposable | undefined;
-  readonly #conns = new Set<Conn>();
-  /** Connections whose transport has not opened yet. */
-  readonly #pending = new Set<Conn>();
-  /** Connections whose peer joined: they are told to `onPeer` when they go. */
-  readonly #joined = new Set<Conn>();
   /** Fallback sessions, by id. */
   readonly #sessions: Sessions<Conn>;
-  /** Transports whose close waits for quiet: flushed on every tick. */
-  readonly #closing = new Set<PeerSocket>();
-  readonly #perAddress = new Map<string, number>();
-  /** True while close() closes every socket: no waiting for quiet then. */
-  #closingAll = false;
   #draining = false;
-  #idle: (() => void) | undefined;
 
   constructor(options: HandlerOptions, placement: Placement | undefined) {
     const config = this.#config = resolveHandlerOptions(options);
@@ -148,22 +124,9 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       reuseFrames: true,
     });
     this.#netflux = new NetfluxProtocol(this.hub);
-    this.bucket = new TokenBucket(config.messageRate, config.messageBurst);
-    this.socketContext = {
-      tick: 0,
-      maxBufferedAmount: config.maxBufferedAmount,
-      closeWaitTicks: Math.ceil(CLOSE_WAIT_MS / config.tickMs),
-      openGraceTicks: Math.ceil(CLOSE_OPEN_GRACE_MS / config.tickMs),
-    };
-    this.sseContext = {
-      tick: 0,
-      maxBufferedAmount: config.maxBufferedAmount,
-      keepAliveTicks: Math.ceil(KEEP_ALIVE_MS / config.tickMs),
-    };
     const log = new Logger(options.log, options.logLevel, options.logFormat);
     this.#observer = new Observer(log);
     this.#readiness = options.readiness;
-    this.#onPeer = options.onPeer;
     this.placement = placement;
     this.tokens = options.authSecrets?.length
       ? new TokenAuthority(options.authSecrets)
@@ -172,8 +135,11 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       turn: options.turn,
       tokens: this.tokens,
       allowOrigins: config.admission.allowOrigins,
+      trustProxy: config.trustProxy,
     });
-    placement?.attach({ log, moved: (keys) => this.#moved(keys) });
+    this.#iceKey = this.ice === undefined || config.paths.ice === false
+      ? undefined
+      : config.paths.ice.slice(1);
     this.#sessions = new Sessions({
       keyOf: (target) => {
         const key = parsePeerUrl(target)?.key;
@@ -190,18 +156,19 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
       allowOrigins: config.admission.allowOrigins,
       plain: (key) => key !== undefined && key === this.#iceKey,
     });
+    this.#conns = new Connections({
+      config,
+      observer: this.#observer,
+      protocols: [this.#netflux],
+      sessions: this.#sessions,
+      nodeId: placement?.id,
+      onPeer: options.onPeer,
+    });
     this.#moreMetrics = options.moreMetrics;
-    this.#iceKey = this.ice === undefined || config.paths.ice === false
-      ? undefined
-      : config.paths.ice.slice(1);
-    this.#now = config.clock.now();
+    placement?.attach({ log, moved: (keys) => this.#conns.moved(keys) });
   }
 
-  // What the gates, the connections and the endpoints read.
-
-  get rejections(): Tally {
-    return this.#observer.rejections;
-  }
+  // What the gates and the endpoints read.
 
   get draining(): boolean {
     return this.#draining;
@@ -223,22 +190,6 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     return this.#config.maxBufferedAmount;
   }
 
-  get maxMessageSize(): number {
-    return this.#config.maxMessageSize;
-  }
-
-  get messageRate(): number {
-    return this.#config.messageRate;
-  }
-
-  get now(): number {
-    return this.#now;
-  }
-
-  get nodeId(): string | undefined {
-    return this.placement?.id;
-  }
-
   get paths(): HandlerConfig["paths"] {
     return this.#config.paths;
   }
@@ -248,7 +199,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
   }
 
   fromAddress(address: string): number {
-    return this.#perAddress.get(address) ?? 0;
+    return this.#conns.fromAddress(address);
   }
 
   notReady(): string | undefined {
@@ -257,10 +208,6 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
 
   clusterView(): unknown {
     return this.placement?.view();
-  }
-
-  invalidFrame(): void {
-    this.#observer.invalid++;
   }
 
   refusedIce(
@@ -282,6 +229,11 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Response | Promise<Response> => {
+    // Deno builds the URL from the raw Host: one holding a path, a query or
+    // credentials would change the path routed on.
+    if (_BAD_HOST.test(request.headers.get("host") ?? "")) {
+      return textResponse(400, "Bad Request: the Host header is not a host");
+    }
     const target = this.#target(request.url);
     if (target === undefined) {
       return textResponse(404, "Not Found: outside this server's base path");
@@ -356,7 +308,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     }
     const now = this.#config.clock.now();
     const accepted = accept(
-      this,
+      this.#conns,
       this.#netflux,
       request,
       arrival,
@@ -370,7 +322,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     if (conn.socket instanceof SseSession) {
       this.#sessions.add(conn.socket, conn);
     }
-    this.#hold(conn);
+    this.#conns.hold(conn);
     return accepted.respond();
   }
 
@@ -392,25 +344,7 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     // A peer still arriving (its token or its group's node being checked)
     // is refused when it gets here.
     this.#draining = true;
-    // Close at once, not when quiet: under sustained load waiting does not
-    // find quiet, and closing every socket in one go stops the relaying.
-    this.#closingAll = true;
-    for (const socket of this.#closing) {
-      if (!socket.flush(true)) this.#closing.delete(socket);
-    }
-    for (const conn of [...this.#conns]) conn.shut(code, reason);
-    this.#closingAll = false;
-    if (this.#conns.size > 0) {
-      // Each socket is released by its close event; wait for them all, but
-      // never longer than `timeout`: then forget the ones left.
-      const idle = Promise.withResolvers<void>();
-      this.#idle = idle.resolve;
-      await settleWithin(idle.promise, timeout);
-      this.#idle = undefined;
-      for (const conn of [...this.#conns]) this.#release(conn);
-    }
-    this.#closing.clear();
-    this.#stopTicking();
+    await this.#conns.closeAll(code, reason, timeout);
   }
 
   stats(): HubStats {
@@ -431,171 +365,6 @@ class _Handler implements SigverHandler, AcceptHost, Gates, EndpointSource {
     const more = this.#moreMetrics?.() ?? [];
     const placed = this.placement?.metrics() ?? [];
     return renderMetrics(families.concat(placed, more));
-  }
-
-  // Connections' events.
-
-  closeConn(
-    conn: Conn,
-    code: number,
-    reason: string,
-    immediately: boolean,
-  ): boolean {
-    const socket = conn.socket;
-    if (!socket.requestClose(code, reason, immediately || this.#closingAll)) {
-      return false;
-    }
-    this.#recordClose(conn, code, reason, "server");
-    if (socket.closing) {
-      this.#closing.add(socket);
-      this.#startTicking();
-    }
-    return true;
-  }
-
-  opened(conn: Conn): void {
-    this.#pending.delete(conn);
-    if (conn.remote === undefined) {
-      const peer = conn.peer = conn.protocol.open(conn, conn);
-      if (peer === undefined) return;
-      this.#observer.opened(
-        peer.id,
-        conn.key!,
-        conn.favored,
-        conn.address,
-        conn.transport === "sse" ? "sse" : undefined,
-      );
-    }
-    if (this.#onPeer !== undefined) {
-      this.#joined.add(conn);
-      this.#onPeer(this.#event(conn, "joined"));
-    }
-  }
-
-  closed(conn: Conn, code: number, reason: string): void {
-    const peer = conn.peer;
-    if (conn.remote !== undefined) {
-      // A close the server asked for is counted once, when it asked.
-      if (!conn.closeCounted) this.#recordClose(conn, code, reason, "client");
-    } else if (peer !== undefined && peer.live) {
-      conn.protocol.forget(peer);
-      this.#recordClose(conn, code, reason, "client");
-    }
-    this.#closing.delete(conn.socket);
-    this.#release(conn);
-  }
-
-  #recordClose(
-    conn: Conn,
-    code: number,
-    reason: string,
-    by: "server" | "client",
-  ): void {
-    this.#observer.closed(conn.peer?.id, conn.key, code, reason, by);
-    if (this.#joined.delete(conn)) {
-      this.#onPeer!({ ...this.#event(conn, "left"), code, reason, by });
-    }
-  }
-
-  #event(conn: Conn, type: "joined" | "left") {
-    return {
-      type,
-      key: keyHash(conn.key ?? ""),
-      protocol: conn.protocol.name,
-      transport: conn.transport,
-      remote: conn.remote !== undefined,
-    };
-  }
-
-  /** Counts a new connection in. */
-  #hold(conn: Conn): void {
-    this.#observer.connectionsTotal++;
-    this.#conns.add(conn);
-    this.#pending.add(conn);
-    if (conn.counted) {
-      this.#perAddress.set(
-        conn.address,
-        (this.#perAddress.get(conn.address) ?? 0) + 1,
-      );
-    }
-    this.#startTicking();
-  }
-
-  /** Closes every local peer of the groups whose leases other nodes took. */
-  #moved(keys: ReadonlySet<string>): void {
-    for (const conn of [...this.#conns]) {
-      if (conn.lease === undefined || !keys.has(conn.key ?? "")) continue;
-      conn.lease.moved();
-      conn.shut(
-        CLOSE_SERVICE_RESTART,
-        "Cannot relay: this group moved to another server node; reconnect",
-      );
-    }
-  }
-
-  #release(conn: Conn): void {
-    if (conn.released) return;
-    conn.released = true;
-    this.#conns.delete(conn);
-    this.#pending.delete(conn);
-    if (this.#joined.delete(conn)) {
-      this.#onPeer!({ ...this.#event(conn, "left"), code: 1006, by: "server" });
-    }
-    if (conn.socket instanceof SseSession) this.#sessions.delete(conn.socket);
-    conn.remote?.release();
-    conn.lease?.release();
-    if (conn.counted) {
-      const n = (this.#perAddress.get(conn.address) ?? 1) - 1;
-      if (n === 0) this.#perAddress.delete(conn.address);
-      else this.#perAddress.set(conn.address, n);
-    }
-    if (this.#conns.size === 0) {
-      if (this.#closing.size === 0) this.#stopTicking();
-      this.#idle?.();
-    }
-  }
-
-  #startTicking(): void {
-    this.#timer ??= this.#config.clock.every(
-      this.#config.tickMs,
-      () => this.#tick(),
-    );
-  }
-
-  #stopTicking(): void {
-    this.#timer?.[Symbol.dispose]();
-    this.#timer = undefined;
-  }
-
-  #tick(): void {
-    const now = this.#now = this.#config.clock.now();
-    this.socketContext.tick++;
-    this.sseContext.tick++;
-    this.#netflux.tick();
-    for (const socket of this.#closing) {
-      if (!socket.flush()) this.#closing.delete(socket);
-    }
-    for (const session of this.#sessions.sessions()) session.keepAlive();
-    for (const conn of this.#pending) {
-      if (now - conn.since < this.#config.upgradeTimeout) continue;
-      this.#observer.rejected("upgrade_timeout", { addr: conn.address });
-      // Deno ignores close() before open: the socket closes once it opens.
-      if (conn.remote !== undefined) {
-        conn.close(
-          CLOSE_POLICY_VIOLATION,
-          "Cannot open: the upgrade timed out",
-        );
-      } else {
-        this.closeConn(
-          conn,
-          CLOSE_POLICY_VIOLATION,
-          "Cannot open: the upgrade timed out",
-          true,
-        );
-      }
-      this.#release(conn);
-    }
-    if (this.#conns.size === 0 && this.#closing.size === 0) this.#stopTicking();
   }
 }
 
