@@ -9,6 +9,7 @@
 
 import type { Refusal } from "../lib/admission.ts";
 import {
+  CLOSE_CODES,
   CLOSE_GOING_AWAY,
   ERR_BLOCKING_MEMBER,
   ERR_HEARTBEAT,
@@ -21,6 +22,17 @@ import {
 } from "../lib/log.ts";
 import { Tally } from "../lib/metrics.ts";
 import { textResponse } from "./endpoints.ts";
+
+/**
+ * The label of a close code: a client may send any code from 3000 to 4999,
+ * so codes the server does not know (neither RFC 6455's nor sigver's) count
+ * under one label, and the metric keeps a bounded set of series.
+ */
+function _codeLabel(code: number, by: "server" | "client"): string {
+  return by === "server" || code <= 1015 || code in CLOSE_CODES
+    ? String(code)
+    : "other";
+}
 
 /** A peer joining or leaving, as `HandlerOptions.onPeer` hears it. */
 export interface PeerEvent {
@@ -188,7 +200,7 @@ export class Observer {
     reason: string,
     by: "server" | "client",
   ): void {
-    this.closes.add(String(code), by);
+    this.closes.add(_codeLabel(code, by), by);
     const level = closeLevel(code, by);
     if (this.#log.enabled(level)) {
       this.#log.write(level, "close", {

@@ -197,6 +197,19 @@ async function _gated(
   let peer = piped === undefined
     ? url
     : { key: piped.key, favored: piped.favored };
+  if (gates.tokens !== undefined && piped === undefined && peer === undefined) {
+    // No key to check a token against: no way in.
+    return {
+      kind: "refused",
+      refusal: {
+        status: 401,
+        reason: "token_missing",
+        message: "Unauthorized: the request URL cannot be parsed",
+      },
+      from,
+      key: undefined,
+    };
+  }
   if (gates.tokens !== undefined && piped === undefined && peer !== undefined) {
     const access = splitTokenPath(peer.key);
     const check = await gates.tokens.check({ ...access, now: Date.now() });

@@ -154,3 +154,71 @@ Deno.test("peers that send at once on open see 4741 for a bad key", async () => 
   for (const { code } of closes) assert.equal(code, 4741);
   await settled(server);
 });
+
+/** Sends one raw HTTP/1.1 request and reads the status line and body. */
+async function rawRequest(
+  port: number,
+  head: string,
+): Promise<{ status: number; text: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(head + "\r\n"));
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const n = await deadline(conn.read(buffer), WAIT_TIMEOUT, "an answer");
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+      const text = new TextDecoder().decode(
+        new Uint8Array(chunks.flatMap((c) => [...c])),
+      );
+      const end = text.indexOf("\r\n\r\n");
+      const length = /content-length: (\d+)/i.exec(text)?.[1];
+      if (end !== -1 && length !== undefined) {
+        if (text.length >= end + 4 + Number(length)) {
+          return {
+            status: Number(text.slice(9, 12)),
+            text: text.slice(end + 4),
+          };
+        }
+      } else if (end !== -1 && /^HTTP\/1.1 101/.test(text)) {
+        return { status: 101, text: "" };
+      }
+    }
+    throw new Error("Cannot read the answer: the connection closed");
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("a Host header holding a path, query, fragment, userinfo or space gets 400 before any routing", async (t) => {
+  await using server = startServer({
+    authSecrets: ["a-secret-of-32-bytes-for-tests!!"],
+  });
+  const port = server.addr.port;
+  for (const host of ["x/metrics?", "x?y", "x#y", "user@x", "x y", "x\\y"]) {
+    await t.step(JSON.stringify(host), async () => {
+      const plain = await rawRequest(
+        port,
+        `GET /anything HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n`,
+      );
+      assert.equal(plain.status, 400);
+      assert.equal(plain.text, "Bad Request: the Host header is not a host\n");
+      const upgrade = await rawRequest(
+        port,
+        `GET /room HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\n` +
+          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+      );
+      assert.equal(upgrade.status, 400);
+    });
+  }
+  await t.step("a plain host and port still serve", async () => {
+    const ok = await rawRequest(
+      port,
+      `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n`,
+    );
+    assert.equal(ok.status, 200);
+  });
+  assert.equal(server.handler.connections, 0);
+});

@@ -65,6 +65,24 @@ Deno.test("Observer.closed counts by code and side, and logs at the close's leve
   assert.equal(lines[0].key, keyHash("room"));
 });
 
+Deno.test("Observer.closed counts client codes the server does not know under one label", () => {
+  const { observer } = observed("info");
+  // A client may send any code from 3000 to 4999: 200 of them must not
+  // make 200 series.
+  for (let code = 4000; code < 4200; code++) {
+    observer.closed(1, "room", code, "", "client");
+  }
+  observer.closed(1, "room", 4741, "", "client");
+  observer.closed(1, "room", 1001, "", "client");
+  observer.closed(1, "room", 4999, "", "server");
+  assert.deepEqual(observer.closes.samples(), [
+    [{ code: "other", by: "client" }, 200],
+    [{ code: "4741", by: "client" }, 1],
+    [{ code: "1001", by: "client" }, 1],
+    [{ code: "4999", by: "server" }, 1],
+  ]);
+});
+
 Deno.test("Observer.opened logs at debug with the peer's id and key hash, and nothing under info", () => {
   const quiet = observed("info");
   quiet.observer.opened(1, "room", false, "127.0.0.1");
