@@ -17,7 +17,11 @@ import { keyHash } from "../lib/log.ts";
 import { settleWithin } from "../lib/deadline.ts";
 import type { Tally } from "../lib/metrics.ts";
 import type { Protocol } from "../lib/protocol.ts";
-import { CLOSE_POLICY_VIOLATION, CLOSE_SERVICE_RESTART } from "../lib/codes.ts";
+import {
+  CLOSE_GOING_AWAY,
+  CLOSE_POLICY_VIOLATION,
+  CLOSE_SERVICE_RESTART,
+} from "../lib/codes.ts";
 import type { AcceptHost } from "./accept.ts";
 import type { Conn } from "./connection.ts";
 import { type Sessions, type SseContext, SseSession } from "./fallback.ts";
@@ -31,6 +35,12 @@ const CLOSE_WAIT_MS = 1000;
 const CLOSE_OPEN_GRACE_MS = 500;
 /** A fallback stream silent this long gets a keep-alive comment. */
 const KEEP_ALIVE_MS = 15_000;
+/**
+ * A fallback session with no stream and no frame posted for this long is
+ * given up: the client resumes a dropped stream within half a second, and
+ * retries for 7.5 s in all (client/fallback.ts).
+ */
+const ORPHAN_MS = 8_000;
 
 /** What the connection set is made of. */
 export interface ConnectionsOptions {
@@ -97,6 +107,7 @@ export class Connections implements AcceptHost {
       tick: 0,
       maxBufferedAmount: config.maxBufferedAmount,
       keepAliveTicks: Math.ceil(KEEP_ALIVE_MS / config.tickMs),
+      orphanTicks: Math.ceil(ORPHAN_MS / config.tickMs),
     };
     this.#now = config.clock.now();
   }
@@ -314,7 +325,15 @@ export class Connections implements AcceptHost {
     for (const socket of this.#closing) {
       if (!socket.flush()) this.#closing.delete(socket);
     }
-    for (const session of this.#sessions.sessions()) session.keepAlive();
+    for (const { session, conn } of this.#sessions.held()) {
+      if (session.tick()) {
+        this.#observer.rejections.add("session_orphaned");
+        conn.shut(
+          CLOSE_GOING_AWAY,
+          "Going away: the session's stream dropped and was not resumed",
+        );
+      }
+    }
     for (const conn of this.#pending) {
       if (now - conn.since < this.#config.upgradeTimeout) continue;
       this.#observer.rejected("upgrade_timeout", { addr: conn.address });

@@ -39,6 +39,11 @@ export interface SseContext {
   readonly maxBufferedAmount: number;
   /** Ticks of silence after which a keep-alive comment goes out. */
   readonly keepAliveTicks: number;
+  /**
+   * Ticks a session may go with no stream open and no frame posted before
+   * it is given up (its client went away without a word).
+   */
+  readonly orphanTicks: number;
 }
 
 const _encoder = new TextEncoder();
@@ -82,6 +87,8 @@ export class SseSession implements PeerSocket {
   #queued = 0;
   /** The tick of the last write, for keep-alives. */
   #written = 0;
+  /** The tick since which no stream is open and nothing was posted. */
+  #alone = 0;
   #opened = false;
   #closed = false;
 
@@ -121,8 +128,9 @@ export class SseSession implements PeerSocket {
         controller = c;
       },
       cancel: () => {
-        // The client went away: keep the session, queue its frames.
-        if (this.#stream === controller) this.#stream = undefined;
+        // The client went away: keep the session for a while, queue its
+        // frames.
+        if (this.#stream === controller) this.#orphan();
       },
     }, new ByteLengthQueuingStrategy({ highWaterMark: _STREAM_HIGH_WATER }));
     this.#stream = controller;
@@ -213,17 +221,33 @@ export class SseSession implements PeerSocket {
    * @param frame The frame's bytes.
    */
   deliver(frame: ArrayBuffer): void {
-    if (!this.#closed) this.#events.onFrame(frame);
+    if (this.#closed) return;
+    this.#alone = this.#context.tick;
+    this.#events.onFrame(frame);
   }
 
-  /** Sends a keep-alive comment when the stream has been silent too long. */
-  keepAlive(): void {
-    if (
-      this.#stream !== undefined &&
-      this.#context.tick - this.#written >= this.#context.keepAliveTicks
-    ) {
+  /**
+   * One scheduler tick: a keep-alive comment on a stream silent too long.
+   *
+   * @returns Whether the session has had no stream and no frame for
+   * `orphanTicks`: its client is gone, and it must be closed.
+   */
+  tick(): boolean {
+    const context = this.#context;
+    if (this.#stream === undefined) {
+      return !this.#closed &&
+        context.tick - this.#alone >= context.orphanTicks;
+    }
+    if (context.tick - this.#written >= context.keepAliveTicks) {
       this.#write(KEEP_ALIVE);
     }
+    return false;
+  }
+
+  /** The stream went: the session waits for a resume, for a while. */
+  #orphan(): void {
+    this.#stream = undefined;
+    this.#alone = this.#context.tick;
   }
 
   /** Bytes waiting for the reader, in the stream or in the queue. */
@@ -243,7 +267,7 @@ export class SseSession implements PeerSocket {
         return;
       } catch {
         // Cancelled meanwhile: queue it for a resumed stream.
-        this.#stream = undefined;
+        this.#orphan();
       }
     }
     this.#queue.push(chunk);
@@ -351,12 +375,12 @@ export class Sessions<C extends { readonly key: string | undefined }> {
   }
 
   /**
-   * Every live session.
+   * Every live session, with the connection it carries.
    *
    * @returns An iterator over them.
    */
-  *sessions(): IterableIterator<SseSession> {
-    for (const { session } of this.#entries.values()) yield session;
+  held(): IterableIterator<{ session: SseSession; conn: C }> {
+    return this.#entries.values();
   }
 
   /**
