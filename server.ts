@@ -27,6 +27,7 @@ import { VERSION } from "./deno/version.ts";
 import { ClusterPlacement } from "./cluster/placement.ts";
 import type { ClusterOptions } from "./cluster/node.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
+import { MIN_SECRET_BYTES, newSecret } from "./lib/secret.ts";
 import { checkIceUrls } from "./lib/turn.ts";
 import { settleWithin } from "./lib/deadline.ts";
 import { parseFlags } from "./lib/flags.ts";
@@ -37,6 +38,7 @@ const USAGE = `sigver ${VERSION}: WebRTC signaling server for Netflux
 
 Usage: sigver [options]
        sigver token --secret <secret> [--prefix <prefix>] [--ttl <s>]
+       sigver secret
 
 Server:
   -h, --host <host>              interface to listen on (default 0.0.0.0)
@@ -66,6 +68,10 @@ Operations:
       --health-path <path>       liveness endpoint, "off" to disable (default /healthz)
       --ready-path <path>        readiness endpoint, 503 while draining (default /readyz)
       --metrics-path <path>      Prometheus metrics, "off" to disable (default /metrics)
+      --admin-port <port>        serve health, readiness, metrics and the cluster view on
+                                 a listener of their own; the client port then keeps
+                                 no metrics (without it, no cluster view is served)
+      --admin-host <host>        interface of the admin listener (default 127.0.0.1)
       --no-demo                  do not serve the demo page at / (served by default)
       --log-level <level>        error, warn, info or debug (default info)
       --log-format <format>      text or json (default text)
@@ -75,18 +81,22 @@ Operations:
 Cluster (peers of one key meet on the node that owns it, wherever they connect):
       --redis <url>              redis://host:port[/db]: run as a cluster node
       --cluster-url <url>        ws://address:port where other nodes reach this one
-      --cluster-secret <secret>  secret that signs node-to-node pipes
+      --cluster-secret <secret>  secret that signs node-to-node pipes, 16 bytes or more
                                  (or the SIGVER_CLUSTER_SECRET environment variable)
       --cluster-prefix <prefix>  prefix of the cluster's Redis keys (default sigver:)
       --cluster-lease-ttl <s>    seconds a group's lease lives unrenewed (default 30)
-      --cluster-path <path>      this node's view as JSON, "off" to disable (default /cluster)
+      --cluster-path <path>      this node's view as JSON on the admin listener, "off" to
+                                 disable (default /cluster)
 
-Access tokens and TURN credentials:
+Access tokens and TURN credentials (secrets: 16 bytes or more; sigver secret makes one):
       --auth-secret <secret>     peers need an access token: ws[s]://HOST/t/<token>/<key>
                                  (repeatable: any one validates, the first signs; or
                                  SIGVER_AUTH_SECRETS=s1,s2, read with --allow-env)
       --turn-secret <secret>     coturn's static-auth-secret: GET /ice-servers hands out
-                                 TURN credentials (or SIGVER_TURN_SECRET, read with --allow-env)
+                                 TURN credentials (or SIGVER_TURN_SECRET, read with --allow-env);
+                                 needs --auth-secret, or --ice-servers-public
+      --ice-servers-public       hand TURN credentials to anyone, without a token: an open
+                                 relay for whoever finds the URL (logs a warning)
       --turn-url <url>           turn: or turns: URL of the TURN server (repeatable)
       --stun-url <url>           stun: URL handed out beside it (repeatable)
       --turn-ttl <s>             seconds TURN credentials are valid for (default 3600)
@@ -95,6 +105,7 @@ Access tokens and TURN credentials:
 
 Commands:
   token                          print an access token for --auth-secret (sigver token --help)
+  secret                         print a new random secret (32 bytes, base64url)
 
 Peers connect to ws[s]://HOST:PORT/<key>; peers with the same key form a group.
 `;
@@ -187,6 +198,15 @@ until it expires (30 s of clock skew allowed).
       --help             print this help and exit
 `;
 
+const SECRET_USAGE = `sigver ${VERSION}: make a secret
+
+Usage: sigver secret
+
+Prints 32 random bytes, base64url without padding, alone on the first line
+of stdout: a secret for --auth-secret, --turn-secret (and coturn's
+static-auth-secret) or --cluster-secret. Make one per use.
+`;
+
 /** The `token` command's flags. */
 const _TOKEN_FLAGS = {
   secret: { type: "string" },
@@ -200,6 +220,24 @@ const _LOG_BACKLOG = 1 << 20;
 
 /** A flag error: printed as one line, exit code 2. */
 class _UsageError extends Error {}
+
+/**
+ * Refuses a secret under {@linkcode MIN_SECRET_BYTES} bytes: an HMAC key
+ * that short falls to an offline search from one signed value. The message
+ * says its length, never the secret.
+ */
+function _secret(what: string, secret: string): string {
+  const bytes = new TextEncoder().encode(secret).length;
+  if (bytes === 0) {
+    throw new _UsageError(`invalid value for ${what}: it is empty`);
+  }
+  if (bytes < MIN_SECRET_BYTES) {
+    throw new _UsageError(
+      `invalid value for ${what}: ${bytes} bytes, under ${MIN_SECRET_BYTES} (use 32 random bytes: sigver secret)`,
+    );
+  }
+  return secret;
+}
 
 function _number(
   name: string,
@@ -273,6 +311,8 @@ const _FLAGS = {
   "health-path": { type: "string" },
   "ready-path": { type: "string" },
   "metrics-path": { type: "string" },
+  "admin-port": { type: "string" },
+  "admin-host": { type: "string" },
   "no-demo": { type: "boolean" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
@@ -290,6 +330,7 @@ const _FLAGS = {
   "stun-url": { type: "string", multiple: true },
   "turn-ttl": { type: "string" },
   "ice-servers-path": { type: "string" },
+  "ice-servers-public": { type: "boolean" },
 } as const;
 
 function _parseFlags(args: string[]) {
@@ -325,6 +366,15 @@ function _parse(args: string[]):
   if (port !== undefined && port > 65535) {
     throw new _UsageError(`invalid value for --port: '${values.port}'`);
   }
+  const adminPort = _number("admin-port", values["admin-port"]);
+  if (adminPort !== undefined && adminPort > 65535) {
+    throw new _UsageError(
+      `invalid value for --admin-port: '${values["admin-port"]}'`,
+    );
+  }
+  if (adminPort === undefined && values["admin-host"] !== undefined) {
+    throw new _UsageError("--admin-host needs --admin-port");
+  }
   const level = values["log-level"];
   if (level !== undefined && !LOG_LEVELS.includes(level as LogLevel)) {
     throw new _UsageError(
@@ -359,7 +409,7 @@ function _parse(args: string[]):
   const upgrade = seconds("upgrade-timeout");
   const cluster = _cluster(values);
   const authSecrets = _authSecrets(values["auth-secret"]);
-  const turn = _turn(values);
+  const turn = _turn(values, authSecrets !== undefined);
   return {
     kind: "serve",
     cluster,
@@ -383,6 +433,8 @@ function _parse(args: string[]):
       healthPath: _path("health-path", values["health-path"]),
       readyPath: _path("ready-path", values["ready-path"]),
       metricsPath: _path("metrics-path", values["metrics-path"]),
+      adminPort,
+      adminHostname: values["admin-host"],
       demo: values["no-demo"] ? false : undefined,
       logLevel: level as LogLevel | undefined,
       logFormat: format as LogFormat | undefined,
@@ -404,10 +456,7 @@ function _parse(args: string[]):
  */
 function _authSecrets(flags: string[] | undefined): string[] | undefined {
   if (flags !== undefined) {
-    if (flags.includes("")) {
-      throw new _UsageError("invalid value for --auth-secret: it is empty");
-    }
-    return flags;
+    return flags.map((secret) => _secret("--auth-secret", secret));
   }
   const env = _env("SIGVER_AUTH_SECRETS");
   if (env === undefined) return undefined;
@@ -415,30 +464,43 @@ function _authSecrets(flags: string[] | undefined): string[] | undefined {
   if (secrets.length === 0) {
     throw new _UsageError("SIGVER_AUTH_SECRETS is set but holds no secret");
   }
-  return secrets;
+  return secrets.map((secret, i) =>
+    _secret(`SIGVER_AUTH_SECRETS (secret ${i + 1})`, secret)
+  );
 }
 
-/** The TURN flags: a secret and at least one URL, or none of them. */
+/**
+ * The TURN flags: a secret and at least one URL, or none of them. Without
+ * tokens the credentials go to anyone who asks, so that needs
+ * `--ice-servers-public`.
+ */
 function _turn(
   values: ReturnType<typeof _parseFlags>,
+  tokens: boolean,
 ): TurnOptions | undefined {
   const secret = values["turn-secret"] ?? _env("SIGVER_TURN_SECRET");
   const urls = values["turn-url"] ?? [];
   const stunUrls = values["stun-url"] ?? [];
   const ttl = _number("turn-ttl", values["turn-ttl"]);
+  const open = values["ice-servers-public"] === true;
   if (secret === undefined) {
-    for (const flag of ["turn-url", "stun-url", "turn-ttl"]) {
-      if (values[flag as "turn-ttl"] !== undefined) {
+    for (
+      const name of ["turn-url", "stun-url", "turn-ttl", "ice-servers-public"]
+    ) {
+      if (values[name as "turn-ttl"] !== undefined) {
         throw new _UsageError(
-          `--${flag} needs --turn-secret (or SIGVER_TURN_SECRET)`,
+          `--${name} needs --turn-secret (or SIGVER_TURN_SECRET)`,
         );
       }
     }
     return undefined;
   }
-  if (secret === "") {
-    throw new _UsageError("invalid value for --turn-secret: it is empty");
-  }
+  _secret(
+    values["turn-secret"] === undefined
+      ? "SIGVER_TURN_SECRET"
+      : "--turn-secret",
+    secret,
+  );
   if (urls.length === 0) {
     throw new _UsageError(
       "--turn-secret needs --turn-url: where peers reach the TURN server (turn:host:port)",
@@ -462,11 +524,17 @@ function _turn(
     }
   }
   if (ttl === 0) throw new _UsageError("invalid value for --turn-ttl: '0'");
+  if (!tokens && !open) {
+    throw new _UsageError(
+      "--turn-secret without --auth-secret hands TURN credentials to anyone who asks: add --auth-secret, or --ice-servers-public to mean it",
+    );
+  }
   return {
     secret,
     urls,
     stunUrls,
     ttl: ttl === undefined ? undefined : ttl * 1000,
+    public: open || undefined,
   };
 }
 
@@ -498,6 +566,10 @@ async function _tokenCommand(args: string[]): Promise<number> {
         "token needs --secret: one of the server's --auth-secret (or SIGVER_AUTH_SECRETS, read with --allow-env)",
       );
     }
+    _secret(
+      values.secret === undefined ? "SIGVER_AUTH_SECRETS" : "--secret",
+      secret,
+    );
     const ttl = _number("ttl", values.ttl);
     if (ttl === 0) throw new _UsageError("invalid value for --ttl: '0'");
     let token;
@@ -520,6 +592,25 @@ async function _tokenCommand(args: string[]): Promise<number> {
     console.error("Try 'sigver token --help' for the list of options.");
     return 2;
   }
+}
+
+/**
+ * The `secret` command: prints a new random secret alone on stdout.
+ *
+ * @returns The exit code: 0, or 2 for any argument but `--help`.
+ */
+function _secretCommand(args: string[]): number {
+  if (args.length === 1 && args[0] === "--help") {
+    console.log(SECRET_USAGE);
+    return 0;
+  }
+  if (args.length > 0) {
+    console.error(`error: secret takes no argument, got '${args[0]}'`);
+    console.error("Try 'sigver secret --help' for its usage.");
+    return 2;
+  }
+  console.log(newSecret());
+  return 0;
 }
 
 /** The cluster flags: all of them with --redis, none of them without. */
@@ -564,6 +655,12 @@ function _cluster(
       "--redis needs --cluster-secret (or SIGVER_CLUSTER_SECRET)",
     );
   }
+  _secret(
+    values["cluster-secret"] === undefined
+      ? "SIGVER_CLUSTER_SECRET"
+      : "--cluster-secret",
+    secret,
+  );
   const leaseTtl = _number(
     "cluster-lease-ttl",
     values["cluster-lease-ttl"],
@@ -598,6 +695,7 @@ function _cluster(
  */
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "token") return await _tokenCommand(args.slice(1));
+  if (args[0] === "secret") return _secretCommand(args.slice(1));
   let parsed;
   try {
     parsed = _parse(args);
@@ -669,9 +767,24 @@ export async function main(args: string[]): Promise<number> {
             ? undefined
             : options.iceServersPath ?? "/ice-servers",
         });
+        if (options.turn?.public && options.iceServersPath !== false) {
+          logEvent("warn", "ice_public", {
+            path: options.iceServersPath ?? "/ice-servers",
+            why:
+              "--ice-servers-public: TURN credentials go to anyone who asks, an open relay",
+          });
+        }
       },
       // Made last: a cluster node dials Redis as it is made.
     }, cluster === undefined ? undefined : new ClusterPlacement(cluster));
+    const admin = server.adminAddr;
+    if (admin !== undefined) {
+      logEvent("info", "admin", {
+        url: `http://${
+          admin.hostname.includes(":") ? `[${admin.hostname}]` : admin.hostname
+        }:${admin.port}/`,
+      });
+    }
   } catch (error) {
     unlisten();
     await stderr.close(1000);

@@ -108,6 +108,7 @@ export function answerPlain(
     return source.ice.handle(
       request,
       (refusal) => source.refusedIce(refusal, request, remote),
+      remote,
     );
   }
   if (request.method !== "GET" && request.method !== "HEAD") {

@@ -7,12 +7,28 @@
  * - `GET` (and `HEAD`): `200` with
  *   `{"iceServers":[{"urls":[...],"username":"<expiry>:<id>","credential":"..."}],"ttl":N}`
  *   (`N` in seconds, as coturn's scheme counts them);
- *   `404` when no TURN server is configured; `401`/`403` for a missing or
- *   refused token (in `Authorization: Bearer <token>` or `?token=<token>`;
- *   the token's key prefix is not checked here: no group is involved).
+ *   `404` when no TURN server is configured; `429` when the client address
+ *   asks too often; `401`/`403` for a missing or refused token (in
+ *   `Authorization: Bearer <token>` or `?token=<token>`; the token's key
+ *   prefix is not checked here: no group is involved).
  * - `OPTIONS`: `204`, the answer to a CORS preflight (a cross-origin `fetch`
  *   that sends `Authorization` makes one).
  * - Any other method: `405`.
+ *
+ * Credentials are rationed, as coturn can only hold back a username:
+ *
+ * - Without access tokens the endpoint hands credentials to anyone who asks,
+ *   an open relay: the endpoint refuses to exist that way unless
+ *   {@linkcode TurnOptions.public} says it is meant.
+ * - The username's id names the client, never the request: an HMAC of its
+ *   token under the TURN secret (truncated; the token itself never shows),
+ *   or of its address when tokens are off. Its expiry is rounded up to a
+ *   minute ({@linkcode TURN_USERNAME_WINDOW}), so that every fetch of one
+ *   client within a minute gets the same username, and coturn's
+ *   `user-quota` holds all the allocations of one client.
+ * - Each client address may fetch {@linkcode TurnOptions.requestBurst}
+ *   times at once, then {@linkcode TurnOptions.requestRate} times a second
+ *   (`429` over it), counted in a token bucket per address.
  *
  * CORS follows the origins allowed to open a socket: with none listed, any
  * origin may read the answer (`Access-Control-Allow-Origin: *`, which also
@@ -27,6 +43,9 @@
  */
 
 import type { Refusal } from "../lib/admission.ts";
+import { clientAddress } from "../lib/address.ts";
+import { type BucketState, TokenBucket } from "../lib/bucket.ts";
+import { checkSecret } from "../lib/secret.ts";
 import type { TokenAuthority } from "../lib/token.ts";
 import {
   checkIceUrls,
@@ -36,9 +55,22 @@ import {
 } from "../lib/turn.ts";
 import { cors, preflightHeaders } from "../lib/cors.ts";
 
+/**
+ * Milliseconds the expiry of a username is rounded up to: every fetch of
+ * one client within this window gets the same username, so coturn counts
+ * them against one `user-quota`.
+ */
+export const TURN_USERNAME_WINDOW = 60_000;
+
+/** Client addresses whose request buckets are kept at most. */
+const _MAX_BUCKETS = 10_000;
+
 /** The TURN servers whose credentials `/ice-servers` hands out. */
 export interface TurnOptions {
-  /** coturn's `static-auth-secret` (with `use-auth-secret`), non-empty. */
+  /**
+   * coturn's `static-auth-secret` (with `use-auth-secret`): at least 16
+   * UTF-8 bytes, 32 random bytes recommended (`sigver secret`).
+   */
   secret: string;
   /** TURN server URLs (`turn:` or `turns:`), at least one. */
   urls: readonly string[];
@@ -54,6 +86,25 @@ export interface TurnOptions {
    * @default {3_600_000}
    */
   ttl?: number;
+  /**
+   * Hands credentials out without access tokens: `true` says the operator
+   * means to run an open relay for anyone who finds the URL. Without
+   * tokens (`authSecrets`) and without it, the endpoint refuses to be made
+   * (a `TypeError`); with tokens it changes nothing.
+   * @default {false}
+   */
+  public?: boolean;
+  /**
+   * Requests a second one client address may make, on average (a token
+   * bucket refilled at this rate); 0: no limit. Over it: `429`.
+   * @default {1}
+   */
+  requestRate?: number;
+  /**
+   * Requests one client address may make at once, above its rate.
+   * @default {10}
+   */
+  requestBurst?: number;
 }
 
 /** Options of {@linkcode IceServersEndpoint}. */
@@ -68,15 +119,18 @@ export interface IceServersEndpointOptions {
    */
   allowOrigins?: Iterable<string>;
   /**
-   * The wall-clock time in unix milliseconds, for expiries.
+   * Whether a reverse proxy in front sets `X-Forwarded-For` or `Forwarded`:
+   * then the client address (for the request limit, and the username when
+   * tokens are off) is read from them, as for the per-address peer limit.
+   * @default {false}
+   */
+  trustProxy?: boolean;
+  /**
+   * The wall-clock time in unix milliseconds, for expiries and the request
+   * limit.
    * @default {Date.now}
    */
   now?: () => number;
-  /**
-   * A fresh id for the username of each answer (non-empty, no `:`).
-   * @default {16 random hex digits}
-   */
-  id?: () => string;
 }
 
 /** The methods the endpoint answers. */
@@ -86,10 +140,14 @@ const _ALLOW_HEADERS = "Authorization";
 const _BEARER = /^Bearer +([^\s]+) *$/i;
 const _TOKEN_MISSING =
   "Unauthorized: a valid access token is required, in Authorization: Bearer <token> or ?token=<token>";
+const _ENCODER = new TextEncoder();
 
-function _randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+/** The resolved TURN options. */
+interface _Turn {
+  secret: string;
+  urls: string[];
+  stunUrls: string[];
+  ttl: number;
 }
 
 /**
@@ -101,43 +159,76 @@ function _randomId(): string {
  * import assert from "node:assert/strict";
  * import { IceServersEndpoint } from "./ice.ts";
  * const endpoint = new IceServersEndpoint({
- *   turn: { secret: "coturn secret", urls: ["turn:127.0.0.1:3478"] },
+ *   turn: {
+ *     secret: "coturn's static-auth-secret",
+ *     urls: ["turn:127.0.0.1:3478"],
+ *     // No tokens: anyone may fetch credentials, and this says it is meant.
+ *     public: true,
+ *   },
  *   now: () => 1_700_000_000_000,
  * });
  * const response = await endpoint.handle(
  *   new Request("http://localhost/ice-servers"),
+ *   undefined,
+ *   "192.0.2.7",
  * );
  * assert.equal(response.headers.get("cache-control"), "no-store");
  * const body = await response.json();
  * assert.equal(body.ttl, 3600);
- * assert.match(body.iceServers[0].username, /^1700003600:[0-9a-f]{16}$/);
+ * // The expiry rounded up to a minute, the id derived from the address.
+ * assert.match(body.iceServers[0].username, /^1700003640:[0-9a-f]{16}$/);
  * ```
  */
 export class IceServersEndpoint {
-  readonly #turn: Required<TurnOptions> | undefined;
+  readonly #turn: _Turn | undefined;
   readonly #tokens: TokenAuthority | undefined;
   readonly #origins: ReadonlySet<string>;
+  readonly #trustProxy: boolean;
   readonly #now: () => number;
-  readonly #id: () => string;
+  readonly #bucket: TokenBucket;
+  /** Request buckets by client address, least recently used first. */
+  readonly #buckets = new Map<string, BucketState>();
+  #idKey: Promise<CryptoKey> | undefined;
 
   /**
    * Creates the endpoint, checking the TURN options.
    *
    * @param options The TURN servers, the token checker, the allowed origins.
-   * @throws {TypeError} When the secret is empty, there is no TURN URL or a
-   * URL has the wrong scheme.
-   * @throws {RangeError} When the ttl is not a whole number of seconds, in
-   * milliseconds, of 1000 or more.
+   * @throws {TypeError} When the secret is not a string, there is no TURN
+   * URL, a URL has the wrong scheme, or there are no tokens and
+   * `turn.public` is not `true`.
+   * @throws {RangeError} When the secret is under 16 bytes, the ttl is not a
+   * whole number of seconds, in milliseconds, of 1000 or more, or the
+   * request rate or burst is not a non-negative number.
    */
   constructor(options: IceServersEndpointOptions = {}) {
     const turn = options.turn;
+    const rate = turn?.requestRate ?? 1;
+    const burst = turn?.requestBurst ?? 10;
     if (turn !== undefined) {
-      if (typeof turn.secret !== "string" || turn.secret === "") {
-        throw new TypeError("Cannot create handler: the TURN secret is empty");
-      }
+      checkSecret("create handler", turn.secret, "the TURN secret");
       const ttl = turn.ttl ?? DEFAULT_TURN_TTL;
       checkTurnTtl(ttl);
       checkIceUrls(turn.urls, turn.stunUrls);
+      if (options.tokens === undefined && turn.public !== true) {
+        throw new TypeError(
+          "Cannot create handler: TURN credentials without access tokens go to anyone who asks; set authSecrets, or turn.public: true to run an open relay",
+        );
+      }
+      for (
+        const [name, value] of [["requestRate", rate], [
+          "requestBurst",
+          burst,
+        ]] as const
+      ) {
+        if (
+          typeof value !== "number" || !(value >= 0) || !Number.isFinite(value)
+        ) {
+          throw new RangeError(
+            `Cannot create handler: turn.${name} ${value} is not a non-negative number`,
+          );
+        }
+      }
       this.#turn = {
         secret: turn.secret,
         urls: [...turn.urls],
@@ -147,8 +238,9 @@ export class IceServersEndpoint {
     }
     this.#tokens = options.tokens;
     this.#origins = new Set(options.allowOrigins ?? []);
+    this.#trustProxy = options.trustProxy ?? false;
     this.#now = options.now ?? Date.now;
-    this.#id = options.id ?? _randomId;
+    this.#bucket = new TokenBucket(rate, burst);
   }
 
   /** Whether TURN servers are configured (else `GET` gets 404). */
@@ -160,13 +252,17 @@ export class IceServersEndpoint {
    * Answers one request.
    *
    * @param request The request (its path is not looked at).
-   * @param onRefusal Told of every refusal for an origin or a token (the
-   * handler counts and logs them); never given the token.
+   * @param onRefusal Told of every refusal for an origin, the request limit
+   * or a token (the handler counts and logs them); never given the token.
+   * @param remote The socket's remote address, `undefined` when there is
+   * none: with the forwarding headers when `trustProxy` is set, it names
+   * the client for the request limit (and the username without tokens).
    * @returns The response.
    */
   async handle(
     request: Request,
     onRefusal?: (refusal: Refusal) => void,
+    remote?: string,
   ): Promise<Response> {
     const origin = request.headers.get("origin");
     const verdict = cors(origin, this.#origins);
@@ -210,11 +306,24 @@ export class IceServersEndpoint {
         headers,
       );
     }
-    if (this.#tokens !== undefined) {
-      const check = await this.#tokens.check({
-        token: _token(request),
-        now: this.#now(),
+    const now = this.#now();
+    const address =
+      clientAddress(remote, request.headers, this.#trustProxy).address;
+    if (!this.#take(address, now)) {
+      headers.set(
+        "retry-after",
+        String(Math.max(1, Math.ceil(1 / (this.#bucket.perMs * 1000)))),
+      );
+      return _refuse(headers, onRefusal, {
+        status: 429,
+        reason: "ice_rate",
+        message:
+          "Too Many Requests: this address asks for ICE servers too often; credentials stay valid, reuse them",
       });
+    }
+    const token = this.#tokens === undefined ? undefined : _token(request);
+    if (this.#tokens !== undefined) {
+      const check = await this.#tokens.check({ token, now });
       if (!check.ok) {
         if (check.status === 401) {
           headers.set(
@@ -237,11 +346,60 @@ export class IceServersEndpoint {
       turnUrls: turn.urls,
       stunUrls: turn.stunUrls,
       ttl: turn.ttl,
-      id: this.#id(),
-      now: this.#now(),
+      window: TURN_USERNAME_WINDOW,
+      id: await this.#clientId(
+        token === undefined ? `address|${address}` : `token|${token}`,
+      ),
+      now,
     });
     headers.set("content-type", "application/json");
     return new Response(method === "HEAD" ? null : body, { headers });
+  }
+
+  /**
+   * Takes one request from an address's bucket. Buckets are kept in use
+   * order; a bucket idle long enough to be full again is forgotten (a new
+   * one is full too), and past {@linkcode _MAX_BUCKETS} the least recently
+   * used goes, so that many addresses cost bounded memory.
+   */
+  #take(address: string, now: number): boolean {
+    const bucket = this.#bucket;
+    if (bucket.perMs === 0) return true;
+    const buckets = this.#buckets;
+    const refill = bucket.burst / bucket.perMs;
+    for (const [key, state] of buckets) {
+      if (buckets.size < _MAX_BUCKETS && now - state.last < refill) break;
+      buckets.delete(key);
+    }
+    const state = buckets.get(address) ?? { tokens: bucket.burst, last: now };
+    buckets.delete(address);
+    buckets.set(address, state);
+    return bucket.take(state, now);
+  }
+
+  /**
+   * The id of a username: who the client is (its token, else its address),
+   * as 16 hex digits of an HMAC under the TURN secret. One client gets one
+   * id; the token or the address cannot be read back from it, and an
+   * address's `:` (IPv6) never reaches the username.
+   */
+  async #clientId(client: string): Promise<string> {
+    this.#idKey ??= crypto.subtle.importKey(
+      "raw",
+      _ENCODER.encode(this.#turn!.secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    const mac = await crypto.subtle.sign(
+      "HMAC",
+      await this.#idKey,
+      _ENCODER.encode(`sigver turn username|${client}`),
+    );
+    return Array.from(
+      new Uint8Array(mac, 0, 8),
+      (b) => b.toString(16).padStart(2, "0"),
+    ).join("");
   }
 }
 

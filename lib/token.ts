@@ -18,7 +18,8 @@
  *   base64url of its UTF-8 bytes, the signed string holds the prefix itself.
  *   The empty prefix allows any key. A prefix is a plain string prefix:
  *   `room` allows `room2` too, so end it with `/` to grant a namespace;
- * - the secret's UTF-8 bytes are the HMAC key.
+ * - the secret's UTF-8 bytes are the HMAC key: at least 16 of them
+ *   (`MIN_SECRET_BYTES`), 32 random bytes recommended (`sigver secret`).
  *
  * Tokens are checked once, at the upgrade. A {@linkcode TokenAuthority} holds
  * a list of secrets so that a secret can be rotated: the first one signs, any
@@ -26,6 +27,8 @@
  *
  * @module
  */
+
+import { checkSecret } from "./secret.ts";
 
 /** The version field every token starts with. */
 export const TOKEN_VERSION = "v1";
@@ -278,7 +281,10 @@ async function _sign(
  * ```ts
  * import assert from "node:assert/strict";
  * import { TokenAuthority } from "./token.ts";
- * const authority = new TokenAuthority(["new secret", "old secret"]);
+ * const authority = new TokenAuthority([
+ *   "new secret, 16 bytes or more",
+ *   "old secret, 16 bytes or more",
+ * ]);
  * const now = Date.UTC(2026, 0, 1);
  * const token = await authority.mint({ prefix: "room/", ttl: 60_000, now });
  * assert.deepEqual(await authority.check({ token, key: "room/a", now }), {
@@ -295,20 +301,19 @@ export class TokenAuthority {
   /**
    * Creates an authority. Keys are imported on first use.
    *
-   * @param secrets Non-empty secrets, the signing one first. Use long random
-   * strings (32 random bytes, encoded) in production.
-   * @throws {TypeError} When there is no secret or one is empty.
+   * @param secrets The secrets, the signing one first, each of at least 16
+   * UTF-8 bytes: 32 random bytes, encoded, are recommended (`sigver secret`
+   * prints such a one).
+   * @throws {TypeError} When there is no secret or one is not a string.
+   * @throws {RangeError} When a secret is under 16 bytes: a short secret
+   * falls to an offline search from a single token.
    */
   constructor(secrets: readonly string[]) {
     if (secrets.length === 0) {
       throw new TypeError("Cannot create a token authority: no secret given");
     }
     for (const secret of secrets) {
-      if (typeof secret !== "string" || secret.length === 0) {
-        throw new TypeError(
-          "Cannot create a token authority: a secret is empty or not a string",
-        );
-      }
+      checkSecret("create a token authority", secret, "a secret");
     }
     this.#secrets = [...secrets];
   }
@@ -343,7 +348,7 @@ export class TokenAuthority {
    * ```ts
    * import assert from "node:assert/strict";
    * import { TokenAuthority } from "./token.ts";
-   * const authority = new TokenAuthority(["secret"]);
+   * const authority = new TokenAuthority(["a secret of 16 bytes or more"]);
    * const token = await authority.mint({ prefix: "room", now: 1_700_000_000_000 });
    * assert.match(token, /^v1\.1700003600\.cm9vbQ\.[\w-]{43}$/);
    * ```
@@ -391,7 +396,7 @@ export class TokenAuthority {
    * ```ts
    * import assert from "node:assert/strict";
    * import { splitTokenPath, TokenAuthority } from "./token.ts";
-   * const authority = new TokenAuthority(["secret"]);
+   * const authority = new TokenAuthority(["a secret of 16 bytes or more"]);
    * const access = splitTokenPath("room");
    * const result = await authority.check({ ...access, now: Date.now() });
    * assert.equal(result.ok ? "ok" : result.reason, "token_missing");
@@ -443,15 +448,17 @@ export class TokenAuthority {
  * Mints a token with one secret. To mint many, keep a
  * {@linkcode TokenAuthority}: it imports the key once.
  *
- * @param secret The secret, non-empty.
+ * @param secret The secret, at least 16 UTF-8 bytes.
  * @param options The prefix, the lifetime and the time to count it from.
  * @returns The token.
+ * @throws {RangeError} When the secret is under 16 bytes, or as
+ * {@linkcode TokenAuthority.mint} throws.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { mintToken } from "./token.ts";
- * const token = await mintToken("secret", {
+ * const token = await mintToken("a secret of 16 bytes or more", {
  *   ttl: 60_000,
  *   now: 1_700_000_000_000,
  * });
@@ -479,8 +486,9 @@ export async function mintToken(
  * import assert from "node:assert/strict";
  * import { checkToken, mintToken } from "./token.ts";
  * const now = 1_700_000_000_000;
- * const token = await mintToken("old", { now });
- * const result = await checkToken(["new", "old"], { token, key: "room", now });
+ * const [next, old] = ["the next secret, 16+ bytes", "the old secret, 16+ bytes"];
+ * const token = await mintToken(old, { now });
+ * const result = await checkToken([next, old], { token, key: "room", now });
  * assert.deepEqual(result, { ok: true });
  * ```
  */

@@ -3,15 +3,22 @@
  * `use-auth-secret` (the "TURN REST API"): the server and coturn share a
  * secret, and each credential is worth something only until its expiry.
  *
- * - `username` is `<expiry>:<id>`, the expiry in unix seconds;
+ * - `username` is `<expiry>:<id>`, the expiry in unix seconds. coturn
+ *   counts its `user-quota` per username, so a client that gets one
+ *   username for all its credentials is held to one quota: the id names the
+ *   client (not the request), and the expiry can be rounded up to a
+ *   `window` so that every fetch within it gets the same username;
  * - lifetimes are given in milliseconds, as every duration in sigver's API,
  *   but in whole seconds, the unit of the expiry and of the `ttl` field of
  *   the `/ice-servers` body;
  * - `credential` is `base64(HMAC-SHA1(secret, username))`, standard base64
- *   with padding, the secret's UTF-8 bytes as the HMAC key.
+ *   with padding, the secret's UTF-8 bytes as the HMAC key (at least 16
+ *   of them).
  *
  * @module
  */
+
+import { checkSecret } from "./secret.ts";
 
 /**
  * Lifetime of TURN credentials when none is given, in milliseconds (one hour):
@@ -24,9 +31,10 @@ export const DEFAULT_TURN_TTL = 3_600_000;
 export interface TurnCredentialsOptions {
   /**
    * Who the credentials are for: the part of the username after the expiry,
-   * which coturn logs and may use for quotas. The server passes a random
-   * string per request. Non-empty, without `:` (the TURN REST API's
-   * separator), at most 256 characters.
+   * which coturn logs and counts `user-quota` by. The server passes an id
+   * derived from the client's token or address, the same for every fetch
+   * of one client. Non-empty, without `:` (the TURN REST API's separator),
+   * at most 256 characters.
    */
   id: string;
   /**
@@ -36,6 +44,15 @@ export interface TurnCredentialsOptions {
    * @default {3_600_000}
    */
   ttl?: number;
+  /**
+   * The expiry is rounded up to a multiple of this many milliseconds (a
+   * whole number of seconds, at least 1000), so that credentials made for
+   * one id within one window share one username; they then live up to
+   * `ttl + window`. The default rounds nothing off.
+   *
+   * @default {1000}
+   */
+  window?: number;
   /**
    * The wall-clock time to count the lifetime from, in unix milliseconds.
    *
@@ -163,55 +180,67 @@ export function checkTurnTtl(ttl: number): void {
   _checkTtl("build the ICE servers", ttl);
 }
 
-function _checkTtl(action: string, ttl: number): void {
+function _checkTtl(action: string, ttl: number, name = "ttl"): void {
   if (typeof ttl !== "number" || !Number.isSafeInteger(ttl)) {
     throw new RangeError(
-      `Cannot ${action}: ttl ${ttl} is not a whole number of milliseconds`,
+      `Cannot ${action}: ${name} ${ttl} is not a whole number of milliseconds`,
     );
   }
   if (ttl < 1000) {
-    throw new RangeError(`Cannot ${action}: ttl ${ttl} ms is under 1000 ms`);
+    throw new RangeError(
+      `Cannot ${action}: ${name} ${ttl} ms is under 1000 ms`,
+    );
   }
   if (ttl % 1000 !== 0) {
     throw new RangeError(
-      `Cannot ${action}: ttl ${ttl} ms is not a whole number of seconds`,
+      `Cannot ${action}: ${name} ${ttl} ms is not a whole number of seconds`,
     );
   }
 }
 
 /**
  * Makes TURN credentials that coturn's `use-auth-secret` accepts until
- * `now + ttl`.
+ * `now + ttl`, rounded up to the `window`.
  *
- * @param secret coturn's `static-auth-secret`, non-empty.
- * @param options The id, the lifetime and the time to count it from.
+ * @param secret coturn's `static-auth-secret`, at least 16 UTF-8 bytes.
+ * @param options The id, the lifetime, the window and the time to count
+ * from.
  * @returns The username and credential.
- * @throws {TypeError} When the secret is empty or the id is not acceptable.
- * @throws {RangeError} When `ttl` is not a whole number of seconds (in
- * milliseconds) of 1000 or more, or `now` is not a finite non-negative
- * number.
+ * @throws {TypeError} When the secret is not a string or the id is not
+ * acceptable.
+ * @throws {RangeError} When the secret is under 16 bytes, `ttl` or `window`
+ * is not a whole number of seconds (in milliseconds) of 1000 or more, or
+ * `now` is not a finite non-negative number.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { turnCredentials } from "./turn.ts";
- * const { username, credential } = await turnCredentials("secret", {
+ * const secret = "coturn's static-auth-secret";
+ * const { username, credential } = await turnCredentials(secret, {
  *   id: "peer1",
  *   ttl: 60_000,
  *   now: 1_700_000_000_000,
  * });
  * assert.equal(username, "1700000060:peer1");
  * assert.match(credential, /^[A-Za-z0-9+/]{27}=$/);
+ * // Rounded up to a minute: one username for a whole minute of fetches.
+ * const rounded = await turnCredentials(secret, {
+ *   id: "peer1",
+ *   ttl: 60_000,
+ *   window: 60_000,
+ *   now: 1_700_000_000_000,
+ * });
+ * assert.equal(rounded.username, "1700000100:peer1");
  * ```
  */
 export async function turnCredentials(
   secret: string,
   options: TurnCredentialsOptions,
 ): Promise<TurnCredentials> {
-  const { id, ttl = DEFAULT_TURN_TTL, now = Date.now() } = options;
-  if (typeof secret !== "string" || secret.length === 0) {
-    throw new TypeError("Cannot make TURN credentials: the secret is empty");
-  }
+  const { id, ttl = DEFAULT_TURN_TTL, window = 1000, now = Date.now() } =
+    options;
+  checkSecret("make TURN credentials", secret);
   if (
     typeof id !== "string" || id.length === 0 || id.length > _MAX_ID_LENGTH ||
     id.includes(":")
@@ -221,12 +250,16 @@ export async function turnCredentials(
     );
   }
   _checkTtl("make TURN credentials", ttl);
+  _checkTtl("make TURN credentials", window, "window");
   if (!Number.isFinite(now) || now < 0) {
     throw new RangeError(
       `Cannot make TURN credentials: now must be a unix time in milliseconds, got ${now}`,
     );
   }
-  const username = `${Math.floor(now / 1000) + ttl / 1000}:${id}`;
+  const step = window / 1000;
+  const expiry = Math.ceil((Math.floor(now / 1000) + ttl / 1000) / step) *
+    step;
+  const username = `${expiry}:${id}`;
   const key = await crypto.subtle.importKey(
     "raw",
     _ENCODER.encode(secret),
@@ -243,19 +276,20 @@ export async function turnCredentials(
  * `{"iceServers":[{"urls":[...turn],"username":"<expiry>:<id>","credential":"..."},{"urls":[...stun]}],"ttl":N}`,
  * the STUN entry left out when there is no STUN URL.
  *
- * @param secret coturn's `static-auth-secret`, non-empty.
- * @param options The URLs, the id, the lifetime and the time to count it
- * from.
+ * @param secret coturn's `static-auth-secret`, at least 16 UTF-8 bytes.
+ * @param options The URLs, the id, the lifetime, the window and the time to
+ * count from.
  * @returns The body, as JSON text.
  * @throws {TypeError} When there is no TURN URL, a URL has the wrong scheme,
- * the secret is empty or the id is not acceptable.
- * @throws {RangeError} When `ttl` or `now` is out of range.
+ * the secret is not a string or the id is not acceptable.
+ * @throws {RangeError} When the secret is under 16 bytes, or `ttl`,
+ * `window` or `now` is out of range.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { iceServersBody } from "./turn.ts";
- * const body = JSON.parse(await iceServersBody("secret", {
+ * const body = JSON.parse(await iceServersBody("coturn's static-auth-secret", {
  *   turnUrls: ["turn:turn.example.com:3478"],
  *   stunUrls: ["stun:stun.example.com:3478"],
  *   id: "peer1",
@@ -278,6 +312,7 @@ export async function iceServersBody(
   const { username, credential } = await turnCredentials(secret, {
     id: options.id,
     ttl,
+    window: options.window,
     now: options.now,
   });
   const response: IceServersResponse = {

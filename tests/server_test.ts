@@ -10,6 +10,10 @@ import { VERSION } from "../deno/version.ts";
 import { deadline, DeadlineError } from "../lib/deadline.ts";
 
 const CLOSE_GOING_AWAY = 1001;
+/** Secrets of 16 bytes or more, as every secret must be. */
+const CLUSTER_SECRET = "cluster-secret-for-cli-tests";
+const AUTH_SECRET = "auth-secret-for-cli-tests";
+const TURN_SECRET = "turn-secret-for-cli-tests";
 
 /**
  * Runs the CLI to completion. One that is still running after
@@ -189,7 +193,12 @@ Deno.test("cli exits 2 when a TLS flag comes without its pair", async (t) => {
 });
 
 Deno.test("cli exits 2 when the cluster flags do not go together", async (t) => {
-  const node = ["--cluster-url", "ws://127.0.0.1:1", "--cluster-secret", "s"];
+  const node = [
+    "--cluster-url",
+    "ws://127.0.0.1:1",
+    "--cluster-secret",
+    CLUSTER_SECRET,
+  ];
   const cases: [string, string[], RegExp][] = [
     ["--cluster-url without --redis", ["--cluster-url", "ws://a:1"], /--redis/],
     [
@@ -215,7 +224,7 @@ Deno.test("cli exits 2 when the cluster flags do not go together", async (t) => 
         "--cluster-url",
         "ws://a:1/x",
         "--cluster-secret",
-        "s",
+        CLUSTER_SECRET,
       ],
       /--cluster-url/,
     ],
@@ -230,6 +239,150 @@ Deno.test("cli exits 2 when the cluster flags do not go together", async (t) => 
       assertUsageError(await run(args), mentions);
     });
   }
+});
+
+Deno.test("cli exits 2 naming --ice-servers-public when --turn-secret comes without --auth-secret", async (t) => {
+  const turn = ["--turn-secret", TURN_SECRET, "--turn-url", "turn:127.0.0.1"];
+  await t.step("--turn-secret alone: refused, an open relay", async () => {
+    const result = await run(cliArgs(...turn));
+    assertUsageError(result, /--turn-secret without --auth-secret/);
+    assert.match(result.stderr.split("\n")[0], /--ice-servers-public/);
+  });
+  await t.step("--ice-servers-public without --turn-secret", async () => {
+    assertUsageError(
+      await run(cliArgs("--ice-servers-public")),
+      /--ice-servers-public needs --turn-secret/,
+    );
+  });
+});
+
+Deno.test("cli serves /ice-servers without a token and warns at start when given --ice-servers-public", async () => {
+  await using cli = new Cli(cliArgs(
+    "--turn-secret",
+    TURN_SECRET,
+    "--turn-url",
+    "turn:127.0.0.1:3478",
+    "--ice-servers-public",
+  ));
+  const port = await cli.port();
+  assert.match(cli.stderr, /INFO listen .* auth=off ice=\/ice-servers/);
+  await cli.line(/WARN ice_public path=\/ice-servers .*open relay/);
+  const response = await fetch(`http://127.0.0.1:${port}/ice-servers`);
+  assert.equal(response.status, 200);
+  const body = await response.json();
+  assert.match(body.iceServers[0].username, /^\d+:[0-9a-f]{16}$/);
+  assert.equal((await cli.child.stop()).code, 0, cli.stderr);
+});
+
+Deno.test("cli with --auth-secret and --turn-secret starts without warning about an open relay", async () => {
+  await using cli = new Cli(cliArgs(
+    "--auth-secret",
+    AUTH_SECRET,
+    "--turn-secret",
+    TURN_SECRET,
+    "--turn-url",
+    "turn:127.0.0.1:3478",
+  ));
+  const port = await cli.port();
+  const response = await fetch(`http://127.0.0.1:${port}/ice-servers`);
+  await response.body?.cancel();
+  assert.equal(response.status, 401);
+  assert.equal((await cli.child.stop()).code, 0, cli.stderr);
+  assert.doesNotMatch(cli.stderr, /WARN/);
+});
+
+Deno.test("cli exits 2 when a secret is under 16 bytes, saying how to make one", async (t) => {
+  const redis = ["--redis", "redis://127.0.0.1:1", "--cluster-url"];
+  const cases: [string, string[], RegExp][] = [
+    ["--auth-secret short", cliArgs("--auth-secret", "short"), /--auth-secret/],
+    [
+      "a short second --auth-secret",
+      cliArgs(
+        "--auth-secret",
+        AUTH_SECRET,
+        "--auth-secret",
+        "x".repeat(15),
+      ),
+      /--auth-secret: 15 bytes/,
+    ],
+    [
+      "--cluster-secret abc",
+      cliArgs(
+        ...redis,
+        "ws://127.0.0.1:1",
+        "--cluster-secret",
+        "abc",
+      ),
+      /--cluster-secret/,
+    ],
+    // "cluster-secret" itself is 14 bytes.
+    [
+      "--cluster-secret cluster-secret",
+      cliArgs(
+        ...redis,
+        "ws://127.0.0.1:1",
+        "--cluster-secret",
+        "cluster-secret",
+      ),
+      /--cluster-secret: 14 bytes/,
+    ],
+    [
+      "--turn-secret short",
+      cliArgs(
+        "--auth-secret",
+        AUTH_SECRET,
+        "--turn-secret",
+        "short",
+        "--turn-url",
+        "turn:x",
+      ),
+      /--turn-secret/,
+    ],
+    ["token --secret abcdef", ["token", "--secret", "abcdef"], /--secret/],
+    // Bytes, not characters: 5 characters of 3 bytes.
+    ["15 bytes in 5 characters", ["token", "--secret", "€€€€€"], /15 bytes/],
+  ];
+  for (const [name, args, mentions] of cases) {
+    await t.step(name, async () => {
+      const result = await run(args);
+      assertUsageError(result, mentions);
+      const line = result.stderr.split("\n")[0];
+      assert.match(line, /under 16 \(use 32 random bytes: sigver secret\)/);
+      // The secret itself is never printed.
+      assert.doesNotMatch(line, /short|abcdef|abc'|€/);
+    });
+  }
+  await t.step("16 bytes are enough", async () => {
+    const { code, stdout } = await run(["token", "--secret", "x".repeat(16)]);
+    assert.equal(code, 0);
+    assert.match(stdout, /^v1\./);
+  });
+});
+
+Deno.test("cli secret prints 32 random bytes, base64url, that the server takes", async (t) => {
+  const first = await run(["secret"]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(first.stderr, "");
+  assert.match(first.stdout, /^[A-Za-z0-9_-]{43}\n$/);
+  const second = await run(["secret"]);
+  assert.notEqual(second.stdout, first.stdout);
+  await t.step("a token signed with it", async () => {
+    const token = await run(["token", "--secret", first.stdout.trim()]);
+    assert.equal(token.code, 0, token.stderr);
+  });
+  await t.step("--help", async () => {
+    const help = await run(["secret", "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /32 random bytes/);
+  });
+  await t.step("an argument: exit 2", async () => {
+    assertUsageError(await run(["secret", "--length", "8"]), /secret/);
+  });
+  await t.step("the help lists it", async () => {
+    const help = await run(["--help"]);
+    assert.match(help.stdout, /^ {2}secret {2,}print a new random secret/m);
+    assert.match(help.stdout, /--ice-servers-public/);
+  });
 });
 
 Deno.test("cli exits 1 with an error instead of serving plain HTTP when a TLS file is missing", async (t) => {

@@ -359,8 +359,12 @@ Deno.test("describeCloseCode names every protocol close code", () => {
 // Access tokens
 
 Deno.test("client opens /t/<token>/<key> with the token option", async () => {
-  await using server = startServer({ authSecrets: ["secret"] });
-  const token = await mintToken("secret", { prefix: "room" });
+  await using server = startServer({
+    authSecrets: ["a token secret of 16+ bytes"],
+  });
+  const token = await mintToken("a token secret of 16+ bytes", {
+    prefix: "room",
+  });
   await using member = await SigverClient.open(base(server), "room", {
     token,
     favored: true,

@@ -13,14 +13,19 @@ function base(server: SigverServer): string {
 }
 
 const TURN = {
-  secret: "coturn secret",
+  secret: "a coturn secret of 16+ bytes",
   urls: ["turn:127.0.0.1:3478"],
   ttl: 60_000,
 };
 
 Deno.test("fetchIceServers gets the credentials, with a token when tokens are on", async () => {
-  await using server = startServer({ turn: TURN, authSecrets: ["secret"] });
-  const token = await mintToken("secret", { prefix: "room/" });
+  await using server = startServer({
+    turn: TURN,
+    authSecrets: ["a token secret of 16+ bytes"],
+  });
+  const token = await mintToken("a token secret of 16+ bytes", {
+    prefix: "room/",
+  });
   for (const url of [base(server), httpUrl(server, "/")]) {
     const servers = await fetchIceServers(url, { token });
     assert.equal(servers?.length, 1);
@@ -30,7 +35,7 @@ Deno.test("fetchIceServers gets the credentials, with a token when tokens are on
   }
   const cases: [string | undefined, number][] = [
     [undefined, 401],
-    [await mintToken("not the secret"), 403],
+    [await mintToken("not the server's token secret"), 403],
   ];
   for (const [bad, status] of cases) {
     const error = await fetchIceServers(base(server), { token: bad }).then(

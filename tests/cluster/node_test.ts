@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { ClusterNode } from "../../cluster/node.ts";
 import { RedisClient } from "../../cluster/redis.ts";
 import { startRedis } from "../../dev/redis_server.ts";
+import { ManualClock } from "../../lib/clock.ts";
 
 /** Scripts Redis has run (EVALSHA and EVAL calls), from INFO commandstats. */
 async function scripts(client: RedisClient): Promise<number> {
@@ -22,7 +23,7 @@ Deno.test("ClusterNode: peers of one new key that arrive together share one owne
   const node = new ClusterNode({
     redis: redis.url,
     url: "ws://127.0.0.1:1",
-    secret: "cluster-secret",
+    secret: "a cluster secret of 16+ bytes",
   });
   try {
     await node.start();
@@ -49,5 +50,89 @@ Deno.test("ClusterNode: peers of one new key that arrive together share one owne
     assert.equal(await client.command("GET", "sigver:lease:room"), null);
   } finally {
     await node.close();
+  }
+});
+
+/** Commands Redis has processed, INFO included, from INFO stats. */
+async function commands(client: RedisClient): Promise<number> {
+  const info = String(await client.command("INFO", "stats"));
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1]);
+}
+
+Deno.test("ClusterNode.nodeUrl asks Redis about an unknown node once a second, however often it is named", async () => {
+  await using redis = await startRedis();
+  await using client = new RedisClient(redis.url);
+  const clock = new ManualClock();
+  const node = new ClusterNode({
+    redis: redis.url,
+    url: "ws://127.0.0.1:1",
+    secret: "a cluster secret of 32 bytes....",
+    clock,
+  });
+  try {
+    await node.start();
+    // What reading the count costs: the INFO itself.
+    const idle = -(await commands(client) - await commands(client));
+    const before = await commands(client);
+    for (let i = 0; i < 50; i++) {
+      assert.equal(await node.nodeUrl("0123456789abcdef"), undefined);
+    }
+    // Named together, asked once.
+    await Promise.all(
+      Array.from({ length: 50 }, () => node.nodeUrl("fedcba9876543210")),
+    );
+    assert.equal(await commands(client) - before - idle, 2, "two GETs");
+    // A second later, it is asked about again.
+    clock.advance(1000);
+    const later = await commands(client);
+    assert.equal(await node.nodeUrl("0123456789abcdef"), undefined);
+    assert.equal(await commands(client) - later - idle, 1, "one more GET");
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("ClusterNode.nodeUrl gives the URL of a node that announced itself, and nothing for a forged record", async () => {
+  await using redis = await startRedis();
+  await using client = new RedisClient(redis.url);
+  const options = {
+    redis: redis.url,
+    secret: "a cluster secret of 32 bytes....",
+  };
+  const a = new ClusterNode({ ...options, url: "ws://127.0.0.1:1" });
+  const b = new ClusterNode({ ...options, url: "ws://127.0.0.1:2" });
+  try {
+    await a.start();
+    await b.start();
+    assert.equal(await a.nodeUrl(b.id), "ws://127.0.0.1:2");
+    assert.equal(await a.nodeUrl(a.id), "ws://127.0.0.1:1");
+    // B's record, moved to another id, or with another URL, is no record.
+    const record = String(await client.command("GET", `sigver:node:${b.id}`));
+    assert.match(record, /^ws:\/\/127\.0\.0\.1:2\|[A-Za-z0-9_-]{43}$/);
+    await client.command("SET", "sigver:node:0123456789abcdef", record);
+    assert.equal(await a.nodeUrl("0123456789abcdef"), undefined);
+    await client.command(
+      "SET",
+      "sigver:node:fedcba9876543210",
+      record.replace(":2|", ":3|"),
+    );
+    assert.equal(await a.nodeUrl("fedcba9876543210"), undefined);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+Deno.test("ClusterNode refuses a URL that is not ws[s]://host:port, and writes a valid one as the URL standard does", () => {
+  const options = { redis: "redis://127.0.0.1:1", secret: "s" };
+  for (
+    const url of [
+      "http://10.0.0.1:8000",
+      "ws://10.0.0.1:8000/",
+      "ws://10.0.0.1:8000?x",
+      "ws://user:pw@10.0.0.1:8000",
+    ]
+  ) {
+    assert.throws(() => new ClusterNode({ ...options, url }), TypeError, url);
   }
 });

@@ -811,7 +811,7 @@ Deno.test("serve() that cannot listen lets its cluster node's Redis connection g
           new ClusterPlacement({
             redis: redis.url,
             url: `ws://127.0.0.1:${taken.addr.port}`,
-            secret: "cluster-secret",
+            secret: "a cluster secret of 16+ bytes",
           }),
         ),
       Deno.errors.AddrInUse,

@@ -260,10 +260,12 @@ Deno.test("a good token with an empty key is closed with 4741 after the open", a
 });
 
 Deno.test("rotation: a token of any listed secret opens, another is refused", async () => {
-  await using server = authServer({ authSecrets: ["new secret", SECRET] });
+  await using server = authServer({
+    authSecrets: ["the new auth secret", SECRET],
+  });
   const expiry = nowS() + 600;
   await meet(
-    peerUrl(server, `/t/${refToken("new secret", expiry)}/${KEY}`),
+    peerUrl(server, `/t/${refToken("the new auth secret", expiry)}/${KEY}`),
     peerUrl(server, `/t/${refToken(SECRET, expiry)}/${KEY}`),
   );
   const gone = refToken("retired secret", expiry);
@@ -295,6 +297,8 @@ const TURN = {
   ],
   stunUrls: ["stun:127.0.0.1:3478"],
   ttl: 120_000,
+  // Servers below without tokens hand credentials to anyone, on purpose.
+  public: true,
 };
 
 /** Checks a body of /ice-servers against the contract, with node:crypto. */
@@ -313,9 +317,11 @@ function assertCredentials(
   assert.deepEqual(turn.urls, TURN.urls);
   const [expiry, id] = turn.username.split(":");
   assert.match(expiry, /^\d+$/);
+  // Rounded up to a minute: one username per client and minute.
   assert.ok(
-    before + ttl <= Number(expiry) && Number(expiry) <= after + ttl,
-    `expiry ${expiry} is not now + ${ttl}`,
+    before + ttl <= Number(expiry) && Number(expiry) <= after + ttl + 60 &&
+      Number(expiry) % 60 === 0,
+    `expiry ${expiry} is not now + ${ttl}, rounded up to a minute`,
   );
   assert.match(id, /^[0-9a-f]{16}$/);
   assert.equal(turn.credential, refCredential(secret, turn.username));
@@ -586,7 +592,7 @@ Deno.test("a CLI server with --auth-secret lets in the token the CLI minted", as
   const minted = await run([
     "token",
     "--secret",
-    "old secret",
+    "the old auth secret",
     "--prefix",
     "team-7f3a/",
   ]);
@@ -594,9 +600,9 @@ Deno.test("a CLI server with --auth-secret lets in the token the CLI minted", as
   const token = minted.stdout.split("\n")[0];
   await using cli = new Cli(cliArgs(
     "--auth-secret",
-    "new secret",
+    "the new auth secret",
     "--auth-secret",
-    "old secret",
+    "the old auth secret",
     "--turn-secret",
     TURN_SECRET,
     "--turn-url",
@@ -629,13 +635,18 @@ Deno.test("a CLI server with --auth-secret lets in the token the CLI minted", as
 });
 
 Deno.test("SIGVER_AUTH_SECRETS sets the secrets when the process may read it", async (t) => {
-  const env = { SIGVER_AUTH_SECRETS: " new secret , old secret ," };
+  const env = {
+    SIGVER_AUTH_SECRETS: " the new auth secret , the old auth secret ,",
+  };
   const allowEnv = ["--allow-env=SIGVER_AUTH_SECRETS"];
   await t.step("token signs with its first secret", async () => {
     const { code, stdout } = await run(["token"], allowEnv, env);
     assert.equal(code, 0);
     const [, expiry] = stdout.trimEnd().split(".");
-    assert.equal(stdout.trimEnd(), refToken("new secret", Number(expiry)));
+    assert.equal(
+      stdout.trimEnd(),
+      refToken("the new auth secret", Number(expiry)),
+    );
   });
   await t.step("a server takes every secret", async () => {
     await using child = spawn(Deno.execPath(), {
@@ -659,8 +670,8 @@ Deno.test("SIGVER_AUTH_SECRETS sets the secrets when the process may read it", a
     const base = `ws://127.0.0.1:${match[1]}`;
     const expiry = nowS() + 600;
     await meet(
-      `${base}/t/${refToken("new secret", expiry)}/${KEY}`,
-      `${base}/t/${refToken("old secret", expiry)}/${KEY}`,
+      `${base}/t/${refToken("the new auth secret", expiry)}/${KEY}`,
+      `${base}/t/${refToken("the old auth secret", expiry)}/${KEY}`,
     );
   });
   await t.step("one that holds no secret stops the start", async () => {
@@ -702,7 +713,7 @@ Deno.test("cli exits 2 for TURN and token flags that don't fit", async (t) => {
     ],
     [
       "--turn-secret without --turn-url",
-      ["--turn-secret", "s"],
+      ["--turn-secret", TURN_SECRET],
       /--turn-secret needs --turn-url/,
     ],
     [
@@ -712,12 +723,12 @@ Deno.test("cli exits 2 for TURN and token flags that don't fit", async (t) => {
     ],
     [
       "an http --turn-url",
-      ["--turn-secret", "s", "--turn-url", "http://x"],
+      ["--turn-secret", TURN_SECRET, "--turn-url", "http://x"],
       /--turn-url: 'http:\/\/x'/,
     ],
     ["a turn: --stun-url", [
       "--turn-secret",
-      "s",
+      TURN_SECRET,
       "--turn-url",
       "turn:x",
       "--stun-url",
@@ -725,7 +736,7 @@ Deno.test("cli exits 2 for TURN and token flags that don't fit", async (t) => {
     ], /--stun-url: 'turn:y'/],
     ["--turn-ttl 0", [
       "--turn-secret",
-      "s",
+      TURN_SECRET,
       "--turn-url",
       "turn:x",
       "--turn-ttl",
@@ -733,7 +744,7 @@ Deno.test("cli exits 2 for TURN and token flags that don't fit", async (t) => {
     ], /--turn-ttl/],
     ["--turn-ttl 1.5", [
       "--turn-secret",
-      "s",
+      TURN_SECRET,
       "--turn-url",
       "turn:x",
       "--turn-ttl",

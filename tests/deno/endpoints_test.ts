@@ -229,7 +229,11 @@ Deno.test("answerPlain serves the demo page only when the demo is on", async () 
 
 Deno.test("answerPlain points the demo page at the ICE servers path when TURN is on", async () => {
   const ice = new IceServersEndpoint({
-    turn: { secret: TURN_SECRET, urls: ["turn:127.0.0.1:3478"] },
+    turn: {
+      secret: TURN_SECRET,
+      urls: ["turn:127.0.0.1:3478"],
+      public: true,
+    },
   });
   const response = await answer(source({ demo: true, ice }), "/");
   assert.match(
@@ -240,15 +244,18 @@ Deno.test("answerPlain points the demo page at the ICE servers path when TURN is
 
 Deno.test("answerPlain hands the ICE servers path to its endpoint, every method", async () => {
   const ice = new IceServersEndpoint({
-    turn: { secret: TURN_SECRET, urls: ["turn:127.0.0.1:3478"] },
+    turn: {
+      secret: TURN_SECRET,
+      urls: ["turn:127.0.0.1:3478"],
+      public: true,
+    },
     now: () => 1_700_000_000_000,
-    id: () => "0123456789abcdef",
   });
   const from = source({ ice });
   const get = await answer(from, "/ice-servers");
   assert.equal(get.status, 200);
   const body = await get.json();
-  assert.equal(body.iceServers[0].username, "1700003600:0123456789abcdef");
+  assert.match(body.iceServers[0].username, /^1700003640:[0-9a-f]{16}$/);
   // A preflight is the endpoint's, not a 405.
   const options = await answer(from, "/ice-servers", "OPTIONS");
   assert.equal(options.status, 204);
@@ -257,7 +264,11 @@ Deno.test("answerPlain hands the ICE servers path to its endpoint, every method"
 
 Deno.test("answerPlain reports the ICE servers endpoint's refusals to the source", async () => {
   const ice = new IceServersEndpoint({
-    turn: { secret: TURN_SECRET, urls: ["turn:127.0.0.1:3478"] },
+    turn: {
+      secret: TURN_SECRET,
+      urls: ["turn:127.0.0.1:3478"],
+      public: true,
+    },
     allowOrigins: ["https://app.example"],
   });
   const from = source({ ice });

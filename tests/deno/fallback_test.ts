@@ -714,7 +714,7 @@ Deno.test("access tokens: /t/<token>/<key> opens a session of <key>, no token 40
   assert.equal(none.status, 401);
   const wrongKey = await refusedStream(httpUrl(server, `/t/${token}/other`));
   assert.equal(wrongKey.status, 403);
-  const other = await mintToken("another secret", { prefix: "room" });
+  const other = await mintToken("another token secret", { prefix: "room" });
   const forged = await refusedStream(httpUrl(server, `/t/${other}/room`));
   assert.equal(forged.status, 403);
   assert.equal(hubOf(server.handler).size, 2);

@@ -3,19 +3,23 @@
 // node:crypto (`_reference.ts`), independently of the code under test.
 
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import {
   IceServersEndpoint,
   type IceServersEndpointOptions,
+  TURN_USERNAME_WINDOW,
 } from "../../deno/ice.ts";
 import type { Refusal } from "../../lib/admission.ts";
 import { TokenAuthority } from "../../lib/token.ts";
 import { refCredential, refToken } from "../_reference.ts";
 
 const TURN_SECRET = "coturn-static-auth-secret";
-const AUTH_SECRET = "sigver-auth-secret";
+const AUTH_SECRET = "sigver-auth-secret-for-tests";
 /** 2023-11-14T22:13:20.250Z, in unix milliseconds. */
 const NOW = 1_700_000_000_250;
 const NOW_S = 1_700_000_000;
+/** NOW_S + 600 rounded up to a minute. */
+const EXPIRY = 1_700_000_640;
 const URL = "http://sigver.test/ice-servers";
 const TURN = {
   secret: TURN_SECRET,
@@ -23,7 +27,24 @@ const TURN = {
   stunUrls: ["stun:stun.example:3478"],
   /** Ten minutes, in milliseconds; the body says 600 (seconds). */
   ttl: 600_000,
+  /** No tokens in most of these tests: an open relay, on purpose. */
+  public: true,
 };
+
+/**
+ * The id of a username as documented: 16 hex digits of
+ * HMAC-SHA256(TURN secret, "sigver turn username|<token|address>|<value>").
+ */
+function refId(
+  kind: "token" | "address",
+  value: string,
+  secret = TURN_SECRET,
+): string {
+  return createHmac("sha256", secret)
+    .update(`sigver turn username|${kind}|${value}`)
+    .digest("hex")
+    .slice(0, 16);
+}
 
 function endpoint(
   options: IceServersEndpointOptions = {},
@@ -31,9 +52,14 @@ function endpoint(
   return new IceServersEndpoint({
     turn: TURN,
     now: () => NOW,
-    id: () => "fixed-id",
     ...options,
   });
+}
+
+/** The TURN username of a 200 answer. */
+async function username(response: Response): Promise<string> {
+  assert.equal(response.status, 200);
+  return (await response.json()).iceServers[0].username;
 }
 
 function request(
@@ -43,10 +69,10 @@ function request(
 }
 
 Deno.test("ice-servers answers the exact body with coturn's credentials", async () => {
-  const response = await endpoint().handle(request());
+  const response = await endpoint().handle(request(), undefined, "192.0.2.1");
   assert.equal(response.status, 200);
   assert.equal(response.headers.get("content-type"), "application/json");
-  const username = `${NOW_S + 600}:fixed-id`;
+  const username = `${EXPIRY}:${refId("address", "192.0.2.1")}`;
   assert.equal(
     await response.text(),
     `{"iceServers":[{"urls":["turn:turn.example:3478?transport=udp",` +
@@ -56,25 +82,246 @@ Deno.test("ice-servers answers the exact body with coturn's credentials", async 
   );
 });
 
-Deno.test("ice-servers counts an hour by default and a fresh id per answer", async () => {
+Deno.test("ice-servers counts an hour by default, rounded up to a minute", async () => {
   const ice = new IceServersEndpoint({
-    turn: { secret: TURN_SECRET, urls: ["turn:t.example"] },
+    turn: { secret: TURN_SECRET, urls: ["turn:t.example"], public: true },
     now: () => NOW,
   });
-  const bodies = [];
-  for (let i = 0; i < 3; i++) {
-    bodies.push(await (await ice.handle(request())).json());
+  const body = await (await ice.handle(request(), undefined, "192.0.2.1"))
+    .json();
+  assert.equal(body.ttl, 3600);
+  assert.equal(body.iceServers.length, 1);
+  const { username, credential } = body.iceServers[0];
+  // NOW_S + 3600 = 1_700_003_600, rounded up to 1_700_003_640.
+  assert.equal(username, `1700003640:${refId("address", "192.0.2.1")}`);
+  assert.equal(credential, refCredential(TURN_SECRET, username));
+});
+
+Deno.test("ice-servers gives one address one username for a minute, whatever it fetches", async () => {
+  assert.equal(TURN_USERNAME_WINDOW, 60_000);
+  let now = NOW;
+  const ice = endpoint({ now: () => now });
+  const fetchAt = async (at: number, address: string) => {
+    now = at;
+    return await username(await ice.handle(request(), undefined, address));
+  };
+  const first = await fetchAt(NOW, "192.0.2.1");
+  assert.equal(first, `${EXPIRY}:${refId("address", "192.0.2.1")}`);
+  // Every fetch within the window: the same username, so coturn counts
+  // every allocation of this client against one user-quota.
+  for (const later of [0, 1000, 20_000, 39_000]) {
+    assert.equal(await fetchAt(NOW + later, "192.0.2.1"), first);
   }
-  const usernames = new Set<string>();
-  for (const body of bodies) {
-    assert.equal(body.ttl, 3600);
-    assert.equal(body.iceServers.length, 1);
-    const { username, credential } = body.iceServers[0];
-    assert.match(username, new RegExp(`^${NOW_S + 3600}:[0-9a-f]{16}$`));
-    assert.equal(credential, refCredential(TURN_SECRET, username));
-    usernames.add(username);
+  // The next window: the same id, a later expiry.
+  assert.equal(
+    await fetchAt(NOW + 41_000, "192.0.2.1"),
+    `${EXPIRY + 60}:${refId("address", "192.0.2.1")}`,
+  );
+  // Another address: another id. An IPv6 address's ":" never shows.
+  const other = await fetchAt(NOW + 41_000, "2001:db8::7");
+  assert.equal(other, `${EXPIRY + 60}:${refId("address", "2001:db8::7")}`);
+  assert.equal(other.split(":").length, 2);
+});
+
+Deno.test("ice-servers with tokens gives one token one username from any address, another token another", async () => {
+  const tokens = new TokenAuthority([AUTH_SECRET]);
+  const ice = endpoint({ tokens });
+  const a = refToken(AUTH_SECRET, NOW_S + 600, "room/");
+  const b = refToken(AUTH_SECRET, NOW_S + 601, "room/");
+  const get = async (token: string, address: string) =>
+    await username(
+      await ice.handle(
+        request({ headers: { authorization: `Bearer ${token}` } }),
+        undefined,
+        address,
+      ),
+    );
+  const fromA = await get(a, "192.0.2.1");
+  assert.equal(fromA, `${EXPIRY}:${refId("token", a)}`);
+  // The same token from elsewhere, or in the query: the same username.
+  assert.equal(await get(a, "198.51.100.2"), fromA);
+  assert.equal(
+    await username(
+      await ice.handle(request({ url: `${URL}?token=${a}` }), undefined, "x"),
+    ),
+    fromA,
+  );
+  // Another token, from the same address: another username.
+  const fromB = await get(b, "192.0.2.1");
+  assert.equal(fromB, `${EXPIRY}:${refId("token", b)}`);
+  assert.notEqual(fromB, fromA);
+  // The id never carries the token or a piece of its signature.
+  const id = fromA.split(":")[1];
+  assert.ok(!a.includes(id));
+  assert.notEqual(id, refId("token", a, AUTH_SECRET));
+});
+
+Deno.test("ice-servers names the client by the forwarding headers only with trustProxy", async (t) => {
+  const forwarded = {
+    headers: { "x-forwarded-for": "203.0.113.9, 198.51.100.20" },
+  };
+  await t.step("trusted: the proxy's last hop", async () => {
+    const ice = endpoint({ trustProxy: true });
+    assert.equal(
+      await username(await ice.handle(request(forwarded), undefined, "::1")),
+      `${EXPIRY}:${refId("address", "198.51.100.20")}`,
+    );
+  });
+  await t.step("not trusted: the socket's address", async () => {
+    const ice = endpoint();
+    assert.equal(
+      await username(await ice.handle(request(forwarded), undefined, "::1")),
+      `${EXPIRY}:${refId("address", "::1")}`,
+    );
+  });
+});
+
+Deno.test("ice-servers refuses to hand out credentials without tokens unless turn.public says so", async (t) => {
+  const { public: _, ...closed } = TURN;
+  await t.step("no tokens, no public: TypeError", () => {
+    for (const turn of [closed, { ...closed, public: false }]) {
+      assert.throws(() => new IceServersEndpoint({ turn }), {
+        name: "TypeError",
+        message:
+          "Cannot create handler: TURN credentials without access tokens go to anyone who asks; set authSecrets, or turn.public: true to run an open relay",
+      });
+    }
+  });
+  await t.step("tokens: no public needed, a token needed", async () => {
+    const ice = new IceServersEndpoint({
+      turn: closed,
+      tokens: new TokenAuthority([AUTH_SECRET]),
+    });
+    const response = await ice.handle(request());
+    await response.body?.cancel();
+    assert.equal(response.status, 401);
+  });
+  await t.step("public: served without a token", async () => {
+    const response = await new IceServersEndpoint({
+      turn: { ...closed, public: true },
+    }).handle(request());
+    await response.body?.cancel();
+    assert.equal(response.status, 200);
+  });
+  await t.step("no TURN: nothing to guard", () => {
+    assert.equal(new IceServersEndpoint().enabled, false);
+  });
+});
+
+Deno.test("ice-servers answers 429 once an address used its burst, then one a second", async () => {
+  let now = NOW;
+  const ice = endpoint({ now: () => now });
+  const refusals: Refusal[] = [];
+  const get = (address: string, init: RequestInit = {}) =>
+    ice.handle(request(init), (r) => refusals.push(r), address);
+  for (let i = 0; i < 10; i++) {
+    const response = await get("192.0.2.1", i % 2 ? { method: "HEAD" } : {});
+    await response.body?.cancel();
+    assert.equal(response.status, 200, `request ${i + 1}`);
   }
-  assert.equal(usernames.size, 3);
+  const refused = await get("192.0.2.1");
+  assert.equal(refused.status, 429);
+  assert.equal(refused.headers.get("retry-after"), "1");
+  assert.equal(refused.headers.get("cache-control"), "no-store");
+  // Readable from a page: CORS headers on the refusal too.
+  assert.equal(refused.headers.get("access-control-allow-origin"), "*");
+  assert.equal(
+    await refused.text(),
+    "Too Many Requests: this address asks for ICE servers too often; credentials stay valid, reuse them\n",
+  );
+  assert.deepEqual(refusals.map((r) => [r.status, r.reason]), [
+    [429, "ice_rate"],
+  ]);
+  // Preflights are not counted, nor other addresses.
+  const preflight = await get("192.0.2.1", { method: "OPTIONS" });
+  assert.equal(preflight.status, 204);
+  const other = await get("192.0.2.2");
+  await other.body?.cancel();
+  assert.equal(other.status, 200);
+  // One more a second.
+  now += 999;
+  assert.equal((await get("192.0.2.1")).status, 429);
+  now += 1;
+  const again = await get("192.0.2.1");
+  await again.body?.cancel();
+  assert.equal(again.status, 200);
+  assert.equal((await get("192.0.2.1")).status, 429);
+});
+
+Deno.test("ice-servers counts refused tokens against the address's requests too", async () => {
+  const ice = endpoint({ tokens: new TokenAuthority([AUTH_SECRET]) });
+  const bad = { headers: { authorization: "Bearer v1.1.x.nope" } };
+  for (let i = 0; i < 10; i++) {
+    const response = await ice.handle(request(bad), undefined, "192.0.2.1");
+    await response.body?.cancel();
+    assert.equal(response.status, 401);
+  }
+  // Guessing tokens is rationed as fetching credentials is.
+  const response = await ice.handle(
+    request({
+      headers: {
+        authorization: `Bearer ${refToken(AUTH_SECRET, NOW_S + 60)}`,
+      },
+    }),
+    undefined,
+    "192.0.2.1",
+  );
+  await response.body?.cancel();
+  assert.equal(response.status, 429);
+});
+
+Deno.test("ice-servers takes its request rate and burst from the TURN options", async (t) => {
+  const burst = async (turn: IceServersEndpointOptions["turn"]) => {
+    const ice = endpoint({ turn });
+    for (let i = 0; i < 100; i++) {
+      const response = await ice.handle(request(), undefined, "192.0.2.1");
+      await response.body?.cancel();
+      if (response.status === 429) return i;
+    }
+    return Infinity;
+  };
+  await t.step("a burst of 3", async () => {
+    assert.equal(await burst({ ...TURN, requestBurst: 3 }), 3);
+  });
+  await t.step("rate 0: no limit", async () => {
+    assert.equal(await burst({ ...TURN, requestRate: 0 }), Infinity);
+  });
+  await t.step("a negative or non-number rate: RangeError", () => {
+    for (
+      const bad of [
+        { requestRate: -1 },
+        { requestBurst: NaN },
+        { requestRate: Infinity },
+      ]
+    ) {
+      assert.throws(() => endpoint({ turn: { ...TURN, ...bad } }), {
+        name: "RangeError",
+        message: /^Cannot create handler: turn\.request(Rate|Burst) /,
+      });
+    }
+  });
+});
+
+Deno.test("ice-servers keeps a bounded number of addresses, forgetting the least recent", async () => {
+  const ice = endpoint({ turn: { ...TURN, requestBurst: 1 } });
+  const status = async (address: string) => {
+    const response = await ice.handle(
+      request({ method: "HEAD" }),
+      undefined,
+      address,
+    );
+    return response.status;
+  };
+  assert.equal(await status("192.0.2.1"), 200);
+  assert.equal(await status("192.0.2.1"), 429);
+  // 10 000 other addresses at the same instant push the first one out:
+  // memory stays bounded, at the price of a fresh bucket for it.
+  for (let i = 0; i < 10_000; i++) {
+    assert.equal(await status(`10.${i >> 8}.${i & 255}.1`), 200);
+  }
+  assert.equal(await status("192.0.2.1"), 200);
+  // The most recent are still counted.
+  assert.equal(await status("10.39.15.1"), 429);
 });
 
 Deno.test("ice-servers marks every answer no-store", async (t) => {
@@ -345,7 +592,7 @@ Deno.test("ice-servers with tokens on refuses as upgrades do, 401 or 403", async
 });
 
 Deno.test("ice-servers with tokens on serves a valid token in the header or the query", async (t) => {
-  const tokens = new TokenAuthority(["new secret", AUTH_SECRET]);
+  const tokens = new TokenAuthority(["the new auth secret", AUTH_SECRET]);
   // The prefix is not checked: /ice-servers is about no group.
   const token = refToken(AUTH_SECRET, NOW_S + 60, "room/");
   const cases: [string, RequestInit & { url?: string }][] = [
@@ -363,7 +610,9 @@ Deno.test("ice-servers with tokens on serves a valid token in the header or the 
       },
     }],
     ["signed by the first secret", {
-      headers: { authorization: `Bearer ${refToken("new secret", NOW_S)}` },
+      headers: {
+        authorization: `Bearer ${refToken("the new auth secret", NOW_S)}`,
+      },
     }],
   ];
   for (const [name, init] of cases) {
@@ -371,7 +620,7 @@ Deno.test("ice-servers with tokens on serves a valid token in the header or the 
       const response = await endpoint({ tokens }).handle(request(init));
       assert.equal(response.status, 200);
       const body = await response.json();
-      assert.equal(body.iceServers[0].username, `${NOW_S + 600}:fixed-id`);
+      assert.match(body.iceServers[0].username, new RegExp(`^${EXPIRY}:`));
     });
   }
   await t.step("the header wins over the query", async () => {
@@ -386,7 +635,12 @@ Deno.test("ice-servers with tokens on serves a valid token in the header or the 
 
 Deno.test("IceServersEndpoint throws when the TURN options are unusable", async (t) => {
   const cases: [string, IceServersEndpointOptions["turn"], string][] = [
-    ["an empty secret", { ...TURN, secret: "" }, "TypeError"],
+    ["an empty secret", { ...TURN, secret: "" }, "RangeError"],
+    ["a 15-byte secret", { ...TURN, secret: "x".repeat(15) }, "RangeError"],
+    ["a secret that is no string", {
+      ...TURN,
+      secret: undefined as unknown as string,
+    }, "TypeError"],
     ["no TURN URL", { ...TURN, urls: [] }, "TypeError"],
     ["a STUN URL as TURN", { ...TURN, urls: ["stun:x"] }, "TypeError"],
     ["a TURN URL as STUN", { ...TURN, stunUrls: ["turn:x"] }, "TypeError"],

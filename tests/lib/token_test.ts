@@ -21,6 +21,9 @@ import {
 } from "../../lib/token.ts";
 
 const SECRET = "s3cret-for-tests";
+const OTHER = "another-secret-for-tests";
+const NEW = "the new secret, for rotation";
+const OLD = "the old secret, for rotation";
 /** 2023-11-14T22:13:20Z, in unix milliseconds. */
 const NOW = 1_700_000_000_000;
 /** An expiry one hour after NOW, in unix seconds. */
@@ -106,11 +109,11 @@ Deno.test("mintToken and checkToken agree with TokenAuthority", async () => {
   const token = await mintToken(SECRET, { prefix: "p", now: NOW });
   assert.equal(token, refToken(SECRET, EXPIRY, "p"));
   assert.deepEqual(
-    await checkToken(["other", SECRET], { token, key: "p1", now: NOW }),
+    await checkToken([OTHER, SECRET], { token, key: "p1", now: NOW }),
     { ok: true },
   );
   assert.equal(
-    outcome(await checkToken(["other"], { token, key: "p1", now: NOW })),
+    outcome(await checkToken([OTHER], { token, key: "p1", now: NOW })),
     "403 token_signature",
   );
 });
@@ -171,8 +174,8 @@ Deno.test("check limits keys to the token's prefix", async (t) => {
 });
 
 Deno.test("check accepts any listed secret and mint signs with the first", async () => {
-  const rotating = new TokenAuthority(["new", "old"]);
-  for (const secret of ["new", "old"]) {
+  const rotating = new TokenAuthority([NEW, OLD]);
+  for (const secret of [NEW, OLD]) {
     const token = refToken(secret, EXPIRY, "room/");
     assert.equal(
       outcome(await rotating.check({ token, key: "room/a", now: NOW })),
@@ -181,8 +184,8 @@ Deno.test("check accepts any listed secret and mint signs with the first", async
     );
   }
   const minted = await rotating.mint({ prefix: "room/", now: NOW });
-  assert.equal(minted, refToken("new", EXPIRY, "room/"));
-  const oldOnly = new TokenAuthority(["old"]);
+  assert.equal(minted, refToken(NEW, EXPIRY, "room/"));
+  const oldOnly = new TokenAuthority([OLD]);
   assert.equal(
     outcome(await oldOnly.check({ token: minted, key: "room/a", now: NOW })),
     "403 token_signature",
@@ -468,25 +471,63 @@ Deno.test("check refusals carry a short text with neither token, key nor secret"
   });
 });
 
-Deno.test("TokenAuthority throws TypeError when a secret is missing or empty", async (t) => {
-  const cases: [string, string[]][] = [
+Deno.test("TokenAuthority throws TypeError when a secret is missing or not a string", async (t) => {
+  const cases: [string, unknown[]][] = [
     ["no secret", []],
-    ["an empty secret", [""]],
-    ["an empty second secret", ["a", ""]],
+    ["a number", [1234567890123456789]],
+    ["undefined second secret", [SECRET, undefined]],
   ];
   for (const [name, secrets] of cases) {
     await t.step(name, () => {
-      assert.throws(() => new TokenAuthority(secrets), {
+      assert.throws(() => new TokenAuthority(secrets as string[]), {
         name: "TypeError",
         message: /^Cannot create a token authority: /,
       });
     });
   }
-  await assert.rejects(mintToken("", {}), TypeError);
   await assert.rejects(
     checkToken([], { token: "x", key: "k", now: NOW }),
     TypeError,
   );
+});
+
+Deno.test("TokenAuthority, mintToken and checkToken refuse a secret under 16 bytes with RangeError", async (t) => {
+  const cases: [string, string, number][] = [
+    ["empty", "", 0],
+    ["short", "short", 5],
+    ["abcdef", "abcdef", 6],
+    ["15 bytes", "x".repeat(15), 15],
+    // Counted in UTF-8 bytes, not characters: 5 × 3 bytes.
+    ["15 bytes in 5 characters", "€€€€€", 15],
+  ];
+  for (const [name, secret, bytes] of cases) {
+    await t.step(name, async () => {
+      const message =
+        `Cannot create a token authority: a secret is ${bytes} bytes, under 16 (use 32 random bytes, e.g. from sigver secret)`;
+      assert.throws(() => new TokenAuthority([secret]), {
+        name: "RangeError",
+        message,
+      });
+      // A short secret among good ones is refused too: any one validates.
+      assert.throws(() => new TokenAuthority([SECRET, secret]), RangeError);
+      await assert.rejects(mintToken(secret, { now: NOW }), {
+        name: "RangeError",
+        message,
+      });
+      await assert.rejects(
+        checkToken([secret], { token: "x", key: "k", now: NOW }),
+        RangeError,
+      );
+      // The message never holds the secret.
+      if (secret.length > 0) assert.ok(!message.includes(secret));
+    });
+  }
+  await t.step("16 bytes are enough", async () => {
+    for (const secret of ["x".repeat(16), "€€€€€x"]) {
+      const token = await mintToken(secret, { now: NOW });
+      assert.equal(token, refToken(secret, EXPIRY, ""));
+    }
+  });
 });
 
 Deno.test("mint throws when the ttl, the time or the prefix is unusable", async (t) => {

@@ -29,8 +29,8 @@ Deno.test("turnCredentials signs <expiry>:<id> with HMAC-SHA1 as coturn does", a
   const cases: [string, string, string, number][] = [
     ["ascii", SECRET, "peer1", 600],
     ["a one-second ttl", SECRET, "x", 1],
-    ["a UTF-8 secret and id", "sécret-🔑", "pair-é", 3600],
-    ["a random-looking id", "k", "3f9a0c7e1b2d4f60", 86_400],
+    ["a UTF-8 secret and id", "sécret-🔑-for-coturn", "pair-é", 3600],
+    ["a random-looking id", "k".repeat(16), "3f9a0c7e1b2d4f60", 86_400],
   ];
   for (const [name, secret, id, seconds] of cases) {
     await t.step(name, async () => {
@@ -137,9 +137,117 @@ Deno.test("iceServersBody expiry is now + ttl, and its ttl is in seconds, for ev
   }
 });
 
-Deno.test("turnCredentials throws when the secret, id, ttl or time is unusable", async (t) => {
+Deno.test("turnCredentials rounds the expiry up to the window, one username for the window", async (t) => {
+  // NOW_S + 600 = 1_700_000_600, a multiple of 60 plus 20.
+  const cases: [string, number, number, string][] = [
+    ["a minute, from NOW", 60_000, NOW, "1700000640"],
+    ["a minute, 39 s later", 60_000, NOW + 39_000, "1700000640"],
+    [
+      "a minute, 40 s later: on the boundary",
+      60_000,
+      NOW + 40_000,
+      "1700000640",
+    ],
+    [
+      "a minute, 41 s later: the next window",
+      60_000,
+      NOW + 41_000,
+      "1700000700",
+    ],
+    ["one second: no rounding", 1000, NOW, "1700000600"],
+    ["ten seconds", 10_000, NOW, "1700000600"],
+    ["an hour", 3_600_000, NOW, "1700002800"],
+  ];
+  for (const [name, window, now, expiry] of cases) {
+    await t.step(name, async () => {
+      const got = await turnCredentials(SECRET, {
+        id: "p",
+        ttl: 600_000,
+        window,
+        now,
+      });
+      assert.equal(got.username, `${expiry}:p`);
+      assert.equal(got.credential, refCredential(SECRET, got.username));
+      // Never shorter than asked for, never longer than ttl + window.
+      const left = Number(expiry) * 1000 - now;
+      assert.ok(left >= 600_000 - 999 && left <= 600_000 + window, name);
+    });
+  }
+  const body = JSON.parse(
+    await iceServersBody(SECRET, {
+      turnUrls: ["turn:t.example"],
+      id: "p",
+      ttl: 600_000,
+      window: 60_000,
+      now: NOW,
+    }),
+  );
+  assert.equal(body.iceServers[0].username, "1700000640:p");
+  // The body's ttl stays the one asked for: a lower bound of what is left.
+  assert.equal(body.ttl, 600);
+});
+
+Deno.test("turnCredentials refuses a window that is not whole seconds of 1000 or more", async (t) => {
+  const cases: [string, number, string][] = [
+    ["zero", 0, "window 0 ms is under 1000 ms"],
+    ["seconds by mistake", 60, "window 60 ms is under 1000 ms"],
+    [
+      "a second and a half",
+      1500,
+      "window 1500 ms is not a whole number of seconds",
+    ],
+    ["NaN", NaN, "window NaN is not a whole number of milliseconds"],
+  ];
+  for (const [name, window, state] of cases) {
+    await t.step(name, async () => {
+      await assert.rejects(
+        turnCredentials(SECRET, { id: "p", window, now: NOW }),
+        {
+          name: "RangeError",
+          message: `Cannot make TURN credentials: ${state}`,
+        },
+      );
+    });
+  }
+});
+
+Deno.test("turnCredentials refuses a secret under 16 bytes with RangeError", async (t) => {
+  const cases: [string, string, number][] = [
+    ["empty", "", 0],
+    ["abc", "abc", 3],
+    ["15 bytes", "x".repeat(15), 15],
+    // Counted in UTF-8 bytes: 5 characters of 3 bytes are 15 bytes.
+    ["15 bytes in 5 characters", "€€€€€", 15],
+  ];
+  for (const [name, secret, bytes] of cases) {
+    await t.step(name, async () => {
+      await assert.rejects(turnCredentials(secret, { id: "p", now: NOW }), {
+        name: "RangeError",
+        message:
+          `Cannot make TURN credentials: the secret is ${bytes} bytes, under 16 (use 32 random bytes, e.g. from sigver secret)`,
+      });
+      await assert.rejects(
+        iceServersBody(secret, { turnUrls: ["turn:a"], id: "p", now: NOW }),
+        RangeError,
+      );
+    });
+  }
+  await t.step("not a string: TypeError", async () => {
+    await assert.rejects(
+      turnCredentials(undefined as unknown as string, { id: "p", now: NOW }),
+      TypeError,
+    );
+  });
+  await t.step("16 bytes are enough", async () => {
+    for (const secret of ["x".repeat(16), "€€€€€x", "🔑🔑🔑🔑"]) {
+      const got = await turnCredentials(secret, { id: "p", now: NOW });
+      assert.equal(got.credential, refCredential(secret, got.username));
+    }
+  });
+});
+
+Deno.test("turnCredentials throws when the id, ttl or time is unusable", async (t) => {
   const cases: [string, string, TurnCredentialsOptions, string][] = [
-    ["empty secret", "", { id: "p", now: NOW }, "TypeError"],
     ["empty id", SECRET, { id: "", now: NOW }, "TypeError"],
     ["id with :", SECRET, { id: "a:b", now: NOW }, "TypeError"],
     ["id too long", SECRET, { id: "x".repeat(257), now: NOW }, "TypeError"],
