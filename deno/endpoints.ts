@@ -32,6 +32,8 @@ export interface EndpointSource {
   readonly paths: EndpointPaths;
   /** Whether the demo page is served. */
   readonly demo: boolean;
+  /** Whether the metrics are served to clients too, not only to admins. */
+  readonly publicMetrics: boolean;
   /** The ICE servers endpoint, unless its path is off. */
   readonly ice: IceServersEndpoint | undefined;
   /**
@@ -102,7 +104,7 @@ export function answerPlain(
 ): Response | Promise<Response> {
   const parsed = parsePeerUrl(target);
   const path = parsed === undefined ? "" : "/" + parsed.key;
-  const { health, ready, metrics, cluster, ice } = source.paths;
+  const ice = source.paths.ice;
   // The one path with more methods than GET and HEAD: CORS preflights.
   if (path === ice && source.ice !== undefined) {
     return source.ice.handle(
@@ -118,26 +120,18 @@ export function answerPlain(
       { allow: "GET, HEAD" },
     );
   }
-  if (path === health) return textResponse(200, "ok");
-  if (path === cluster) {
-    const view = source.clusterView();
-    if (view !== undefined) {
-      return Response.json(view, { headers: { "cache-control": "no-store" } });
-    }
-  }
-  if (path === ready) {
-    const why = source.notReady();
-    return why === undefined
-      ? textResponse(200, "ready")
-      : textResponse(503, why);
-  }
-  if (path === metrics) {
-    return new Response(source.metrics(), {
-      headers: {
-        "content-type": "text/plain; version=0.0.4; charset=utf-8",
-        "cache-control": "no-store",
-      },
-    });
+  // The cluster view names this node's internal address: admins only.
+  const admin = _admin(path, source, {
+    metrics: source.publicMetrics,
+    cluster: false,
+  });
+  if (admin !== undefined) return admin;
+  const { metrics, cluster } = source.paths;
+  if (path === metrics || path === cluster) {
+    return textResponse(
+      404,
+      "Not Found: this is served on the admin listener (--admin-port)",
+    );
   }
   if (source.demo) {
     const demo = demoResponse(path, request.method === "HEAD", {
@@ -150,4 +144,62 @@ export function answerPlain(
     "Upgrade Required: this is a WebRTC signaling server (sigver). Open a WebSocket to ws[s]://HOST/<key>",
     { upgrade: "websocket", connection: "Upgrade" },
   );
+}
+
+/**
+ * Answers a request to the admin listener: liveness, readiness, the metrics
+ * and the cluster view, and nothing else (404).
+ *
+ * @param request The request.
+ * @param source The server's state and paths.
+ * @returns The answer.
+ */
+export function answerAdmin(
+  request: Request,
+  source: EndpointSource,
+): Response {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return textResponse(405, "Method Not Allowed: the admin listener reads", {
+      allow: "GET, HEAD",
+    });
+  }
+  const path = parsePeerUrl(request.url);
+  const answer = path === undefined
+    ? undefined
+    : _admin("/" + path.key, source, { metrics: true, cluster: true });
+  return answer ?? textResponse(
+    404,
+    "Not Found: the admin listener serves liveness, readiness, metrics and the cluster view",
+  );
+}
+
+/** The admin paths' answers; `undefined` for any other path. */
+function _admin(
+  path: string,
+  source: EndpointSource,
+  serve: { metrics: boolean; cluster: boolean },
+): Response | undefined {
+  const { health, ready, metrics, cluster } = source.paths;
+  if (path === health) return textResponse(200, "ok");
+  if (path === ready) {
+    const why = source.notReady();
+    return why === undefined
+      ? textResponse(200, "ready")
+      : textResponse(503, why);
+  }
+  if (path === metrics && serve.metrics) {
+    return new Response(source.metrics(), {
+      headers: {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        "cache-control": "no-store",
+      },
+    });
+  }
+  if (path === cluster && serve.cluster) {
+    const view = source.clusterView();
+    if (view !== undefined) {
+      return Response.json(view, { headers: { "cache-control": "no-store" } });
+    }
+  }
+  return undefined;
 }

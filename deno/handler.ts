@@ -35,7 +35,12 @@ import { Sessions, SseSession } from "./fallback.ts";
 import type { Conn } from "./connection.ts";
 import { accept, giveUp } from "./accept.ts";
 import { Connections } from "./connections.ts";
-import { answerPlain, type EndpointSource, textResponse } from "./endpoints.ts";
+import {
+  answerAdmin,
+  answerPlain,
+  type EndpointSource,
+  textResponse,
+} from "./endpoints.ts";
 import { Observer } from "./observe.ts";
 import { type Arrival, arrive, type Gates, readmit } from "./route.ts";
 import type { Placement } from "./placement.ts";
@@ -54,6 +59,12 @@ export interface SigverHandler {
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ) => Response | Promise<Response>;
+  /**
+   * Handles one request to the admin listener: liveness, readiness, the
+   * metrics and the cluster view (404 for anything else). Bound: pass it to
+   * a `Deno.serve` on a private address (`serve`'s `adminPort` does).
+   */
+  readonly admin: (request: Request) => Response;
   /** Whether the handler is draining (refusing new peers). */
   readonly draining: boolean;
   /** Refuses new upgrades (503) and turns readiness to 503. */
@@ -198,6 +209,10 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     return this.#config.demo;
   }
 
+  get publicMetrics(): boolean {
+    return this.#config.publicMetrics;
+  }
+
   fromAddress(address: string): number {
     return this.#conns.fromAddress(address);
   }
@@ -254,6 +269,8 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
       (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
     );
   };
+
+  readonly admin = (request: Request): Response => answerAdmin(request, this);
 
   /**
    * The request's path and query below the base path (the whole URL when

@@ -98,6 +98,12 @@ export interface HandlerOptions {
    */
   metricsPath?: string | false;
   /**
+   * Serve the metrics to clients (`fetch`) as well as on the admin listener
+   * (`admin`). `serve` turns it off when it has an `adminPort`.
+   * @default {true}
+   */
+  publicMetrics?: boolean;
+  /**
    * Serve the demo page to plain GET and HEAD requests at `/` (with its
    * scripts at `/demo/app.js` and `/demo/client.js`). WebSocket upgrades on
    * these paths still join the group named by the path.
@@ -209,6 +215,8 @@ export interface HandlerConfig {
   };
   /** Whether the demo is served. */
   demo: boolean;
+  /** Whether `fetch` serves the metrics too. */
+  publicMetrics: boolean;
   /** The path prefix (`""`: none). */
   basePath: string;
   /** The clock. */
@@ -348,6 +356,7 @@ export function resolveHandlerOptions(options: HandlerOptions): HandlerConfig {
       ice: options.iceServersPath ?? "/ice-servers",
     },
     demo: options.demo ?? true,
+    publicMetrics: options.publicMetrics ?? true,
     basePath: _basePath(options.basePath),
     clock: options.clock ?? systemClock,
   };

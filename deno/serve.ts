@@ -47,12 +47,25 @@ export interface ServeOptions extends HandlerOptions {
   drainTimeout?: number;
   /** Called once the server listens (not again when it listens anew). */
   onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * Port of a second listener for admins: liveness, readiness, the metrics
+   * and the cluster view (0: any free port). With it, the client port no
+   * longer serves the metrics. Without it, the cluster view is not served.
+   */
+  adminPort?: number;
+  /**
+   * Interface of the admin listener: keep it private.
+   * @default {"127.0.0.1"}
+   */
+  adminHostname?: string;
 }
 
 /** A running sigver server. */
 export interface SigverServer extends AsyncDisposable {
   /** Where it listens. */
   readonly addr: Deno.NetAddr;
+  /** Where its admin listener listens, when it has one. */
+  readonly adminAddr: Deno.NetAddr | undefined;
   /** Resolves when the server has stopped (after a shutdown). */
   readonly finished: Promise<void>;
   /** The handler it runs, for its metrics and stats. */
@@ -128,13 +141,22 @@ export function servePlaced(
   // nothing is left reconnecting.
   let handler: SigverHandler;
   let addr: Deno.NetAddr;
+  let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
   try {
     handler = createPlacedHandler(
       _handlerOptions(options, listener),
       placement,
     );
+    if (options.adminPort !== undefined) {
+      admin = Deno.serve({
+        hostname: options.adminHostname ?? "127.0.0.1",
+        port: options.adminPort,
+        onListen: () => {},
+      }, handler.admin);
+    }
     addr = _listen(listener, options, tls, handler);
   } catch (error) {
+    void admin?.shutdown();
     void placement?.close().catch(() => {});
     throw error;
   }
@@ -158,6 +180,7 @@ export function servePlaced(
       );
       await started;
       await placement?.close();
+      await admin?.shutdown();
       stopped.resolve();
     })();
   options.signal?.addEventListener("abort", () => void shutdown(), {
@@ -166,6 +189,7 @@ export function servePlaced(
   if (options.signal?.aborted) void shutdown();
   return {
     addr,
+    adminAddr: admin?.addr,
     finished: stopped.promise,
     handler,
     get accepting() {
@@ -183,6 +207,7 @@ function _handlerOptions(
 ): HandlerOptions {
   return {
     ...options,
+    publicMetrics: options.publicMetrics ?? options.adminPort === undefined,
     readiness: () =>
       listener.accepting
         ? options.readiness?.()

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { Refusal } from "../../lib/admission.ts";
 import {
+  answerAdmin,
   answerPlain,
   type EndpointPaths,
   type EndpointSource,
@@ -33,6 +34,7 @@ const UPGRADE_TEXT =
 class FakeSource implements EndpointSource {
   paths: EndpointPaths = PATHS;
   demo = false;
+  publicMetrics = true;
   ice: IceServersEndpoint | undefined = undefined;
   why: string | undefined = undefined;
   view: unknown = undefined;
@@ -159,19 +161,43 @@ Deno.test("answerPlain answers metrics in the Prometheus text format", async () 
   );
 });
 
-Deno.test("answerPlain answers the cluster view as JSON on a cluster", async () => {
+Deno.test("answerPlain never serves the cluster view: it names the node's internal address", async () => {
   const view = { node: "0123456789abcdef", peers: 2 };
-  const response = await answer(source({ view }), "/cluster");
-  assert.equal(response.status, 200);
-  assert.equal(response.headers.get("content-type"), "application/json");
-  assert.equal(response.headers.get("cache-control"), "no-store");
-  assert.deepEqual(await response.json(), view);
+  for (const from of [source({ view }), source()]) {
+    const response = await answer(from, "/cluster");
+    assert.equal(response.status, 404);
+    assert.equal(
+      await response.text(),
+      "Not Found: this is served on the admin listener (--admin-port)\n",
+    );
+  }
 });
 
-Deno.test("answerPlain answers the cluster path like any other off a cluster", async () => {
-  const response = await answer(source(), "/cluster");
-  assert.equal(response.status, 426);
-  assert.equal(await response.text(), UPGRADE_TEXT);
+Deno.test("answerPlain keeps the metrics to the admin listener when they are not public", async () => {
+  const response = await answer(source({ publicMetrics: false }), "/metrics");
+  assert.equal(response.status, 404);
+  await response.body?.cancel();
+});
+
+Deno.test("answerAdmin serves health, readiness, metrics and the cluster view, and 404 for the rest", async () => {
+  const view = { node: "0123456789abcdef", peers: 2 };
+  const admin = (path: string, method = "GET") =>
+    answerAdmin(
+      new Request(`http://127.0.0.1:9000${path}`, { method }),
+      source({ view, publicMetrics: false }),
+    );
+  assert.equal(await admin("/health").text(), "ok\n");
+  assert.equal(await admin("/ready").text(), "ready\n");
+  assert.match(await admin("/metrics").text(), /sigver_peers 3/);
+  assert.deepEqual(await admin("/cluster").json(), view);
+  for (const path of ["/", "/room", "/ice-servers"]) {
+    const response = admin(path);
+    assert.equal(response.status, 404, path);
+    await response.body?.cancel();
+  }
+  const post = admin("/metrics", "POST");
+  assert.equal(post.status, 405);
+  await post.body?.cancel();
 });
 
 Deno.test("answerPlain refuses other methods with 405 and Allow", async (t) => {
