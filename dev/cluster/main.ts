@@ -55,7 +55,7 @@ function _describe(cluster: LocalCluster): string {
   ];
   for (const node of cluster.nodes) {
     lines.push(
-      `node ${node.index}   ${node.url}/<key>   ${node.http}/cluster   ${
+      `node ${node.index}   ${node.url}/<key>   ${node.admin}/cluster   ${
         node.running ? `pid ${node.process.pid}` : "(killed)"
       }`,
     );

@@ -1,7 +1,8 @@
 /**
  * The sigver nodes of a local cluster: `deno run server.ts` processes on
  * 127.0.0.1 and free ports, sharing one Redis and one cluster secret, and
- * what a test reads of them (`/cluster`, `/metrics`).
+ * what a test reads of them (`/cluster`, `/metrics`, on each node's admin
+ * listener).
  *
  * @module
  */
@@ -25,6 +26,8 @@ export class SigverNode {
   readonly index: number;
   /** The port it listens on, on 127.0.0.1. */
   readonly port: number;
+  /** The port of its admin listener, on 127.0.0.1. */
+  readonly adminPort: number;
   /** Its process. */
   readonly process: ChildProcess;
   /** The arguments it was added with, beyond the cluster's own. */
@@ -35,17 +38,20 @@ export class SigverNode {
    *
    * @param index Its index in the cluster.
    * @param port Its port.
+   * @param adminPort Its admin listener's port.
    * @param process Its process.
    * @param args The arguments it was added with.
    */
   constructor(
     index: number,
     port: number,
+    adminPort: number,
     process: ChildProcess,
     args: readonly string[] = [],
   ) {
     this.index = index;
     this.port = port;
+    this.adminPort = adminPort;
     this.process = process;
     this.args = args;
   }
@@ -60,6 +66,11 @@ export class SigverNode {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** `http://127.0.0.1:<admin port>`: health, readiness, metrics, view. */
+  get admin(): string {
+    return `http://127.0.0.1:${this.adminPort}`;
+  }
+
   /** Whether its process runs. */
   get running(): boolean {
     return this.process.running;
@@ -71,7 +82,7 @@ export class SigverNode {
    * @returns The view.
    */
   async view(): Promise<ClusterView> {
-    const response = await fetch(`${this.http}/cluster`, {
+    const response = await fetch(`${this.admin}/cluster`, {
       signal: AbortSignal.timeout(FETCH_TIMEOUT),
     });
     if (!response.ok) {
@@ -89,7 +100,7 @@ export class SigverNode {
    * @returns The text of `/metrics`.
    */
   async metrics(): Promise<string> {
-    const response = await fetch(`${this.http}/metrics`, {
+    const response = await fetch(`${this.admin}/metrics`, {
       signal: AbortSignal.timeout(FETCH_TIMEOUT),
     });
     return await response.text();
@@ -170,6 +181,8 @@ export async function startNode(
         `ws://127.0.0.1:${port}`,
         "--cluster-secret",
         options.secret,
+        "--admin-port",
+        "0",
         ...args,
       ],
       cwd: decodeURIComponent(ROOT.pathname),
@@ -181,13 +194,23 @@ export async function startNode(
         new RegExp(`INFO listen url=ws://127\\.0\\.0\\.1:${port}/`),
         { what: `node ${index} to listen`, timeout: START_TIMEOUT },
       );
+      const [, admin] = await process.waitFor(
+        /INFO admin url=http:\/\/127\.0\.0\.1:(\d+)\//,
+        { what: `node ${index}'s admin listener`, timeout: START_TIMEOUT },
+      );
       if (options.awaitRedis) {
         await process.waitFor(/INFO cluster what="redis up"/, {
           what: `node ${index} to reach Redis`,
           timeout: START_TIMEOUT,
         });
       }
-      return new SigverNode(index, port, process, options.args);
+      return new SigverNode(
+        index,
+        port,
+        Number(admin),
+        process,
+        options.args,
+      );
     } catch (error) {
       await process.stop();
       if (
