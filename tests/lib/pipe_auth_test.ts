@@ -61,6 +61,8 @@ Deno.test("PipeAuthority: a changed field, another secret, or a time out of skew
     [PIPE_HEADERS.owner, "ws://10.0.0.3:8000"],
     [PIPE_HEADERS.owner, ""],
     [PIPE_HEADERS.time, String(NOW + 1)],
+    [PIPE_HEADERS.nonce, "A".repeat(22)],
+    [PIPE_HEADERS.nonce, ""],
     [PIPE_HEADERS.signature, "A".repeat(43)],
     [PIPE_HEADERS.signature, ""],
     [PIPE_HEADERS.key, "!!"],
@@ -92,4 +94,76 @@ Deno.test("PipeAuthority: a changed field, another secret, or a time out of skew
 
 Deno.test("PipeAuthority refuses an empty secret", () => {
   assert.throws(() => new PipeAuthority(""), TypeError);
+});
+
+Deno.test("PipeAuthority accepts each signature once: the same signed headers again are refused", async () => {
+  const authority = new PipeAuthority("s3cret");
+  const headers = await signed();
+  assert.equal((await authority.check(headers, NOW)).kind, "pipe");
+  assert.deepEqual(await authority.check(headers, NOW + 1), {
+    kind: "refused",
+    reason: "the pipe signature was used already",
+  });
+  // Checked at once, one of two copies passes.
+  const copy = await signed();
+  const both = await Promise.all([
+    authority.check(copy, NOW),
+    authority.check(copy, NOW),
+  ]);
+  assert.deepEqual(both.map((check) => check.kind).sort(), ["pipe", "refused"]);
+});
+
+Deno.test("PipeAuthority: a signature written again with other spare bits is the same signature", async () => {
+  const authority = new PipeAuthority("s3cret");
+  const headers = await signed();
+  const signature = headers.get(PIPE_HEADERS.signature)!;
+  assert.equal((await authority.check(headers, NOW)).kind, "pipe");
+  // 43 base64url characters carry 258 bits: the last one's low 2 are spare.
+  const last =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+      .indexOf(signature[42]);
+  const respelled = signature.slice(0, 42) +
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[
+      last ^ 1
+    ];
+  headers.set(PIPE_HEADERS.signature, respelled);
+  assert.deepEqual(await authority.check(headers, NOW), {
+    kind: "refused",
+    reason: "the pipe signature was used already",
+  });
+});
+
+Deno.test("PipeAuthority: pipes with the same claims at the same millisecond differ, and both pass", async () => {
+  const authority = new PipeAuthority("s3cret");
+  const first = await signed();
+  const second = await signed();
+  assert.notEqual(
+    first.get(PIPE_HEADERS.nonce),
+    second.get(PIPE_HEADERS.nonce),
+  );
+  assert.match(first.get(PIPE_HEADERS.nonce)!, /^[A-Za-z0-9_-]{22}$/);
+  assert.equal((await authority.check(first, NOW)).kind, "pipe");
+  assert.equal((await authority.check(second, NOW)).kind, "pipe");
+});
+
+Deno.test("PipeAuthority remembers at most maxSeen signatures, each until it is stale", async () => {
+  const authority = new PipeAuthority("s3cret", { maxSeen: 2 });
+  const a = await signed();
+  assert.equal((await authority.check(a, NOW)).kind, "pipe");
+  assert.equal((await authority.check(await signed(), NOW)).kind, "pipe");
+  // Full of signatures that are not stale: a third pipe is refused.
+  assert.deepEqual(await authority.check(await signed(), NOW), {
+    kind: "refused",
+    reason: "too many pipes in the signature window",
+  });
+  // Once they are stale (the time check refuses them anyway), they go.
+  const later = NOW + PIPE_CLOCK_SKEW + 1;
+  const fresh = new Headers(
+    await new PipeAuthority("s3cret").sign(CLAIMS, later),
+  );
+  assert.equal((await authority.check(fresh, later)).kind, "pipe");
+  assert.deepEqual(await authority.check(a, later), {
+    kind: "refused",
+    reason: "the pipe signature is stale",
+  });
 });
