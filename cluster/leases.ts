@@ -2,12 +2,20 @@
  * The cluster's state in Redis: who owns each group, and which nodes are
  * alive. Every group key has at most one owner node, recorded as a lease
  * that expires unless renewed; every node has a liveness key that expires
- * unless refreshed and holds the URL other nodes reach it at.
+ * unless refreshed and holds its record: the URL other nodes reach it at,
+ * signed with the cluster secret (`lib/node_record.ts`).
  *
  * ```
- * <prefix>lease:<group key> = <owner node id>   PX lease TTL
- * <prefix>node:<node id>    = <node's cluster URL>  PX node TTL
+ * <prefix>lease:<group key> = <owner node id>                PX lease TTL
+ * <prefix>node:<node id>    = <node's cluster URL>|<its HMAC>  PX node TTL
  * ```
+ *
+ * Redis is not trusted with where peers go: a node record is checked on
+ * every read (here, in TypeScript, after the script that read it: Redis
+ * never sees the secret), and a lease that names a node with no valid
+ * record is free, claimed by the node that asks. So whoever can write to
+ * Redis can move groups between the cluster's nodes, or split them, but
+ * cannot send a peer or a request anywhere else.
  *
  * Each operation is one Lua script, so that it is atomic in Redis and one
  * round trip from the node:
@@ -26,6 +34,7 @@
  * @module
  */
 
+import { NodeRecords } from "../lib/node_record.ts";
 import { type Reply, RespError } from "../lib/resp.ts";
 import type { RedisClient } from "./redis.ts";
 
@@ -46,13 +55,18 @@ export interface LeaseStoreOptions {
   nodeTtl: number;
   /** This node's cluster URL (a lease held under it by another id is dead). */
   url: string;
+  /** The cluster secret: node records are signed and checked with it. */
+  secret: string;
 }
 
 // An owner is alive while its liveness key lives, unless that key holds this
 // node's own URL under another id: a previous process on this address, gone
-// (a restart after a crash), whose liveness key has not expired yet.
+// (a restart after a crash), whose liveness key has not expired yet. The
+// scripts return the owner's record for the caller to check: one that does
+// not check out makes the lease free (a take-over from that owner).
 
-// KEYS[1] lease key. ARGV: node id, lease TTL, node key prefix, node URL.
+// KEYS[1] lease key. ARGV: node id, lease TTL, node key prefix, the start of
+// this node's record (its URL and '|').
 const RESOLVE = `
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
@@ -60,29 +74,34 @@ if owner == ARGV[1] then
   return {owner, ''}
 end
 if owner then
-  local url = redis.call('GET', ARGV[3] .. owner)
-  if url and url ~= ARGV[4] then return {owner, url} end
+  local record = redis.call('GET', ARGV[3] .. owner)
+  if record and string.sub(record, 1, #ARGV[4]) ~= ARGV[4] then
+    return {owner, record}
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], ''}
 `;
 
 // KEYS[1] lease key. ARGV: node id, lease TTL, expected owner, node prefix,
-// node URL.
+// the start of this node's record.
 const TAKE_OVER = `
 local owner = redis.call('GET', KEYS[1])
 if owner == false or owner == ARGV[3] or owner == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return {ARGV[1], ''}
 end
-local url = redis.call('GET', ARGV[4] .. owner)
-if url and url ~= ARGV[5] then return {owner, url} end
+local record = redis.call('GET', ARGV[4] .. owner)
+if record and string.sub(record, 1, #ARGV[5]) ~= ARGV[5] then
+  return {owner, record}
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], ''}
 `;
 
-// KEYS: lease keys. ARGV: node id, lease TTL. Returns the indexes (1-based)
-// of the keys another node holds.
+// KEYS: lease keys. ARGV: node id, lease TTL, node key prefix. Returns, for
+// each key another node holds, its index (1-based), that node's id and its
+// record ('' when it has none).
 const RENEW = `
 local lost = {}
 for i, key in ipairs(KEYS) do
@@ -93,6 +112,8 @@ for i, key in ipairs(KEYS) do
     redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
   else
     lost[#lost + 1] = i
+    lost[#lost + 1] = owner
+    lost[#lost + 1] = redis.call('GET', ARGV[3] .. owner) or ''
   end
 end
 return lost
@@ -108,6 +129,12 @@ return 0
 
 /** Keys per renewal script: bounds each script's time in Redis. */
 const RENEW_BATCH = 500;
+
+/**
+ * Take-overs tried for one key whose lease names a node with no valid
+ * record, before giving up (a writer to Redis racing the node).
+ */
+const FREE_ATTEMPTS = 3;
 
 async function _sha1(text: string): Promise<string> {
   const digest = await crypto.subtle.digest(
@@ -141,7 +168,7 @@ export class LeaseError extends Error {
  * ```ts ignore
  * const store = new LeaseStore(redis, {
  *   prefix: "sigver:", node: "n1", leaseTtl: 10_000, nodeTtl: 5_000,
- *   url: "ws://10.0.0.1:8000",
+ *   url: "ws://10.0.0.1:8000", secret: Deno.env.get("SIGVER_CLUSTER_SECRET")!,
  * });
  * await store.announce();
  * const owner = await store.resolve("room");
@@ -150,6 +177,9 @@ export class LeaseError extends Error {
 export class LeaseStore {
   readonly #redis: RedisClient;
   readonly #options: LeaseStoreOptions;
+  readonly #records: NodeRecords;
+  /** This node's record, signed once. */
+  #record: Promise<string> | undefined;
   readonly #shas = new Map<string, Promise<string>>();
   /** Lease renewals sent (one per key). */
   renewals = 0;
@@ -158,11 +188,13 @@ export class LeaseStore {
    * Creates the store.
    *
    * @param redis The connection.
-   * @param options Prefix, node id and TTLs.
+   * @param options Prefix, node id, TTLs, URL and the cluster secret.
+   * @throws {TypeError} When the secret is empty.
    */
   constructor(redis: RedisClient, options: LeaseStoreOptions) {
     this.#redis = redis;
     this.#options = options;
+    this.#records = new NodeRecords(options.secret);
   }
 
   /** The Redis key of a group's lease. */
@@ -175,14 +207,20 @@ export class LeaseStore {
     return `${this.#options.prefix}node:${node}`;
   }
 
-  /** Says this node is alive and where it is reached, for the node TTL. */
+  /**
+   * Says this node is alive and where it is reached, for the node TTL.
+   *
+   * @throws {TypeError} When this node's URL is no node URL.
+   */
   async announce(): Promise<void> {
+    const { node, url, nodeTtl } = this.#options;
+    this.#record ??= this.#records.sign(node, url);
     await this.#redis.command(
       "SET",
-      this.nodeKey(this.#options.node),
-      this.#options.url,
+      this.nodeKey(node),
+      await this.#record,
       "PX",
-      this.#options.nodeTtl,
+      nodeTtl,
     );
   }
 
@@ -190,11 +228,14 @@ export class LeaseStore {
    * Where a live node is reached.
    *
    * @param node The node's id.
-   * @returns Its cluster URL, or `undefined` when it is not alive.
+   * @returns Its cluster URL, or `undefined` when it is not alive or its
+   * record does not check out.
    */
   async nodeUrl(node: string): Promise<string | undefined> {
-    const url = await this.#redis.command("GET", this.nodeKey(node));
-    return typeof url === "string" ? url : undefined;
+    const record = await this.#redis.command("GET", this.nodeKey(node));
+    return typeof record === "string"
+      ? await this.#records.read(node, record)
+      : undefined;
   }
 
   /** Removes this node's liveness key (a clean shutdown). */
@@ -211,12 +252,13 @@ export class LeaseStore {
    */
   async resolve(key: string): Promise<Owner> {
     const { node, leaseTtl, prefix, url } = this.#options;
-    return this.#owner(
+    return await this.#checked(
+      key,
       await this.#eval(RESOLVE, [this.leaseKey(key)], [
         node,
         leaseTtl,
         `${prefix}node:`,
-        url,
+        `${url}|`,
       ]),
     );
   }
@@ -230,28 +272,30 @@ export class LeaseStore {
    * @returns The owner now.
    */
   async takeOver(key: string, from: string): Promise<Owner> {
+    return await this.#checked(key, await this.#takeOver(key, from));
+  }
+
+  #takeOver(key: string, from: string): Promise<Reply> {
     const { node, leaseTtl, prefix, url } = this.#options;
-    return this.#owner(
-      await this.#eval(TAKE_OVER, [this.leaseKey(key)], [
-        node,
-        leaseTtl,
-        from,
-        `${prefix}node:`,
-        url,
-      ]),
-    );
+    return this.#eval(TAKE_OVER, [this.leaseKey(key)], [
+      node,
+      leaseTtl,
+      from,
+      `${prefix}node:`,
+      `${url}|`,
+    ]);
   }
 
   /**
    * Renews leases in batches (one pipelined round trip), re-asserting the
-   * ones that expired.
+   * ones that expired, and those held by a node with no valid record.
    *
    * @param keys The group keys this node owns.
    * @returns The keys another node holds now: this node lost them.
    */
   async renew(keys: readonly string[]): Promise<string[]> {
     if (keys.length === 0) return [];
-    const { node, leaseTtl } = this.#options;
+    const { node, leaseTtl, prefix } = this.#options;
     const sha = await this.#sha(RENEW);
     const batches: string[][] = [];
     for (let i = 0; i < keys.length; i += RENEW_BATCH) {
@@ -264,6 +308,7 @@ export class LeaseStore {
       ...batch.map((k) => this.leaseKey(k)),
       node,
       leaseTtl,
+      `${prefix}node:`,
     ]);
     let replies = await this.#redis.pipeline(commands);
     if (replies.some(_noScript)) {
@@ -272,15 +317,26 @@ export class LeaseStore {
       );
     }
     this.renewals += keys.length;
-    const lost: string[] = [];
+    const held: { key: string; owner: Reply[] }[] = [];
     replies.forEach((reply, b) => {
       if (reply instanceof RespError) throw new LeaseError(reply.message);
-      if (!Array.isArray(reply)) {
+      if (!Array.isArray(reply) || reply.length % 3 !== 0) {
         throw new LeaseError("Cannot renew: the script returned no list");
       }
-      for (const i of reply) lost.push(batches[b][Number(i) - 1]);
+      for (let j = 0; j < reply.length; j += 3) {
+        const key = batches[b][Number(reply[j]) - 1];
+        if (key === undefined) {
+          throw new LeaseError("Cannot renew: the script returned no key");
+        }
+        held.push({ key, owner: reply.slice(j + 1, j + 3) });
+      }
     });
-    return lost;
+    // Held by another node: lost, unless that node's record does not check
+    // out (then the lease is free, and this node takes it back).
+    const owners = await Promise.all(
+      held.map(({ key, owner }) => this.#checked(key, owner)),
+    );
+    return held.filter((_, i) => !owners[i].self).map(({ key }) => key);
   }
 
   /**
@@ -292,17 +348,29 @@ export class LeaseStore {
     await this.#eval(RELEASE, [this.leaseKey(key)], [this.#options.node]);
   }
 
-  #owner(reply: Reply): Owner {
-    if (
-      !Array.isArray(reply) || typeof reply[0] !== "string" ||
-      typeof reply[1] !== "string"
-    ) {
-      throw new LeaseError("Cannot resolve: the script returned no owner");
+  /**
+   * The owner a script returned (its id and record), checked: a node whose
+   * record does not check out holds no lease, which is taken over from it.
+   */
+  async #checked(key: string, reply: Reply): Promise<Owner> {
+    for (let attempt = 0;; attempt++) {
+      if (
+        !Array.isArray(reply) || typeof reply[0] !== "string" ||
+        typeof reply[1] !== "string"
+      ) {
+        throw new LeaseError("Cannot resolve: the script returned no owner");
+      }
+      const [node, record] = reply as [string, string];
+      if (node === this.#options.node) return { self: true };
+      const url = await this.#records.read(node, record);
+      if (url !== undefined) return { self: false, node, url };
+      if (attempt === FREE_ATTEMPTS) {
+        throw new LeaseError(
+          "Cannot resolve: the lease keeps naming nodes with no valid record",
+        );
+      }
+      reply = await this.#takeOver(key, node);
     }
-    const [node, url] = reply as [string, string];
-    return node === this.#options.node
-      ? { self: true }
-      : { self: false, node, url };
   }
 
   /** Runs a script by its SHA, loading it when Redis does not know it. */

@@ -15,6 +15,9 @@
  *   keep relaying, a key piped to a known owner keeps going there, and a new
  *   key is owned here (a warning says a group may split meanwhile). The
  *   leases are asserted again when Redis returns.
+ * - Redis is not trusted with where peers go: a node's record (its URL) is
+ *   signed with the cluster secret and checked on every read, and a lease
+ *   that names a node with no valid record is free (`leases.ts`).
  *
  * @module
  */
@@ -23,6 +26,7 @@ import { type Clock, systemClock } from "../lib/clock.ts";
 import { settleWithin } from "../lib/deadline.ts";
 import type { Logger } from "../lib/log.ts";
 import type { MetricFamily } from "../lib/metrics.ts";
+import { parseNodeUrl } from "../lib/node_url.ts";
 import { PipeAuthority } from "../lib/pipe_auth.ts";
 import { LeaseStore, type Owner } from "./leases.ts";
 import { RedisClient } from "./redis.ts";
@@ -36,7 +40,10 @@ export type Route =
 export interface ClusterOptions {
   /** `redis://[:password@]host:port[/db]`. */
   redis: string;
-  /** How other nodes reach this one: `ws://address:port` (or `wss://`). */
+  /**
+   * How other nodes reach this one: `ws://address:port` (or `wss://`), with
+   * no path, query, fragment or credentials.
+   */
   url: string;
   /** The secret every node signs and checks pipes with. */
   secret: string;
@@ -93,6 +100,14 @@ export interface ClusterView {
   remotes: Record<string, number>;
 }
 
+/**
+ * Milliseconds a node id that Redis did not know (or whose record did not
+ * check out) is not asked about again: fallback requests may name any node.
+ */
+const NODE_MISS_TTL = 1000;
+/** Node ids remembered as unknown, at most. */
+const NODE_MISS_MAX = 1024;
+
 function _randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -143,6 +158,10 @@ export class ClusterNode {
   readonly #resolving = new Map<string, Promise<Owner | undefined>>();
   /** URLs of other nodes, for a while, by id. */
   readonly #nodeUrls = new Map<string, { url: string; until: number }>();
+  /** Node ids Redis did not know, until when, oldest first. */
+  readonly #unknownNodes = new Map<string, number>();
+  /** Node lookups under way, by id: requests that arrive together share one. */
+  readonly #nodeLookups = new Map<string, Promise<string | undefined>>();
   /** Keys piped elsewhere, with their owner. */
   readonly #remote = new Map<string, _Remote>();
   #pipedIn = 0;
@@ -161,11 +180,13 @@ export class ClusterNode {
    * Creates the node; it talks to Redis once started.
    *
    * @param options Redis, this node's URL, the secret, prefix and TTLs.
+   * @throws {TypeError} When the URL is not `ws[s]://host:port` or the
+   * secret is empty.
    */
   constructor(options: ClusterOptions) {
     this.#options = {
       redis: options.redis,
-      url: options.url,
+      url: parseNodeUrl(options.url),
       secret: options.secret,
       prefix: options.prefix ?? "sigver:",
       leaseTtl: options.leaseTtl ?? 30_000,
@@ -187,6 +208,7 @@ export class ClusterNode {
       leaseTtl: this.#options.leaseTtl,
       nodeTtl: this.#options.nodeTtl,
       url: this.#options.url,
+      secret: options.secret,
     });
   }
 
@@ -199,7 +221,7 @@ export class ClusterNode {
     this.#log ??= log;
   }
 
-  /** This node's cluster URL. */
+  /** This node's cluster URL, as the URL standard writes it. */
   get url(): string {
     return this.#options.url;
   }
@@ -356,21 +378,53 @@ export class ClusterNode {
 
   /**
    * Where a live node is reached (for a fallback session that lives there).
+   * A node Redis does not know (or whose record does not check out) is
+   * not asked about again for a second: a request's session id may name
+   * any node, and each would cost a Redis round trip.
    *
    * @param node The node's id.
    * @returns Its cluster URL, or `undefined` when it is gone or Redis cannot
    * say.
    */
-  async nodeUrl(node: string): Promise<string | undefined> {
-    if (node === this.id) return this.#options.url;
+  nodeUrl(node: string): Promise<string | undefined> {
+    if (node === this.id) return Promise.resolve(this.#options.url);
     const now = this.#options.clock.now();
     const known = this.#nodeUrls.get(node);
-    if (known !== undefined && known.until > now) return known.url;
-    const url = await this.#ask(() => this.#store.nodeUrl(node));
-    if (url === undefined) this.#nodeUrls.delete(node);
-    else {
+    if (known !== undefined && known.until > now) {
+      return Promise.resolve(known.url);
+    }
+    const unknown = this.#unknownNodes.get(node);
+    if (unknown !== undefined && unknown > now) {
+      return Promise.resolve(undefined);
+    }
+    let lookup = this.#nodeLookups.get(node);
+    if (lookup === undefined) {
+      lookup = this.#lookUpNode(node, now).finally(() =>
+        this.#nodeLookups.delete(node)
+      );
+      this.#nodeLookups.set(node, lookup);
+    }
+    return lookup;
+  }
+
+  async #lookUpNode(node: string, now: number): Promise<string | undefined> {
+    const found = await this.#ask(async () => ({
+      url: await this.#store.nodeUrl(node),
+    }));
+    // Redis could not say: nothing is learned.
+    if (found === undefined) return undefined;
+    const url = found.url;
+    this.#unknownNodes.delete(node);
+    if (url === undefined) {
+      this.#nodeUrls.delete(node);
+      if (this.#unknownNodes.size >= NODE_MISS_MAX) {
+        const oldest = this.#unknownNodes.keys().next().value!;
+        this.#unknownNodes.delete(oldest);
+      }
+      this.#unknownNodes.set(node, now + NODE_MISS_TTL);
+    } else {
       // A node's URL does not change while it lives: ask again only now and
-      // then, to notice that it died.
+      // then, to notice that it died. Only signed records get here.
       this.#nodeUrls.set(node, { url, until: now + this.#options.nodeTtl });
       if (this.#nodeUrls.size > 1024) this.#nodeUrls.clear();
     }

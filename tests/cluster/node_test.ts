@@ -72,7 +72,8 @@ Deno.test("ClusterNode.nodeUrl asks Redis about an unknown node once a second, h
   try {
     await node.start();
     // What reading the count costs: the INFO itself.
-    const idle = -(await commands(client) - await commands(client));
+    const first = await commands(client);
+    const idle = await commands(client) - first;
     const before = await commands(client);
     for (let i = 0; i < 50; i++) {
       assert.equal(await node.nodeUrl("0123456789abcdef"), undefined);
@@ -123,7 +124,7 @@ Deno.test("ClusterNode.nodeUrl gives the URL of a node that announced itself, an
   }
 });
 
-Deno.test("ClusterNode refuses a URL that is not ws[s]://host:port, and writes a valid one as the URL standard does", () => {
+Deno.test("ClusterNode refuses a URL that is not ws[s]://host:port, and writes a valid one as the URL standard does", async () => {
   const options = { redis: "redis://127.0.0.1:1", secret: "s" };
   for (
     const url of [
@@ -134,5 +135,11 @@ Deno.test("ClusterNode refuses a URL that is not ws[s]://host:port, and writes a
     ]
   ) {
     assert.throws(() => new ClusterNode({ ...options, url }), TypeError, url);
+  }
+  const node = new ClusterNode({ ...options, url: "WS://Node-1:80" });
+  try {
+    assert.equal(node.url, "ws://node-1");
+  } finally {
+    await node.close();
   }
 });
