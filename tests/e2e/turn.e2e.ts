@@ -14,6 +14,11 @@
  * /etc/turnserver.conf, and its database, pid and log files go to a temp
  * directory.
  *
+ * The quota test needs no browser: coturn runs with `--user-quota 2`, and a
+ * raw TURN client (`dev/turn_client.ts`) allocates with the credentials of
+ * two fetches of one token. coturn counts allocations per username, so the
+ * third is refused only if both fetches gave the same username.
+ *
  * Run with `deno task test:e2e` (needs `apt-get install -y coturn chromium`).
  */
 
@@ -27,6 +32,7 @@ import { connectedPeers, waitConnected, waitMember } from "./_demo.ts";
 import { CLIENT_JS } from "../../demo/assets.gen.ts";
 import { type ChildProcess, freePort, spawn } from "../../dev/process.ts";
 import { mintToken } from "../../lib/token.ts";
+import { allocate, type Allocation } from "../../dev/turn_client.ts";
 
 const TURN_SECRET = "coturn static-auth-secret for e2e";
 const AUTH_SECRET = "sigver auth secret for e2e";
@@ -43,8 +49,13 @@ class Coturn implements AsyncDisposable {
     this.#child = child;
   }
 
-  /** Starts coturn and waits until it accepts TCP connections. */
-  static async start(secret: string): Promise<Coturn> {
+  /**
+   * Starts coturn and waits until it accepts TCP connections.
+   *
+   * @param secret Its static-auth-secret.
+   * @param more More flags (`--user-quota 2`).
+   */
+  static async start(secret: string, more: string[] = []): Promise<Coturn> {
     const port = freePort();
     const dir = await Deno.makeTempDir({ prefix: "sigver-coturn-" });
     const child = spawn("turnserver", {
@@ -75,6 +86,7 @@ class Coturn implements AsyncDisposable {
         `${dir}/turn.pid`,
         "--userdb",
         `${dir}/turndb`,
+        ...more,
       ],
       stdout: "null",
     });
@@ -392,6 +404,8 @@ Deno.test({
     "not coturn's secret",
     "--turn-url",
     coturn.url,
+    // No token on this server: it hands credentials to anyone, on purpose.
+    "--ice-servers-public",
   );
   const browser = await launchChromium();
   const errors: string[] = [];
@@ -442,4 +456,67 @@ Deno.test({
     if (errors.length > 0) console.error(errors.join("\n"));
     await browser.close();
   }
+});
+
+/** The TURN username and password of one `GET /ice-servers` with a token. */
+async function credentials(
+  base: string,
+  token: string,
+): Promise<{ username: string; credential: string }> {
+  const response = await fetch(`${base}/ice-servers`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(response.status, 200);
+  const { username, credential } = (await response.json()).iceServers[0];
+  return { username, credential };
+}
+
+Deno.test("coturn's user-quota holds one token back across two fetches of its credentials", async () => {
+  await using coturn = await Coturn.start(TURN_SECRET, ["--user-quota", "2"]);
+  await using server = await startCli(
+    "--auth-secret",
+    AUTH_SECRET,
+    "--turn-secret",
+    TURN_SECRET,
+    "--turn-url",
+    coturn.url,
+  );
+  const token = await mintToken(AUTH_SECRET, { prefix: "a/" });
+  const other = await mintToken(AUTH_SECRET, { prefix: "b/" });
+  // Two fetches a moment apart share a minute, unless they straddle the
+  // turn of one: then the next two surely do.
+  let first = await credentials(server.base, token);
+  let second = await credentials(server.base, token);
+  if (first.username !== second.username) {
+    first = await credentials(server.base, token);
+    second = await credentials(server.base, token);
+  }
+  assert.equal(second.username, first.username);
+  assert.match(first.username, /^\d+:[0-9a-f]{16}$/);
+  assert.ok(!first.username.includes(token.split(".")[3]));
+  const port = coturn.port;
+  const held: Allocation[] = [];
+  try {
+    // Two allocations with the first fetch's credentials: the quota is full.
+    for (let i = 0; i < 2; i++) {
+      held.push(await allocate({ port, ...first }));
+      assert.equal(held[i].ok, true, `allocation ${i + 1}: ${held[i].reason}`);
+    }
+    // The second fetch's credentials count against the same quota.
+    held.push(await allocate({ port, ...second }));
+    assert.deepEqual(
+      { ok: held[2].ok, code: held[2].code },
+      { ok: false, code: 486 },
+      held[2].reason,
+    );
+    // Another token: another username, a quota of its own.
+    const theirs = await credentials(server.base, other);
+    assert.notEqual(theirs.username, first.username);
+    held.push(await allocate({ port, ...theirs }));
+    assert.equal(held[3].ok, true, held[3].reason);
+  } finally {
+    for (const allocation of held) await allocation[Symbol.asyncDispose]();
+  }
+  const log = await coturn.log();
+  assert.match(log, /ALLOCATE processed, success/);
 });
