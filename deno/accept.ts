@@ -62,6 +62,8 @@ export function accept(
     counted: arrival.from.counted,
     key: edge ? arrival.key : arrival.peer?.key,
     favored: edge ? false : arrival.peer?.favored ?? false,
+    scope: edge ? undefined : arrival.peer?.scope,
+    query: edge ? undefined : arrival.peer?.query,
     transport,
     now,
   };

@@ -84,6 +84,10 @@ export interface ConnFacts {
   key: string | undefined;
   /** Whether the peer asked to be favored. */
   favored: boolean;
+  /** The key prefix its access token grants, for a protocol that scopes. */
+  scope?: string;
+  /** The request's query string, without its `?`. */
+  query?: string;
   /** The transport: for logs and events. */
   transport: "websocket" | "sse";
   /** The real clock's time, for the upgrade timeout. */
@@ -110,6 +114,8 @@ export class Conn implements SocketEvents, PeerTransport, RemoteEvents {
   readonly counted: boolean;
   readonly key: string | undefined;
   readonly favored: boolean;
+  readonly scope: string | undefined;
+  readonly query: string | undefined;
   readonly transport: "websocket" | "sse";
   /** The rate limit's bucket (see `lib/bucket.ts`). */
   tokens: number;
@@ -150,6 +156,8 @@ export class Conn implements SocketEvents, PeerTransport, RemoteEvents {
     this.counted = facts.counted;
     this.key = facts.key;
     this.favored = facts.favored;
+    this.scope = facts.scope;
+    this.query = facts.query;
     this.transport = facts.transport;
     this.tokens = host.bucket.burst;
     // The bucket runs on the tick's clock, the upgrade timeout on the real one.
@@ -164,7 +172,7 @@ export class Conn implements SocketEvents, PeerTransport, RemoteEvents {
    * @param frame The frame.
    * @throws {CloseError} When the peer reads too slowly.
    */
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array | string): void {
     if (!this.socket.trySend(frame)) {
       this.host.rejections.add("slow_reader");
       throw new CloseError(

@@ -149,11 +149,15 @@ export class SseSession implements PeerSocket {
    * @returns False when the frame was not sent because the peer reads too
    * slowly; true otherwise.
    */
-  trySend(frame: Uint8Array): boolean {
+  trySend(frame: Uint8Array | string): boolean {
     if (this.#closed) return true;
     const max = this.#context.maxBufferedAmount;
     if (max > 0 && this.#waiting() > max) return false;
-    this.#write(frameEvent(frame));
+    // The fallback carries binary protocols only: a text frame goes as its
+    // UTF-8 bytes.
+    this.#write(
+      frameEvent(typeof frame === "string" ? _encoder.encode(frame) : frame),
+    );
     return true;
   }
 

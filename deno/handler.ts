@@ -24,7 +24,8 @@ import { type LogFields, Logger, type LogLevel } from "../lib/log.ts";
 import { collect, renderMetrics } from "../lib/metrics.ts";
 import { SERVER_METRICS } from "../lib/server_metrics.ts";
 import { splitTokenPath, TokenAuthority } from "../lib/token.ts";
-import { parsePeerUrl } from "../lib/url.ts";
+import { parsePeerUrl, type PeerUrl } from "../lib/url.ts";
+import type { Protocol, ProtocolMount } from "../lib/protocol.ts";
 import { IceServersEndpoint } from "./ice.ts";
 import {
   type HandlerConfig,
@@ -35,6 +36,7 @@ import { Sessions, SseSession } from "./fallback.ts";
 import type { Conn } from "./connection.ts";
 import { accept, giveUp } from "./accept.ts";
 import { Connections } from "./connections.ts";
+import { protocolMounts } from "./protocols.ts";
 import {
   answerAdmin,
   answerPlain,
@@ -104,6 +106,22 @@ export interface SigverHandler {
   logEvent(level: LogLevel, event: string, fields?: LogFields): void;
 }
 
+/** A request on a mounted protocol's path. */
+interface _Mounted {
+  readonly mount: ProtocolMount;
+  /** The parsed path below the base path (the token path kept). */
+  readonly url: PeerUrl;
+  /** The path below the mount: `""`, or `/...`. */
+  readonly rest: string;
+  /** The query string, without its `?`. */
+  readonly query: string;
+}
+
+/** The socket's remote address, if any. */
+function _remote(info: Deno.ServeHandlerInfo | undefined): string | undefined {
+  return (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
+}
+
 /** What a Host header may not hold: a path, a query, a fragment, userinfo. */
 const _BAD_HOST = /[/?#@\s\\]/;
 
@@ -122,6 +140,8 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
   readonly #iceKey: string | undefined;
   /** Fallback sessions, by id. */
   readonly #sessions: Sessions<Conn>;
+  /** The protocols served beside Netflux, under their own paths. */
+  readonly #mounts: readonly ProtocolMount[];
   #draining = false;
 
   constructor(options: HandlerOptions, placement: Placement | undefined) {
@@ -167,10 +187,11 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
       allowOrigins: config.admission.allowOrigins,
       plain: (key) => key !== undefined && key === this.#iceKey,
     });
+    this.#mounts = protocolMounts(options, config);
     this.#conns = new Connections({
       config,
       observer: this.#observer,
-      protocols: [this.#netflux],
+      protocols: [this.#netflux, ...this.#mounts.map((m) => m.protocol)],
       sessions: this.#sessions,
       nodeId: placement?.id,
       onPeer: options.onPeer,
@@ -253,8 +274,15 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     if (target === undefined) {
       return textResponse(404, "Not Found: outside this server's base path");
     }
+    const mounted = this.#mounts.length === 0
+      ? undefined
+      : this.#mountOf(target);
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      return this.#peer(request, target, info, "websocket");
+      return this.#peer(request, target, info, "websocket", mounted);
+    }
+    if (mounted !== undefined) {
+      return this.#mountHttp(request, target, mounted, info) ??
+        answerPlain(request, target, this, _remote(info));
     }
     const fallback = this.#sessions.answer(
       request,
@@ -262,13 +290,70 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
       () => this.#peer(request, target, info, "sse"),
     );
     if (fallback !== undefined) return fallback;
-    return answerPlain(
-      request,
-      target,
-      this,
-      (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
-    );
+    return answerPlain(request, target, this, _remote(info));
   };
+
+  /** The mounted protocol a path belongs to, if any. */
+  #mountOf(target: string): _Mounted | undefined {
+    const url = parsePeerUrl(target);
+    if (url === undefined) return undefined;
+    const inner = this.tokens === undefined
+      ? url.key
+      : splitTokenPath(url.key).key;
+    for (const mount of this.#mounts) {
+      let rest: string;
+      if (inner === mount.path) rest = "";
+      else if (mount.prefix && inner.startsWith(mount.path + "/")) {
+        rest = inner.slice(mount.path.length);
+      } else continue;
+      const start = target.indexOf("?");
+      const end = target.indexOf("#");
+      const query = start === -1
+        ? ""
+        : target.slice(start + 1, end > start ? end : undefined);
+      return { mount, url, rest, query };
+    }
+    return undefined;
+  }
+
+  /**
+   * A plain request on a mounted protocol's path: its token checked first
+   * when tokens are on, then the protocol's answer.
+   */
+  #mountHttp(
+    request: Request,
+    target: string,
+    mounted: _Mounted,
+    info: Deno.ServeHandlerInfo | undefined,
+  ): Response | Promise<Response> | undefined {
+    const http = mounted.mount.http;
+    if (http === undefined) return undefined;
+    const tokens = this.tokens;
+    if (tokens === undefined) {
+      return http.call(mounted.mount, request, mounted.rest, undefined);
+    }
+    const { token } = splitTokenPath(mounted.url.key);
+    return tokens.check({ token, now: Date.now() }).then((check) => {
+      if (check.ok) {
+        return http.call(mounted.mount, request, mounted.rest, check.prefix) ??
+          answerPlain(request, target, this, _remote(info));
+      }
+      const address = clientAddress(
+        _remote(info),
+        request.headers,
+        this.#config.trustProxy,
+      ).address;
+      return this.#observer.refuse(
+        {
+          status: check.status,
+          reason: check.reason,
+          message: check.text,
+        },
+        address,
+        undefined,
+      );
+    });
+  }
 
   readonly admin = (request: Request): Response => answerAdmin(request, this);
 
@@ -294,12 +379,16 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     target: string,
     info: Deno.ServeHandlerInfo | undefined,
     transport: "websocket" | "sse",
+    mounted?: _Mounted,
   ): Response | Promise<Response> {
-    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
-    const arrival = arrive(request, parsePeerUrl(target), remote, this);
+    const remote = _remote(info);
+    const protocol = mounted?.mount.protocol ?? this.#netflux;
+    const arrival = mounted === undefined
+      ? arrive(request, parsePeerUrl(target), remote, this)
+      : arrive(request, mounted.url, remote, this, mounted);
     return arrival instanceof Promise
-      ? arrival.then((a) => this.#accept(request, a, transport, true))
-      : this.#accept(request, arrival, transport, false);
+      ? arrival.then((a) => this.#accept(request, protocol, a, transport, true))
+      : this.#accept(request, protocol, arrival, transport, false);
   }
 
   /**
@@ -308,6 +397,7 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
    */
   #accept(
     request: Request,
+    protocol: Protocol,
     arrival: Arrival,
     transport: "websocket" | "sse",
     waited: boolean,
@@ -326,7 +416,7 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     const now = this.#config.clock.now();
     const accepted = accept(
       this.#conns,
-      this.#netflux,
+      protocol,
       request,
       arrival,
       transport,
@@ -381,7 +471,8 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     });
     const more = this.#moreMetrics?.() ?? [];
     const placed = this.placement?.metrics() ?? [];
-    return renderMetrics(families.concat(placed, more));
+    const mounted = this.#mounts.flatMap((m) => m.protocol.metrics?.() ?? []);
+    return renderMetrics(families.concat(mounted, placed, more));
   }
 }
 

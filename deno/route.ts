@@ -70,8 +70,8 @@ export type Arrival =
   | {
     kind: "local";
     from: Origin;
-    /** The key and flag, or `undefined` for a URL without a path. */
-    peer: PeerUrl | undefined;
+    /** What the peer asks for, or `undefined` for a URL without a path. */
+    peer: PeerAsk | undefined;
     /** The claim this node took on the peer's group, on a cluster. */
     lease: Lease | undefined;
     /** Whether the peer came through a pipe from another node. */
@@ -87,6 +87,26 @@ export type Arrival =
 
 const _NO_HEADERS = new Headers();
 
+/** What a peer asks for: its path's key and flag, and for mounts more. */
+export interface PeerAsk extends PeerUrl {
+  /** The key prefix its token grants (a mounted protocol, tokens on). */
+  scope?: string;
+  /** Its query string, without its `?` (a mounted protocol). */
+  query?: string;
+}
+
+/**
+ * A request for a protocol mounted under its own path (`/y-webrtc`,
+ * `/peerjs/...`): never placed on a cluster, and a token there grants a
+ * scope, not a key.
+ */
+export interface Mounted {
+  /** The path below the mount (`""`, or `/...`). */
+  readonly rest: string;
+  /** The query string, without its `?`. */
+  readonly query: string;
+}
+
 /**
  * Decides where a peer goes.
  *
@@ -95,6 +115,8 @@ const _NO_HEADERS = new Headers();
  * `undefined` when it cannot be parsed.
  * @param remote The socket's remote address, if any.
  * @param gates The server's gates and counts.
+ * @param mounted For a protocol mounted under its own path: the path below
+ * it and the query.
  * @returns The arrival: at once without tokens and a placement.
  */
 export function arrive(
@@ -102,7 +124,11 @@ export function arrive(
   url: PeerUrl | undefined,
   remote: string | undefined,
   gates: Gates,
+  mounted?: Mounted,
 ): Arrival | Promise<Arrival> {
+  if (mounted !== undefined) {
+    return _mounted(request, url, remote, gates, mounted);
+  }
   if (gates.placement !== undefined || gates.tokens !== undefined) {
     return _gated(request, remote, gates, url);
   }
@@ -112,6 +138,56 @@ export function arrive(
     return { kind: "refused", refusal, from, key: url?.key };
   }
   return { kind: "local", from, peer: url, lease: undefined, piped: false };
+}
+
+/**
+ * A peer of a mounted protocol: admission, then with tokens on the token's
+ * signature and expiry, its prefix handed to the protocol as the scope of
+ * what the peer may reach. Served here: the protocol has its own way across
+ * a cluster.
+ */
+function _mounted(
+  request: Request,
+  url: PeerUrl | undefined,
+  remote: string | undefined,
+  gates: Gates,
+  mounted: Mounted,
+): Arrival | Promise<Arrival> {
+  const from = _origin(remote, request.headers, gates.trustProxy, gates);
+  const refusal = _admit(request.headers.get("origin"), from, gates);
+  if (refusal !== undefined) {
+    return { kind: "refused", refusal, from, key: undefined };
+  }
+  const peer: PeerAsk = {
+    key: mounted.rest,
+    favored: false,
+    query: mounted.query,
+  };
+  const tokens = gates.tokens;
+  if (tokens === undefined) {
+    return { kind: "local", from, peer, lease: undefined, piped: false };
+  }
+  const token = url === undefined ? undefined : splitTokenPath(url.key).token;
+  return tokens.check({ token, now: Date.now() }).then((check): Arrival =>
+    check.ok
+      ? {
+        kind: "local",
+        from,
+        peer: { ...peer, scope: check.prefix },
+        lease: undefined,
+        piped: false,
+      }
+      : {
+        kind: "refused",
+        refusal: {
+          status: check.status,
+          reason: check.reason,
+          message: check.text,
+        },
+        from,
+        key: undefined,
+      }
+  );
 }
 
 function _origin(

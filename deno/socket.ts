@@ -67,12 +67,13 @@ export interface SocketContext {
  */
 export interface PeerSocket {
   /**
-   * Sends one binary frame (copied at once).
+   * Sends one frame (copied at once): bytes as a binary frame, a string as
+   * a text frame.
    *
    * @param frame The frame.
    * @returns False when it was not sent because the peer reads too slowly.
    */
-  trySend(frame: Uint8Array): boolean;
+  trySend(frame: Uint8Array | string): boolean;
   /**
    * Closes with a code and reason, now or once the transport allows.
    *
@@ -187,7 +188,7 @@ export abstract class AdaptedSocket implements SocketEvents, PeerSocket {
    * @returns False when the frame was not sent because the peer reads too
    * slowly; true otherwise.
    */
-  trySend(frame: Uint8Array): boolean {
+  trySend(frame: Uint8Array | string): boolean {
     const raw = this.raw;
     if (raw.readyState !== _OPEN) return true;
     const max = this.#context.maxBufferedAmount;

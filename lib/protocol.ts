@@ -11,6 +11,8 @@
  * @module
  */
 
+import type { MetricFamily } from "./metrics.ts";
+
 /**
  * Thrown by a {@linkcode PeerTransport} whose peer must be closed with a
  * given code (for example a slow reader): the protocol closes the peer with
@@ -43,10 +45,11 @@ export class CloseError extends Error {
 /** How a protocol reaches one peer's transport. */
 export interface PeerTransport {
   /**
-   * Sends one binary frame (copied at once). May throw a
-   * {@linkcode CloseError}: the peer must then be closed with its code.
+   * Sends one frame (copied at once): bytes as a binary frame, a string as
+   * a text frame. May throw a {@linkcode CloseError}: the peer must then be
+   * closed with its code.
    */
-  send(frame: Uint8Array): void;
+  send(frame: Uint8Array | string): void;
   /** Closes the transport with a WebSocket close code and a reason. */
   close(code: number, reason: string): void;
 }
@@ -61,6 +64,13 @@ export interface PeerRequest {
   readonly key: string | undefined;
   /** Whether the query string has a `favored` parameter. */
   readonly favored: boolean;
+  /**
+   * With access tokens on, the key prefix the peer's token grants, for a
+   * protocol that scopes what a peer may reach by it (topics, ids).
+   */
+  readonly scope?: string;
+  /** The request's query string, without its `?` (`""` when none). */
+  readonly query?: string;
 }
 
 /** A peer as a protocol shows it to the binding. */
@@ -116,4 +126,39 @@ export interface Protocol<P extends ProtocolPeer = ProtocolPeer> {
   forget(peer: P): void;
   /** One scheduler tick: heartbeats, expiries. */
   tick(): void;
+  /**
+   * The protocol's own metric families, labelled with its name.
+   *
+   * @returns The families.
+   */
+  metrics?(): MetricFamily[];
+}
+
+/**
+ * A protocol served under its own URL space below the server's base path
+ * (and below `/t/<token>/` with access tokens): `/y-webrtc`, or
+ * `/peerjs/...`. Netflux takes every path no mount claims.
+ */
+export interface ProtocolMount {
+  /** The protocol. */
+  readonly protocol: Protocol;
+  /** The path it serves, without its leading `/` (`"y-webrtc"`). */
+  readonly path: string;
+  /** Whether the paths below it (`peerjs/...`) are its too. */
+  readonly prefix: boolean;
+  /**
+   * Answers a plain HTTP request on its paths (not an upgrade): a GET that
+   * says the server is there, a protocol's own routes. The server checked
+   * the request's token first, when tokens are on.
+   *
+   * @param request The request.
+   * @param rest The path below the mount (`""`, or `/...`).
+   * @param scope The key prefix the request's token grants, with tokens on.
+   * @returns The answer, or `undefined` for the server's own answer.
+   */
+  http?(
+    request: Request,
+    rest: string,
+    scope: string | undefined,
+  ): Response | Promise<Response> | undefined;
 }

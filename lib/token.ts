@@ -81,7 +81,13 @@ export interface TokenRefusal {
 }
 
 /** The result of checking a token: accepted, or refused with a status. */
-export type TokenCheck = { ok: true } | TokenRefusal;
+export type TokenCheck =
+  | {
+    ok: true;
+    /** The key prefix the token grants. */
+    prefix: string;
+  }
+  | TokenRefusal;
 
 /** The token and the group key read from a request path. */
 export interface TokenAccess {
@@ -159,7 +165,6 @@ const _REFUSALS: Record<TokenRefusalReason, TokenRefusal> = {
   ),
 };
 
-const _OK: TokenCheck = Object.freeze({ ok: true });
 const _EXPIRY = /^[0-9]{1,12}$/;
 const _ENCODER = new TextEncoder();
 const _ALPHABET =
@@ -289,6 +294,7 @@ async function _sign(
  * const token = await authority.mint({ prefix: "room/", ttl: 60_000, now });
  * assert.deepEqual(await authority.check({ token, key: "room/a", now }), {
  *   ok: true,
+ *   prefix: "room/",
  * });
  * const refused = await authority.check({ token, key: "other", now });
  * assert.equal(refused.ok ? 200 : refused.status, 403);
@@ -389,7 +395,7 @@ export class TokenAuthority {
    *
    * @param request The token (`undefined` or empty when absent), the key as
    * the server reads it, and the time in unix milliseconds.
-   * @returns `{ ok: true }`, or the refusal to answer with.
+   * @returns `{ ok: true, prefix }`, or the refusal to answer with.
    * @throws {TypeError} When `now` is not a finite number.
    *
    * @example Refuse a request that has no token
@@ -440,7 +446,7 @@ export class TokenAuthority {
     if (key !== undefined && !key.startsWith(prefix)) {
       return _REFUSALS.token_scope;
     }
-    return _OK;
+    return { ok: true, prefix };
   }
 }
 
@@ -479,7 +485,7 @@ export async function mintToken(
  *
  * @param secrets The secrets, any of which validates.
  * @param request The token, the key and the time in unix milliseconds.
- * @returns `{ ok: true }`, or the refusal to answer with.
+ * @returns `{ ok: true, prefix }`, or the refusal to answer with.
  *
  * @example
  * ```ts
@@ -489,7 +495,7 @@ export async function mintToken(
  * const [next, old] = ["the next secret, 16+ bytes", "the old secret, 16+ bytes"];
  * const token = await mintToken(old, { now });
  * const result = await checkToken([next, old], { token, key: "room", now });
- * assert.deepEqual(result, { ok: true });
+ * assert.deepEqual(result, { ok: true, prefix: "" });
  * ```
  */
 export async function checkToken(

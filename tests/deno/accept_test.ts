@@ -110,7 +110,12 @@ class FakeHost implements AcceptHost {
     closeWaitTicks: 3,
     openGraceTicks: 0,
   };
-  readonly sseContext = { tick: 0, maxBufferedAmount: 0, keepAliveTicks: 10 };
+  readonly sseContext = {
+    tick: 0,
+    maxBufferedAmount: 0,
+    keepAliveTicks: 10,
+    orphanTicks: 80,
+  };
   readonly opens: Conn[] = [];
   readonly closes: { code: number; reason: string }[] = [];
   readonly #closed = Promise.withResolvers<void>();

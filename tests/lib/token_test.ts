@@ -110,7 +110,7 @@ Deno.test("mintToken and checkToken agree with TokenAuthority", async () => {
   assert.equal(token, refToken(SECRET, EXPIRY, "p"));
   assert.deepEqual(
     await checkToken([OTHER, SECRET], { token, key: "p1", now: NOW }),
-    { ok: true },
+    { ok: true, prefix: "p" },
   );
   assert.equal(
     outcome(await checkToken([OTHER], { token, key: "p1", now: NOW })),

@@ -1,0 +1,25 @@
+/**
+ * The protocols served beside Netflux, each under its own path: a protocol
+ * is added here, as one line, with its files beside its siblings
+ * (`lib/<protocol>/` for its pure state). Netflux takes every path no
+ * mount claims.
+ *
+ * @module
+ */
+
+import type { ProtocolMount } from "../lib/protocol.ts";
+import type { HandlerConfig, HandlerOptions } from "./options.ts";
+
+/**
+ * The protocols mounted beside Netflux, as the options say.
+ *
+ * @param _options The handler's options.
+ * @param _config The resolved configuration.
+ * @returns The mounts, in the order their paths are matched.
+ */
+export function protocolMounts(
+  _options: HandlerOptions,
+  _config: HandlerConfig,
+): ProtocolMount[] {
+  return [];
+}
