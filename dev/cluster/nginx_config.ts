@@ -1,9 +1,10 @@
 /**
  * The nginx configuration of a local cluster, as text: the upstream blocks
- * of `docs/scaling.md` as they are written there (only their `server` lines
- * change) inside the server block of `docs/deploy.md` (its `proxy_pass`
- * pointed at the upstream, as scaling.md says), so that the cluster runs the
- * documented configuration. Pure: the documents come in as strings.
+ * of `docs/scaling.md` as they are written there (only the addresses of
+ * their `server` lines change; parameters such as `max_fails=0` stay) inside
+ * the server block of `docs/deploy.md` (its `proxy_pass` pointed at the
+ * upstream, as scaling.md says), so that the cluster runs the documented
+ * configuration. Pure: the documents come in as strings.
  *
  * @module
  */
@@ -60,7 +61,8 @@ function _block(name: string, text: string, opening: string): string {
 
 /**
  * The upstream block of `docs/scaling.md` for a mode, with its three example
- * `server` lines replaced by one line per node.
+ * `server` lines replaced by one line per node, each with the parameters
+ * the documented lines have (the three must have the same ones).
  *
  * @param doc The text of `docs/scaling.md`.
  * @param mode The balancer mode.
@@ -81,16 +83,19 @@ export function upstreamConfig(
     "nginx",
   );
   const lines =
-    /^( *)server 10\.0\.0\.\d+:8000;\n(?: *server 10\.0\.0\.\d+:8000;\n){2}/m
+    /^( *)server 10\.0\.0\.\d+:8000((?: [a-z_]+=[^\s;]+)*);\n(?: *server 10\.0\.0\.\d+:8000\2;\n){2}/m
       .exec(block);
   if (lines === null || block.split("server 10.0.0.").length !== 4) {
-    throw new Error(`${name}: expected three 'server 10.0.0.N:8000;' lines`);
+    throw new Error(
+      `${name}: expected three 'server 10.0.0.N:8000 <parameters>;' lines, with the same parameters`,
+    );
   }
   if (!block.includes("upstream sigver {")) {
     throw new Error(`${name}: no 'upstream sigver' block`);
   }
-  const servers = ports.map((port) => `${lines[1]}server 127.0.0.1:${port};\n`)
-    .join("");
+  const servers = ports.map((port) =>
+    `${lines[1]}server 127.0.0.1:${port}${lines[2]};\n`
+  ).join("");
   return block.replace(lines[0], () => servers);
 }
 
