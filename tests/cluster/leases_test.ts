@@ -18,6 +18,7 @@ import { startRedis } from "../../dev/redis_server.ts";
 const PREFIX = "test:";
 const LEASE_TTL = 60_000;
 const NODE_TTL = 30_000;
+const SECRET = "a cluster secret of 32 bytes....";
 
 function options(node: string): LeaseStoreOptions {
   return {
@@ -26,6 +27,7 @@ function options(node: string): LeaseStoreOptions {
     leaseTtl: LEASE_TTL,
     nodeTtl: NODE_TTL,
     url: `ws://10.0.0.${node === "a" ? 1 : 2}:8000`,
+    secret: SECRET,
   };
 }
 
@@ -62,7 +64,11 @@ Deno.test("LeaseStore announces a node's URL for the node TTL, and retires it", 
   assert.equal(await b.nodeUrl("a"), undefined);
   await a.announce();
   assert.equal(await b.nodeUrl("a"), URL_A);
-  assert.equal(await redis.command("GET", "test:node:a"), URL_A);
+  // The record: the URL and its HMAC over the cluster secret.
+  assert.match(
+    String(await redis.command("GET", "test:node:a")),
+    /^ws:\/\/10\.0\.0\.1:8000\|[A-Za-z0-9_-]{43}$/,
+  );
   await assertTtl(redis, "test:node:a", NODE_TTL);
   await a.retire();
   assert.equal(await b.nodeUrl("a"), undefined);
@@ -182,6 +188,7 @@ Deno.test("LeaseStore.renew extends its leases, re-asserts expired ones and repo
   await a.resolve("kept");
   await a.resolve("expired");
   await a.resolve("lost");
+  await b.announce();
   await redis.command("PEXPIRE", "test:lease:kept", 1000);
   await redis.command("DEL", "test:lease:expired");
   await redis.command("DEL", "test:lease:lost");
@@ -206,6 +213,7 @@ Deno.test("LeaseStore.renew reports lost keys across batches of 500", async () =
   await using server = await startRedis();
   await using redis = new RedisClient(server.url);
   const a = new LeaseStore(redis, options("a"));
+  await new LeaseStore(redis, options("b")).announce();
   const keys = Array.from({ length: 1201 }, (_, i) => `k${i}`);
   // Another node holds one key in each batch.
   for (const i of [0, 777, 1200]) {
@@ -226,6 +234,7 @@ Deno.test("LeaseStore loads its scripts again after Redis forgot them", async ()
   await redis.command("SCRIPT", "FLUSH");
   assert.deepEqual(await a.resolve("room"), { self: true });
   await redis.command("SCRIPT", "FLUSH");
+  await new LeaseStore(redis, options("b")).announce();
   await redis.command("SET", "test:lease:other", "b");
   assert.deepEqual(await a.renew(["room", "other"]), ["other"]);
   await redis.command("SCRIPT", "FLUSH");
