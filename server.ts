@@ -25,6 +25,7 @@ import {
 } from "./lib/log.ts";
 import { VERSION } from "./deno/version.ts";
 import { ClusterPlacement } from "./cluster/placement.ts";
+import { parseNodeUrl } from "./lib/node_url.ts";
 import type { ClusterOptions } from "./cluster/node.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
 import { MIN_SECRET_BYTES, newSecret } from "./lib/secret.ts";
@@ -324,6 +325,8 @@ const _FLAGS = {
   "cluster-prefix": { type: "string" },
   "cluster-lease-ttl": { type: "string" },
   "cluster-path": { type: "string" },
+  // y-webrtc flags
+  // PeerJS flags
   "auth-secret": { type: "string", multiple: true },
   "turn-secret": { type: "string" },
   "turn-url": { type: "string", multiple: true },
@@ -644,9 +647,11 @@ function _cluster(
       "--redis needs --cluster-url: how other nodes reach this one (ws://address:port)",
     );
   }
-  if (!/^wss?:\/\/[^/]+$/.test(url)) {
+  try {
+    parseNodeUrl(url);
+  } catch {
     throw new _UsageError(
-      `invalid value for --cluster-url: '${url}' (ws://address:port, no path)`,
+      `invalid value for --cluster-url: '${url}' (ws://address:port: no path, query or credentials)`,
     );
   }
   const secret = values["cluster-secret"] ?? _env("SIGVER_CLUSTER_SECRET");

@@ -183,6 +183,8 @@ export interface HandlerOptions {
    * @default {"/cluster"}
    */
   clusterPath?: string | false;
+  // y-webrtc options
+  // PeerJS options
 }
 
 /** The options with their defaults filled in and checked. */

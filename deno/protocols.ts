@@ -18,8 +18,12 @@ import type { HandlerConfig, HandlerOptions } from "./options.ts";
  * @returns The mounts, in the order their paths are matched.
  */
 export function protocolMounts(
-  _options: HandlerOptions,
-  _config: HandlerConfig,
+  options: HandlerOptions,
+  config: HandlerConfig,
 ): ProtocolMount[] {
-  return [];
+  const mounts: ProtocolMount[] = [];
+  // y-webrtc mount
+  // PeerJS mount
+  void options, config;
+  return mounts;
 }

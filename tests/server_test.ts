@@ -228,6 +228,22 @@ Deno.test("cli exits 2 when the cluster flags do not go together", async (t) => 
       ],
       /--cluster-url/,
     ],
+    ...["ws://u:p@a:1", "ws://a:1?x", "http://a:1"].map((url): [
+      string,
+      string[],
+      RegExp,
+    ] => [
+      `a cluster URL ${url}`,
+      [
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--cluster-url",
+        url,
+        "--cluster-secret",
+        CLUSTER_SECRET,
+      ],
+      /--cluster-url/,
+    ]),
     [
       "a lease shorter than 3 s",
       ["--redis", "redis://127.0.0.1:1", ...node, "--cluster-lease-ttl", "2"],
