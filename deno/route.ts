@@ -21,7 +21,11 @@
 
 import { type AdmissionPolicy, admit, type Refusal } from "../lib/admission.ts";
 import { clientAddress } from "../lib/address.ts";
-import { splitTokenPath, type TokenAuthority } from "../lib/token.ts";
+import {
+  splitTokenPath,
+  type TokenAuthority,
+  type TokenRefusal,
+} from "../lib/token.ts";
 import { checkKey, type PeerUrl } from "../lib/url.ts";
 import type { Lease, PipedPeer, Placement, Remote } from "./placement.ts";
 
@@ -177,17 +181,22 @@ function _mounted(
         lease: undefined,
         piped: false,
       }
-      : {
-        kind: "refused",
-        refusal: {
-          status: check.status,
-          reason: check.reason,
-          message: check.text,
-        },
-        from,
-        key: undefined,
-      }
+      : _tokenRefused(check, from)
   );
+}
+
+/** A refused token's arrival: no key to log, a path with a token in it. */
+function _tokenRefused(refusal: TokenRefusal, from: Origin): Arrival {
+  return {
+    kind: "refused",
+    refusal: {
+      status: refusal.status,
+      reason: refusal.reason,
+      message: refusal.text,
+    },
+    from,
+    key: undefined,
+  };
 }
 
 function _origin(
@@ -289,18 +298,7 @@ async function _gated(
   if (gates.tokens !== undefined && piped === undefined && peer !== undefined) {
     const access = splitTokenPath(peer.key);
     const check = await gates.tokens.check({ ...access, now: Date.now() });
-    if (!check.ok) {
-      return {
-        kind: "refused",
-        refusal: {
-          status: check.status,
-          reason: check.reason,
-          message: check.text,
-        },
-        from,
-        key: undefined,
-      };
-    }
+    if (!check.ok) return _tokenRefused(check, from);
     peer = { key: access.key, favored: peer.favored };
   }
   if (

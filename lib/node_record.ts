@@ -20,6 +20,7 @@
  */
 
 import { isNodeUrl } from "./node_url.ts";
+import { hmacKey } from "./secret.ts";
 
 const _encoder = new TextEncoder();
 
@@ -74,13 +75,7 @@ export class NodeRecords {
         "Cannot sign node records: the cluster secret is empty",
       );
     }
-    this.#key = crypto.subtle.importKey(
-      "raw",
-      _encoder.encode(secret),
-      { name: "HMAC", hash: "SHA-256" },
-      false,
-      ["sign", "verify"],
-    );
+    this.#key = hmacKey(secret);
   }
 
   /**

@@ -19,6 +19,8 @@
  * @module
  */
 
+import { hmacKey } from "./secret.ts";
+
 /** The headers of a pipe's upgrade request. */
 export const PIPE_HEADERS = {
   /** The edge node's id: marks the upgrade as a pipe. */
@@ -158,13 +160,7 @@ export class PipeAuthority {
       throw new TypeError("Cannot sign pipes: the cluster secret is empty");
     }
     this.#maxSeen = options.maxSeen ?? 100_000;
-    this.#key = crypto.subtle.importKey(
-      "raw",
-      _encoder.encode(secret),
-      { name: "HMAC", hash: "SHA-256" },
-      false,
-      ["sign", "verify"],
-    );
+    this.#key = hmacKey(secret);
   }
 
   /**

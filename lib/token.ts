@@ -28,7 +28,7 @@
  * @module
  */
 
-import { checkSecret } from "./secret.ts";
+import { checkSecret, hmacKey } from "./secret.ts";
 
 /** The version field every token starts with. */
 export const TOKEN_VERSION = "v1";
@@ -326,15 +326,7 @@ export class TokenAuthority {
 
   #importKeys(): Promise<CryptoKey[]> {
     this.#keys ??= Promise.all(
-      this.#secrets.map((secret) =>
-        crypto.subtle.importKey(
-          "raw",
-          _ENCODER.encode(secret),
-          { name: "HMAC", hash: "SHA-256" },
-          false,
-          ["sign"],
-        )
-      ),
+      this.#secrets.map((secret) => hmacKey(secret)),
     );
     return this.#keys;
   }
