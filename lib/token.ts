@@ -29,6 +29,7 @@
  */
 
 import { checkSecret, hmacKey } from "./secret.ts";
+import { checkSeconds } from "./duration.ts";
 
 /** The version field every token starts with. */
 export const TOKEN_VERSION = "v1";
@@ -243,28 +244,6 @@ function _timingSafeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
-/**
- * Checks a token's lifetime: milliseconds, but a whole number of seconds,
- * since the expiry is written in seconds. A multiple of 1000 also catches a
- * lifetime written in seconds (`ttl: 600` meaning ten minutes) instead of
- * minting a token that dies within a second.
- */
-function _checkTtl(ttl: number): void {
-  if (typeof ttl !== "number" || !Number.isSafeInteger(ttl)) {
-    throw new RangeError(
-      `Cannot mint a token: ttl ${ttl} is not a whole number of milliseconds`,
-    );
-  }
-  if (ttl < 1000) {
-    throw new RangeError(`Cannot mint a token: ttl ${ttl} ms is under 1000 ms`);
-  }
-  if (ttl % 1000 !== 0) {
-    throw new RangeError(
-      `Cannot mint a token: ttl ${ttl} ms is not a whole number of seconds`,
-    );
-  }
-}
-
 async function _sign(
   key: CryptoKey,
   expiry: string,
@@ -353,7 +332,7 @@ export class TokenAuthority {
    */
   async mint(options: MintTokenOptions = {}): Promise<string> {
     const { prefix = "", ttl = DEFAULT_TOKEN_TTL, now = Date.now() } = options;
-    _checkTtl(ttl);
+    checkSeconds("mint a token", ttl);
     if (!Number.isFinite(now) || now < 0) {
       throw new RangeError(
         `Cannot mint a token: now must be a unix time in milliseconds, got ${now}`,

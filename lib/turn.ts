@@ -19,6 +19,7 @@
  */
 
 import { checkSecret } from "./secret.ts";
+import { checkSeconds } from "./duration.ts";
 
 /**
  * Lifetime of TURN credentials when none is given, in milliseconds (one hour):
@@ -177,25 +178,7 @@ export function checkIceUrls(
  * ```
  */
 export function checkTurnTtl(ttl: number): void {
-  _checkTtl("build the ICE servers", ttl);
-}
-
-function _checkTtl(action: string, ttl: number, name = "ttl"): void {
-  if (typeof ttl !== "number" || !Number.isSafeInteger(ttl)) {
-    throw new RangeError(
-      `Cannot ${action}: ${name} ${ttl} is not a whole number of milliseconds`,
-    );
-  }
-  if (ttl < 1000) {
-    throw new RangeError(
-      `Cannot ${action}: ${name} ${ttl} ms is under 1000 ms`,
-    );
-  }
-  if (ttl % 1000 !== 0) {
-    throw new RangeError(
-      `Cannot ${action}: ${name} ${ttl} ms is not a whole number of seconds`,
-    );
-  }
+  checkSeconds("build the ICE servers", ttl);
 }
 
 /**
@@ -249,8 +232,8 @@ export async function turnCredentials(
       `Cannot make TURN credentials: the id must be 1 to ${_MAX_ID_LENGTH} characters without ":"`,
     );
   }
-  _checkTtl("make TURN credentials", ttl);
-  _checkTtl("make TURN credentials", window, "window");
+  checkSeconds("make TURN credentials", ttl);
+  checkSeconds("make TURN credentials", window, "window");
   if (!Number.isFinite(now) || now < 0) {
     throw new RangeError(
       `Cannot make TURN credentials: now must be a unix time in milliseconds, got ${now}`,
