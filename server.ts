@@ -104,6 +104,30 @@ Access tokens and TURN credentials (secrets: 16 bytes or more; sigver secret mak
       --ice-servers-path <path>  the TURN credentials endpoint, "off" to disable
                                  (default /ice-servers)
 
+y-webrtc clients (Yjs's WebrtcProvider, signaling: ["wss://HOST/y-webrtc"]):
+      --y-webrtc-path <path>     where they connect (never a Netflux group), "off" to
+                                 disable (default /y-webrtc)
+      --y-webrtc-max-topics <n>  topics (rooms) per connection; more close with 4751
+                                 (default 64)
+      --y-webrtc-max-subscribers <n>
+                                 subscribers per topic; more close with 4752 (default 256)
+      --y-webrtc-max-topic-length <n>
+                                 longest topic; longer closes with 4750 (default 512)
+      --y-webrtc-idle-timeout <s>
+                                 seconds a client may send nothing (it pings every 15 s),
+                                 then closed with 4742; 0 never (default 60)
+PeerJS clients (new Peer({ host, port, path: "/peerjs" }); with tokens "/t/<token>/peerjs"):
+      --peerjs-path <path>       where they are served (socket <path>/peerjs, routes
+                                 <path>/<key>/id and /peers), "off" to disable (default /peerjs)
+      --peerjs-key <key>         API key served, repeatable, an id namespace each (default peerjs)
+      --peerjs-discovery         let <path>/<key>/peers list the ids held (else 401)
+      --peerjs-alive-timeout <s> seconds a client may be silent (it beats every 5 s),
+                                 then closed with 4742 (default 60)
+      --peerjs-expire-timeout <s>
+                                 seconds messages wait for an absent id before EXPIRE (default 5)
+      --peerjs-max-ids <n>       ids held at once; more get ERROR (default 0: no limit)
+      --peerjs-max-queued <n>    messages waiting per absent id; more get ERROR (default 64)
+
 Commands:
   token                          print an access token for --auth-secret (sigver token --help)
   secret                         print a new random secret (32 bytes, base64url)
@@ -270,6 +294,25 @@ function _path(
   return value;
 }
 
+/** `--peerjs-path`: like the other paths, but never the root. */
+function _peerjsPath(value: string | undefined): string | false | undefined {
+  const path = _path("peerjs-path", value);
+  if (typeof path === "string" && (path === "/" || path.endsWith("/"))) {
+    throw new _UsageError(
+      `invalid value for --peerjs-path: '${value}' (a path like /peerjs, no trailing /)`,
+    );
+  }
+  return path;
+}
+
+/** `--peerjs-key`: one or more non-empty keys. */
+function _peerjsKey(values: string[] | undefined): string[] | undefined {
+  if (values?.some((key) => key === "")) {
+    throw new _UsageError("invalid value for --peerjs-key: ''");
+  }
+  return values;
+}
+
 /**
  * An environment variable, when the process may read it: `undefined` when
  * unset or when no `--allow-env` covers it (asking would prompt on a
@@ -326,7 +369,19 @@ const _FLAGS = {
   "cluster-lease-ttl": { type: "string" },
   "cluster-path": { type: "string" },
   // y-webrtc flags
+  "y-webrtc-path": { type: "string" },
+  "y-webrtc-max-topics": { type: "string" },
+  "y-webrtc-max-subscribers": { type: "string" },
+  "y-webrtc-max-topic-length": { type: "string" },
+  "y-webrtc-idle-timeout": { type: "string" },
   // PeerJS flags
+  "peerjs-path": { type: "string" },
+  "peerjs-key": { type: "string", multiple: true },
+  "peerjs-discovery": { type: "boolean" },
+  "peerjs-alive-timeout": { type: "string" },
+  "peerjs-expire-timeout": { type: "string" },
+  "peerjs-max-ids": { type: "string" },
+  "peerjs-max-queued": { type: "string" },
   "auth-secret": { type: "string", multiple: true },
   "turn-secret": { type: "string" },
   "turn-url": { type: "string", multiple: true },
@@ -447,6 +502,30 @@ function _parse(args: string[]):
       authSecrets,
       turn,
       iceServersPath: _path("ice-servers-path", values["ice-servers-path"]),
+      peerjsPath: _peerjsPath(values["peerjs-path"]),
+      peerjsKey: _peerjsKey(values["peerjs-key"]),
+      peerjsDiscovery: values["peerjs-discovery"],
+      peerjsAliveTimeout: seconds("peerjs-alive-timeout"),
+      peerjsExpireTimeout: seconds("peerjs-expire-timeout"),
+      peerjsMaxIds: _number("peerjs-max-ids", values["peerjs-max-ids"]),
+      peerjsMaxQueued: _number(
+        "peerjs-max-queued",
+        values["peerjs-max-queued"],
+      ),
+      yWebrtcPath: _path("y-webrtc-path", values["y-webrtc-path"]),
+      yWebrtcMaxTopics: _number(
+        "y-webrtc-max-topics",
+        values["y-webrtc-max-topics"],
+      ),
+      yWebrtcMaxSubscribers: _number(
+        "y-webrtc-max-subscribers",
+        values["y-webrtc-max-subscribers"],
+      ),
+      yWebrtcMaxTopicLength: _number(
+        "y-webrtc-max-topic-length",
+        values["y-webrtc-max-topic-length"],
+      ),
+      yWebrtcIdleTimeout: seconds("y-webrtc-idle-timeout"),
     },
   };
 }

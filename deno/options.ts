@@ -11,6 +11,7 @@ import type { LogFormat, LogLevel } from "../lib/log.ts";
 import type { MetricFamily } from "../lib/metrics.ts";
 import type { PeerEvent } from "./observe.ts";
 import type { TurnOptions } from "./ice.ts";
+import type { TopicBusFactory } from "../lib/ywebrtc/bus.ts";
 import { defaultMaxPeers } from "./system.ts";
 
 /** Options of `createHandler`. */
@@ -184,7 +185,87 @@ export interface HandlerOptions {
    */
   clusterPath?: string | false;
   // y-webrtc options
+  /**
+   * Path of y-webrtc clients (Yjs's WebRTC provider), or `false`: every
+   * upgrade there is a y-webrtc client, never a Netflux group, and a plain
+   * GET answers `okay`.
+   * @default {"/y-webrtc"}
+   */
+  yWebrtcPath?: string | false;
+  /**
+   * Most topics (rooms) one y-webrtc connection may subscribe to (0: no
+   * limit); past it the client is closed with 4751.
+   * @default {64}
+   */
+  yWebrtcMaxTopics?: number;
+  /**
+   * Most y-webrtc subscribers of one topic on this node (0: no limit); one
+   * more is closed with 4752.
+   * @default {256}
+   */
+  yWebrtcMaxSubscribers?: number;
+  /**
+   * Longest y-webrtc topic, in UTF-16 code units; an empty or longer one
+   * closes the client with 4750.
+   * @default {512}
+   */
+  yWebrtcMaxTopicLength?: number;
+  /**
+   * Milliseconds a y-webrtc client may send nothing (its pings come every
+   * 15 s) before it is closed with 4742 (0: never).
+   * @default {60000}
+   */
+  yWebrtcIdleTimeout?: number;
+  /** The bus that carries y-webrtc publishes between cluster nodes. */
+  yWebrtcBus?: TopicBusFactory;
   // PeerJS options
+  /**
+   * Path of PeerJS clients (`new Peer({ host, port, path: "/peerjs" })`),
+   * or `false`: their socket is `<path>/peerjs`, their routes
+   * `<path>/<key>/id` and `<path>/<key>/peers`; nothing below it is a
+   * Netflux group.
+   * @default {"/peerjs"}
+   */
+  peerjsPath?: string | false;
+  /**
+   * The PeerJS API key(s) served (the client's `key`), each a namespace of
+   * ids of its own; another key gets ERROR "Invalid key provided".
+   * @default {"peerjs"}
+   */
+  peerjsKey?: string | readonly string[];
+  /**
+   * Let `GET <path>/<key>/peers` list the ids held (401 otherwise).
+   * @default {false}
+   */
+  peerjsDiscovery?: boolean;
+  /**
+   * Milliseconds a PeerJS client may stay silent (it sends a heartbeat
+   * every 5 s) before it is closed with 4742.
+   * @default {60000}
+   */
+  peerjsAliveTimeout?: number;
+  /**
+   * Milliseconds after which messages queued for an absent PeerJS id
+   * expire (each sender gets one EXPIRE).
+   * @default {5000}
+   */
+  peerjsExpireTimeout?: number;
+  /**
+   * Most PeerJS ids held at once (0: no limit but `maxPeers`).
+   * @default {0}
+   */
+  peerjsMaxIds?: number;
+  /**
+   * Messages that may wait for one absent PeerJS id; one more is answered
+   * with ERROR.
+   * @default {64}
+   */
+  peerjsMaxQueued?: number;
+  /**
+   * Bytes that may wait for absent PeerJS ids, in all.
+   * @default {8388608}
+   */
+  peerjsMaxQueuedBytes?: number;
 }
 
 /** The options with their defaults filled in and checked. */
