@@ -117,6 +117,18 @@ y-webrtc clients (Yjs's WebrtcProvider, signaling: ["wss://HOST/y-webrtc"]):
                                  seconds a client may send nothing (it pings every 15 s),
                                  then closed with 4742; 0 never (default 60)
 
+PeerJS clients (new Peer({ host, port, path: "/peerjs" }); with tokens "/t/<token>/peerjs"):
+      --peerjs-path <path>       where they are served (socket <path>/peerjs, routes
+                                 <path>/<key>/id and /peers), "off" to disable (default /peerjs)
+      --peerjs-key <key>         API key served, repeatable, an id namespace each (default peerjs)
+      --peerjs-discovery         let <path>/<key>/peers list the ids held (else 401)
+      --peerjs-alive-timeout <s> seconds a client may be silent (it beats every 5 s),
+                                 then closed with 4742 (default 60)
+      --peerjs-expire-timeout <s>
+                                 seconds messages wait for an absent id before EXPIRE (default 5)
+      --peerjs-max-ids <n>       ids held at once; more get ERROR (default 0: no limit)
+      --peerjs-max-queued <n>    messages waiting per absent id; more get ERROR (default 64)
+
 Commands:
   token                          print an access token for --auth-secret (sigver token --help)
   secret                         print a new random secret (32 bytes, base64url)
@@ -283,6 +295,25 @@ function _path(
   return value;
 }
 
+/** `--peerjs-path`: like the other paths, but never the root. */
+function _peerjsPath(value: string | undefined): string | false | undefined {
+  const path = _path("peerjs-path", value);
+  if (typeof path === "string" && (path === "/" || path.endsWith("/"))) {
+    throw new _UsageError(
+      `invalid value for --peerjs-path: '${value}' (a path like /peerjs, no trailing /)`,
+    );
+  }
+  return path;
+}
+
+/** `--peerjs-key`: one or more non-empty keys. */
+function _peerjsKey(values: string[] | undefined): string[] | undefined {
+  if (values?.some((key) => key === "")) {
+    throw new _UsageError("invalid value for --peerjs-key: ''");
+  }
+  return values;
+}
+
 /**
  * An environment variable, when the process may read it: `undefined` when
  * unset or when no `--allow-env` covers it (asking would prompt on a
@@ -345,6 +376,13 @@ const _FLAGS = {
   "y-webrtc-max-topic-length": { type: "string" },
   "y-webrtc-idle-timeout": { type: "string" },
   // PeerJS flags
+  "peerjs-path": { type: "string" },
+  "peerjs-key": { type: "string", multiple: true },
+  "peerjs-discovery": { type: "boolean" },
+  "peerjs-alive-timeout": { type: "string" },
+  "peerjs-expire-timeout": { type: "string" },
+  "peerjs-max-ids": { type: "string" },
+  "peerjs-max-queued": { type: "string" },
   "auth-secret": { type: "string", multiple: true },
   "turn-secret": { type: "string" },
   "turn-url": { type: "string", multiple: true },
@@ -465,6 +503,16 @@ function _parse(args: string[]):
       authSecrets,
       turn,
       iceServersPath: _path("ice-servers-path", values["ice-servers-path"]),
+      peerjsPath: _peerjsPath(values["peerjs-path"]),
+      peerjsKey: _peerjsKey(values["peerjs-key"]),
+      peerjsDiscovery: values["peerjs-discovery"],
+      peerjsAliveTimeout: seconds("peerjs-alive-timeout"),
+      peerjsExpireTimeout: seconds("peerjs-expire-timeout"),
+      peerjsMaxIds: _number("peerjs-max-ids", values["peerjs-max-ids"]),
+      peerjsMaxQueued: _number(
+        "peerjs-max-queued",
+        values["peerjs-max-queued"],
+      ),
       yWebrtcPath: _path("y-webrtc-path", values["y-webrtc-path"]),
       yWebrtcMaxTopics: _number(
         "y-webrtc-max-topics",

@@ -219,6 +219,53 @@ export interface HandlerOptions {
   /** The bus that carries y-webrtc publishes between cluster nodes. */
   yWebrtcBus?: TopicBusFactory;
   // PeerJS options
+  /**
+   * Path of PeerJS clients (`new Peer({ host, port, path: "/peerjs" })`),
+   * or `false`: their socket is `<path>/peerjs`, their routes
+   * `<path>/<key>/id` and `<path>/<key>/peers`; nothing below it is a
+   * Netflux group.
+   * @default {"/peerjs"}
+   */
+  peerjsPath?: string | false;
+  /**
+   * The PeerJS API key(s) served (the client's `key`), each a namespace of
+   * ids of its own; another key gets ERROR "Invalid key provided".
+   * @default {"peerjs"}
+   */
+  peerjsKey?: string | readonly string[];
+  /**
+   * Let `GET <path>/<key>/peers` list the ids held (401 otherwise).
+   * @default {false}
+   */
+  peerjsDiscovery?: boolean;
+  /**
+   * Milliseconds a PeerJS client may stay silent (it sends a heartbeat
+   * every 5 s) before it is closed with 4742.
+   * @default {60000}
+   */
+  peerjsAliveTimeout?: number;
+  /**
+   * Milliseconds after which messages queued for an absent PeerJS id
+   * expire (each sender gets one EXPIRE).
+   * @default {5000}
+   */
+  peerjsExpireTimeout?: number;
+  /**
+   * Most PeerJS ids held at once (0: no limit but `maxPeers`).
+   * @default {0}
+   */
+  peerjsMaxIds?: number;
+  /**
+   * Messages that may wait for one absent PeerJS id; one more is answered
+   * with ERROR.
+   * @default {64}
+   */
+  peerjsMaxQueued?: number;
+  /**
+   * Bytes that may wait for absent PeerJS ids, in all.
+   * @default {8388608}
+   */
+  peerjsMaxQueuedBytes?: number;
 }
 
 /** The options with their defaults filled in and checked. */

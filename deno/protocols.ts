@@ -9,6 +9,7 @@
 
 import type { ProtocolMount } from "../lib/protocol.ts";
 import { yWebrtcMount } from "../lib/ywebrtc/mount.ts";
+import { peerjsMount, PeerjsProtocol } from "../lib/peerjs/protocol.ts";
 import type { HandlerConfig, HandlerOptions } from "./options.ts";
 
 /**
@@ -28,6 +29,22 @@ export function protocolMounts(
     mounts.push(yWebrtcMount(options, config.tickMs));
   }
   // PeerJS mount
+  if (options.peerjsPath !== false) {
+    mounts.push(peerjsMount(
+      options.peerjsPath ?? "/peerjs",
+      new PeerjsProtocol({
+        keys: [options.peerjsKey ?? "peerjs"].flat(),
+        discovery: options.peerjsDiscovery,
+        allowOrigins: config.admission.allowOrigins,
+        tickMs: config.tickMs,
+        aliveTimeout: options.peerjsAliveTimeout,
+        expireTimeout: options.peerjsExpireTimeout,
+        maxIds: options.peerjsMaxIds,
+        maxQueuedPerId: options.peerjsMaxQueued,
+        maxQueuedBytes: options.peerjsMaxQueuedBytes,
+      }),
+    ));
+  }
   void options, config;
   return mounts;
 }
