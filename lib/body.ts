@@ -35,15 +35,14 @@ export async function readFrame(
   max: number,
 ): Promise<PostedFrame> {
   const declared = request.headers.get("content-length");
-  const length = Number(declared ?? "0");
-  if (length > max) {
+  // Only a decimal length is one (`-1`, `+1`, `0x1` and `""` are not).
+  const decimal = declared !== null && /^[0-9]{1,15}$/.test(declared);
+  if (decimal && Number(declared) > max) {
     await request.body?.cancel();
     return { ok: false, tooBig: true };
   }
   // A length the server checked against the body: one read, no chunks.
-  if (declared !== null && Number.isSafeInteger(length)) {
-    return { ok: true, frame: await request.arrayBuffer() };
-  }
+  if (decimal) return { ok: true, frame: await request.arrayBuffer() };
   const body = request.body;
   if (body === null) return { ok: true, frame: new ArrayBuffer(0) };
   const chunks: Uint8Array[] = [];
