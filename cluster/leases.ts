@@ -21,7 +21,10 @@
  * round trip from the node:
  *
  * - resolve: the owner of a key, claiming the lease when it is free or when
- *   its owner's liveness key has expired;
+ *   its owner's liveness key has expired; the guarded form first checks
+ *   that this node's own liveness key is there (when it is not, Redis lost
+ *   its state: a FLUSHALL, a restart) and claims nothing then, or when told
+ *   not to, so that the nodes re-assert their leases first;
  * - take over: claim the lease from a given owner (that this node could not
  *   reach), and only from it;
  * - renew: extend many leases at once, re-assert those that expired (Redis
@@ -78,6 +81,32 @@ if owner then
   if record and string.sub(record, 1, #ARGV[4]) ~= ARGV[4] then
     return {owner, record}
   end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {ARGV[1], ''}
+`;
+
+// The same, guarded. ARGV[5]: '1' to claim a free lease. Returns {'', '',
+// 'lost'} when this node's own liveness key is missing (Redis lost its
+// state: claim nothing before the nodes re-assert theirs), {'', '', 'free'}
+// for a free lease it was told not to claim.
+const GUARDED_RESOLVE = `
+if redis.call('EXISTS', ARGV[3] .. ARGV[1]) == 0 then
+  return {'', '', 'lost'}
+end
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {owner, ''}
+end
+if owner then
+  local record = redis.call('GET', ARGV[3] .. owner)
+  if record and string.sub(record, 1, #ARGV[4]) ~= ARGV[4] then
+    return {owner, record}
+  end
+end
+if ARGV[5] ~= '1' then
+  return {'', '', 'free'}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {ARGV[1], ''}
@@ -210,18 +239,22 @@ export class LeaseStore {
   /**
    * Says this node is alive and where it is reached, for the node TTL.
    *
+   * @returns Whether its liveness key was there: when it was not although
+   * it was announced within the node TTL, Redis lost its state.
    * @throws {TypeError} When this node's URL is no node URL.
    */
-  async announce(): Promise<void> {
+  async announce(): Promise<boolean> {
     const { node, url, nodeTtl } = this.#options;
     this.#record ??= this.#records.sign(node, url);
-    await this.#redis.command(
+    const before = await this.#redis.command(
       "SET",
       this.nodeKey(node),
       await this.#record,
       "PX",
       nodeTtl,
+      "GET",
     );
+    return before !== null;
   }
 
   /**
@@ -261,6 +294,34 @@ export class LeaseStore {
         `${url}|`,
       ]),
     );
+  }
+
+  /**
+   * The owner of a group, as {@linkcode LeaseStore.resolve} finds it, but
+   * only while this node's liveness key is in Redis, and claiming a free
+   * lease only when told to.
+   *
+   * @param key The group key.
+   * @param claim Whether to claim a free lease.
+   * @returns The owner; `"lost"` when this node's liveness key is missing
+   * (nothing was claimed); `"free"` for a free lease not claimed.
+   */
+  async resolveGuarded(
+    key: string,
+    claim: boolean,
+  ): Promise<Owner | "lost" | "free"> {
+    const { node, leaseTtl, prefix, url } = this.#options;
+    const reply = await this.#eval(GUARDED_RESOLVE, [this.leaseKey(key)], [
+      node,
+      leaseTtl,
+      `${prefix}node:`,
+      `${url}|`,
+      claim ? "1" : "0",
+    ]);
+    if (Array.isArray(reply) && reply[0] === "" && reply.length === 3) {
+      if (reply[2] === "lost" || reply[2] === "free") return reply[2];
+    }
+    return await this.#checked(key, reply);
   }
 
   /**

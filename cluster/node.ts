@@ -11,10 +11,22 @@
  *   one goes. Every `leaseTtl / 3` they are renewed in one pipelined round
  *   trip; one that another node holds now is lost, and the handler closes
  *   that group's local peers with 1012 so that they reconnect to the owner.
- * - When Redis is unreachable the node keeps serving: pipes already open
- *   keep relaying, a key piped to a known owner keeps going there, and a new
- *   key is owned here (a warning says a group may split meanwhile). The
- *   leases are asserted again when Redis returns.
+ * - A group is served only under a lease Redis confirmed within its TTL
+ *   less a margin (`owned.ts`): a node that could not renew it in time,
+ *   cut off from Redis, slowed down or frozen, fences the group (its peers
+ *   closed with 1012, its newcomers refused with 503 while Redis cannot say
+ *   where the group is), before another node can claim the lease.
+ * - When Redis is unreachable the node keeps serving within that bound:
+ *   pipes already open keep relaying, a key piped to a known owner keeps
+ *   going there (a remembered owner is used only then: while Redis answers,
+ *   its answer decides), and a new key is owned here, fenced after the same
+ *   bound unless Redis confirms it (a warning says a group may split
+ *   meanwhile). The leases are asserted again when Redis returns.
+ * - A Redis that lost its state (FLUSHALL, a restart) is noticed by the
+ *   node's liveness key missing, at the next announcement or lookup: the
+ *   node re-asserts its leases at once, and no node claims a free lease for
+ *   a grace period (an announcement period and a Redis timeout), so that
+ *   established groups get their leases back before any newcomer.
  * - Redis is not trusted with where peers go: a node's record (its URL) is
  *   signed with the cluster secret and checked on every read, and a lease
  *   that names a node with no valid record is free (`leases.ts`).
@@ -28,13 +40,26 @@ import type { Logger } from "../lib/log.ts";
 import type { MetricFamily } from "../lib/metrics.ts";
 import { parseNodeUrl } from "../lib/node_url.ts";
 import { PipeAuthority } from "../lib/pipe_auth.ts";
-import { LeaseStore, type Owner } from "./leases.ts";
+import { type Found, LeaseKeeper } from "./keeper.ts";
+import { LeaseStore } from "./leases.ts";
+import { NodeDirectory } from "./node_directory.ts";
+import { clusterMetrics, type ClusterView } from "./node_metrics.ts";
+import type { OwnedGroups } from "./owned.ts";
 import { RedisClient } from "./redis.ts";
+import { Pipes } from "./remotes.ts";
+
+export type { ClusterView } from "./node_metrics.ts";
 
 /** Where a peer's group lives. */
 export type Route =
   | { readonly local: true }
-  | { readonly local: false; readonly node: string; readonly url: string };
+  | { readonly local: false; readonly node: string; readonly url: string }
+  | {
+    readonly local: false;
+    readonly node: undefined;
+    /** Why no node can take the peer now. */
+    readonly reason: string;
+  };
 
 /** Options of {@linkcode ClusterNode}. */
 export interface ClusterOptions {
@@ -57,7 +82,9 @@ export interface ClusterOptions {
    * third of it. A dead owner is found by its liveness key (`nodeTtl`), not
    * by its leases expiring, so a long lease costs no failover time: it only
    * bounds how long the lease of a group that ended on a dead node lingers,
-   * and how soon a node that was frozen learns that its groups moved.
+   * and how soon a node that was frozen or cut off from Redis stops serving
+   * its groups: a group whose lease was not renewed for the TTL less a
+   * margin (a twentieth of it, at most 250 ms, and 2%) is fenced.
    * Renewals, most of Redis's work, scale with its inverse.
    * @default {30000}
    */
@@ -69,10 +96,20 @@ export interface ClusterOptions {
    */
   nodeTtl?: number;
   /**
-   * Milliseconds a Redis command may take.
+   * Milliseconds a Redis command (or a connection's handshake) may take
+   * before Redis counts as unreachable. A Redis slower than this is down for
+   * the node: see docs/scaling.md.
    * @default {1000}
    */
   redisTimeout?: number;
+  /**
+   * Milliseconds a pipe between two nodes may stay silent (no frame, no
+   * pong) before it counts as dead: the edge closes its peer with 1012 and
+   * the owner drops its side. The edge pings a pipe silent for a quarter of
+   * it.
+   * @default {5000}
+   */
+  pipeTimeout?: number;
   /** Where log records go. */
   log?: Logger;
   /**
@@ -82,44 +119,12 @@ export interface ClusterOptions {
   clock?: Clock;
 }
 
-/** What `/cluster` shows of this node. */
-export interface ClusterView {
-  /** This node's id. */
-  node: string;
-  /** Its cluster URL. */
-  url: string;
-  /** Whether Redis answers. */
-  redis: "up" | "down";
-  /** Groups this node owns (with at least one local peer). */
-  ownedGroups: number;
-  /** Peers piped from other nodes to this one. */
-  pipedIn: number;
-  /** Peers piped from this node to their owners. */
-  pipedOut: number;
-  /** Owners this node pipes peers to, by node id: peers piped. */
-  remotes: Record<string, number>;
-}
-
-/**
- * Milliseconds a node id that Redis did not know (or whose record did not
- * check out) is not asked about again: fallback requests may name any node.
- */
-const NODE_MISS_TTL = 1000;
-/** Node ids remembered as unknown, at most. */
-const NODE_MISS_MAX = 1024;
-
 function _randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** A remote owner this node pipes some peers of a key to. */
-interface _Remote {
-  node: string;
-  url: string;
-  /** Open pipes of this key to that owner. */
-  pipes: number;
-}
+const _LOCAL: Route = { local: true };
 
 /**
  * A cluster node. Create it, and give it to the server as a placement
@@ -140,35 +145,30 @@ export class ClusterNode {
   readonly id: string = _randomId();
   /** Signs and checks pipes. */
   readonly auth: PipeAuthority;
-  /** Called with the keys whose leases other nodes now hold. */
+  /**
+   * Called with the keys whose groups must close here (1012): other nodes
+   * hold their leases now, or their leases were not renewed in time.
+   */
   onLost: (keys: ReadonlySet<string>) => void = () => {};
   readonly #options: Required<Omit<ClusterOptions, "log">>;
   #log: Logger | undefined;
   readonly #redis: RedisClient;
   readonly #store: LeaseStore;
-  /** Keys this node owns: connections using each lease. */
-  readonly #owned = new Map<string, number>();
-  /** Releases in flight: a key is not claimed again until they end. */
-  readonly #releasing = new Map<string, Promise<void>>();
+  /** The leases of the groups this node owns, kept and fenced. */
+  readonly #keeper: LeaseKeeper;
+  /** Groups this node owns, and when each is fenced. */
+  readonly #owned: OwnedGroups;
   /**
    * Owner lookups under way, by key: peers of one key that arrive together
    * share one, so that none can release a lease another is still counting
    * on between two lookups.
    */
-  readonly #resolving = new Map<string, Promise<Owner | undefined>>();
-  /** URLs of other nodes, for a while, by id. */
-  readonly #nodeUrls = new Map<string, { url: string; until: number }>();
-  /** Node ids Redis did not know, until when, oldest first. */
-  readonly #unknownNodes = new Map<string, number>();
-  /** Node lookups under way, by id: requests that arrive together share one. */
-  readonly #nodeLookups = new Map<string, Promise<string | undefined>>();
-  /** Keys piped elsewhere, with their owner. */
-  readonly #remote = new Map<string, _Remote>();
-  #pipedIn = 0;
-  #pipedOut = 0;
+  readonly #resolving = new Map<string, Promise<Found>>();
+  readonly #nodes: NodeDirectory;
+  /** Pipes in and out, and the owners of piped keys. */
+  readonly #pipes = new Pipes();
   #redisUp: boolean | undefined = undefined;
   #takeovers = 0;
-  #lost = 0;
   #localWhileDown = 0;
   #loops: Disposable[] = [];
   #closed = false;
@@ -192,6 +192,7 @@ export class ClusterNode {
       leaseTtl: options.leaseTtl ?? 30_000,
       nodeTtl: options.nodeTtl ?? 5_000,
       redisTimeout: options.redisTimeout ?? 1_000,
+      pipeTimeout: options.pipeTimeout ?? 5_000,
       clock: options.clock ?? systemClock,
     };
     this.#log = options.log;
@@ -210,6 +211,24 @@ export class ClusterNode {
       url: this.#options.url,
       secret: options.secret,
     });
+    this.#keeper = new LeaseKeeper({
+      store: this.#store,
+      clock: this.#options.clock,
+      leaseTtl: this.#options.leaseTtl,
+      nodeTtl: this.#options.nodeTtl,
+      redisTimeout: this.#options.redisTimeout,
+      ask: (operation) => this.#ask(operation),
+      redisUp: () => this.#redisUp === true,
+      log: () => this.#log,
+      lost: (keys) => this.onLost(keys),
+    });
+    this.#owned = this.#keeper.owned;
+    this.#nodes = new NodeDirectory({
+      keep: this.#options.nodeTtl,
+      now: () => this.#options.clock.now(),
+      lookUp: (node) =>
+        this.#ask(async () => ({ url: await this.#store.nodeUrl(node) })),
+    });
   }
 
   /**
@@ -226,21 +245,28 @@ export class ClusterNode {
     return this.#options.url;
   }
 
+  /** The clock of the node's loops (pipes are watched on it too). */
+  get clock(): Clock {
+    return this.#options.clock;
+  }
+
+  /** Milliseconds a pipe may stay silent before it counts as dead. */
+  get pipeTimeout(): number {
+    return this.#options.pipeTimeout;
+  }
+
   /**
-   * Announces the node and starts its liveness and renewal loops. A Redis
-   * that does not answer yet is not an error: the node serves meanwhile.
+   * Announces the node and starts its liveness, renewal and fence loops. A
+   * Redis that does not answer yet is not an error: the node serves
+   * meanwhile.
    */
   start(): Promise<void> {
-    const { clock, nodeTtl, leaseTtl } = this.#options;
-    this.#loops.push(
-      clock.every(Math.max(100, nodeTtl / 3), () => void this.#announce()),
-      clock.every(Math.max(100, leaseTtl / 3), () => void this.#renew()),
-    );
+    this.#loops.push(this.#keeper.start());
     // The client connects at once and reports its first attempt's outcome.
     return this.#started ??= settleWithin(
       this.#firstState.promise,
       this.#options.redisTimeout * 2,
-    ).then(() => this.#announce());
+    ).then(() => this.#keeper.announce());
   }
 
   /**
@@ -248,28 +274,32 @@ export class ClusterNode {
    * routes the peer here: pair it with {@linkcode ClusterNode.release}.
    *
    * @param key The group key.
-   * @returns Local, or the owner to pipe to.
+   * @returns Local, the owner to pipe to, or why no node can take it now.
    */
   async route(key: string): Promise<Route> {
     // Before Redis first answered (or failed), every key would look free.
     if (this.#started !== undefined) await this.#started;
-    const count = this.#owned.get(key);
-    if (count !== undefined) {
-      this.#owned.set(key, count + 1);
-      return { local: true };
+    const now = this.#options.clock.now();
+    if (this.#owned.holds(key, now)) {
+      this.#owned.add(key);
+      return _LOCAL;
     }
-    const remote = this.#remote.get(key);
-    if (remote !== undefined && (remote.pipes > 0 || !this.#redisUp)) {
+    // A group past its deadline (a frozen process that just woke) stops
+    // here before a newcomer can join it.
+    this.#keeper.fenceDue(now);
+    // A remembered owner is used only when Redis cannot be asked.
+    const remote = this.#redisUp ? undefined : this.#pipes.owner(key);
+    if (remote !== undefined) {
       return { local: false, node: remote.node, url: remote.url };
     }
-    await this.#releasing.get(key);
-    let owner = this.#resolving.get(key);
-    if (owner === undefined) {
-      owner = this.#ask(() => this.#store.resolve(key));
-      this.#resolving.set(key, owner);
-      void owner.then(() => this.#resolving.delete(key));
+    await this.#keeper.releasing.get(key);
+    let found = this.#resolving.get(key);
+    if (found === undefined) {
+      found = this.#keeper.lookUp(key);
+      this.#resolving.set(key, found);
+      void found.then(() => this.#resolving.delete(key));
     }
-    return this.#claimed(key, await owner);
+    return this.#claimed(key, await found);
   }
 
   /**
@@ -278,15 +308,15 @@ export class ClusterNode {
    *
    * @param key The group key.
    * @param owner The node that could not be reached.
-   * @returns Local, or the owner to pipe to.
+   * @returns Local, the owner to pipe to, or why no node can take it now.
    */
   async unreachable(key: string, owner: string): Promise<Route> {
-    const remote = this.#remote.get(key);
-    if (remote?.node === owner) this.#remote.delete(key);
-    const route = this.#claimed(
-      key,
-      await this.#ask(() => this.#store.takeOver(key, owner)),
-    );
+    this.#pipes.forget(key, owner);
+    const asserted = this.#options.clock.now();
+    const route = this.#claimed(key, {
+      owner: await this.#ask(() => this.#store.takeOver(key, owner)),
+      asserted,
+    });
     if (route.local) {
       this.#takeovers++;
       this.#log?.write("warn", "cluster", {
@@ -303,12 +333,11 @@ export class ClusterNode {
    *
    * @param key The group key.
    * @param owner The node that refused.
-   * @returns Local, or the owner to pipe to.
+   * @returns Local, the owner to pipe to, or why no node can take it now.
    */
   async refused(key: string, owner: string): Promise<Route> {
-    const remote = this.#remote.get(key);
-    if (remote?.node === owner) this.#remote.delete(key);
-    return this.#claimed(key, await this.#ask(() => this.#store.resolve(key)));
+    this.#pipes.forget(key, owner);
+    return this.#claimed(key, await this.#keeper.lookUp(key));
   }
 
   /**
@@ -331,20 +360,8 @@ export class ClusterNode {
    * @param key The group key.
    */
   release(key: string): void {
-    const count = this.#owned.get(key);
-    if (count === undefined) return;
-    if (count > 1) {
-      this.#owned.set(key, count - 1);
-      return;
-    }
-    this.#owned.delete(key);
-    if (!this.#redisUp) return;
-    const done = this.#store.release(key).catch(() => {
-      // Redis went away: the lease expires by itself.
-    }).finally(() => {
-      if (this.#releasing.get(key) === done) this.#releasing.delete(key);
-    });
-    this.#releasing.set(key, done);
+    if (!this.#owned.drop(key) || !this.#redisUp) return;
+    this.#keeper.release(key);
   }
 
   /**
@@ -354,11 +371,11 @@ export class ClusterNode {
    * @param key The group key.
    * @param route The owner.
    */
-  pipeOpened(key: string, route: Route & { local: false }): void {
-    this.#pipedOut++;
-    const remote = this.#remote.get(key);
-    if (remote !== undefined && remote.node === route.node) remote.pipes++;
-    else this.#remote.set(key, { node: route.node, url: route.url, pipes: 1 });
+  pipeOpened(
+    key: string,
+    route: { readonly node: string; readonly url: string },
+  ): void {
+    this.#pipes.opened(key, route.node, route.url);
   }
 
   /**
@@ -368,12 +385,9 @@ export class ClusterNode {
    * @param node The owner it went to.
    */
   pipeClosed(key: string, node: string): void {
-    this.#pipedOut--;
-    const remote = this.#remote.get(key);
-    if (remote === undefined || remote.node !== node) return;
     // Without Redis, a group's known owner is the only way to find it: keep
     // it until Redis returns.
-    if (--remote.pipes <= 0 && this.#redisUp) this.#remote.delete(key);
+    this.#pipes.closed(key, node, this.#redisUp === true);
   }
 
   /**
@@ -388,47 +402,7 @@ export class ClusterNode {
    */
   nodeUrl(node: string): Promise<string | undefined> {
     if (node === this.id) return Promise.resolve(this.#options.url);
-    const now = this.#options.clock.now();
-    const known = this.#nodeUrls.get(node);
-    if (known !== undefined && known.until > now) {
-      return Promise.resolve(known.url);
-    }
-    const unknown = this.#unknownNodes.get(node);
-    if (unknown !== undefined && unknown > now) {
-      return Promise.resolve(undefined);
-    }
-    let lookup = this.#nodeLookups.get(node);
-    if (lookup === undefined) {
-      lookup = this.#lookUpNode(node, now).finally(() =>
-        this.#nodeLookups.delete(node)
-      );
-      this.#nodeLookups.set(node, lookup);
-    }
-    return lookup;
-  }
-
-  async #lookUpNode(node: string, now: number): Promise<string | undefined> {
-    const found = await this.#ask(async () => ({
-      url: await this.#store.nodeUrl(node),
-    }));
-    // Redis could not say: nothing is learned.
-    if (found === undefined) return undefined;
-    const url = found.url;
-    this.#unknownNodes.delete(node);
-    if (url === undefined) {
-      this.#nodeUrls.delete(node);
-      if (this.#unknownNodes.size >= NODE_MISS_MAX) {
-        const oldest = this.#unknownNodes.keys().next().value!;
-        this.#unknownNodes.delete(oldest);
-      }
-      this.#unknownNodes.set(node, now + NODE_MISS_TTL);
-    } else {
-      // A node's URL does not change while it lives: ask again only now and
-      // then, to notice that it died. Only signed records get here.
-      this.#nodeUrls.set(node, { url, until: now + this.#options.nodeTtl });
-      if (this.#nodeUrls.size > 1024) this.#nodeUrls.clear();
-    }
-    return url;
+    return this.#nodes.url(node);
   }
 
   /**
@@ -437,7 +411,7 @@ export class ClusterNode {
    * @param delta +1 when one opens, -1 when it closes.
    */
   pipedIn(delta: number): void {
-    this.#pipedIn += delta;
+    this.#pipes.in += delta;
   }
 
   /**
@@ -446,18 +420,14 @@ export class ClusterNode {
    * @returns The view.
    */
   view(): ClusterView {
-    const remotes: Record<string, number> = {};
-    for (const r of this.#remote.values()) {
-      remotes[r.node] = (remotes[r.node] ?? 0) + r.pipes;
-    }
     return {
       node: this.id,
       url: this.#options.url,
       redis: this.#redisUp === true ? "up" : "down",
       ownedGroups: this.#owned.size,
-      pipedIn: this.#pipedIn,
-      pipedOut: this.#pipedOut,
-      remotes,
+      pipedIn: this.#pipes.in,
+      pipedOut: this.#pipes.out,
+      remotes: this.#pipes.byOwner(),
     };
   }
 
@@ -467,72 +437,19 @@ export class ClusterNode {
    * @returns The families.
    */
   metrics(): MetricFamily[] {
-    const redis = this.#redis.stats();
-    const one = (
-      name: string,
-      type: "counter" | "gauge",
-      help: string,
-      value: number,
-    ): MetricFamily => ({ name, type, help, samples: [[{}, value]] });
-    return [
-      one(
-        "sigver_cluster_redis_up",
-        "gauge",
-        "1 while Redis answers.",
-        this.#redisUp ? 1 : 0,
-      ),
-      one(
-        "sigver_cluster_owned_groups",
-        "gauge",
-        "Groups this node owns.",
-        this.#owned.size,
-      ),
-      {
-        name: "sigver_cluster_piped_peers",
-        type: "gauge",
-        help: "Peers piped between nodes: in from edges, out to owners.",
-        samples: [
-          [{ direction: "in" }, this.#pipedIn],
-          [{ direction: "out" }, this.#pipedOut],
-        ],
-      },
-      one(
-        "sigver_cluster_redis_round_trips_total",
-        "counter",
-        "Redis round trips (a pipeline is one).",
-        redis.roundTrips,
-      ),
-      one(
-        "sigver_cluster_redis_errors_total",
-        "counter",
-        "Redis failures: lost connections, timeouts and error replies.",
-        redis.errors + redis.timeouts + redis.errorReplies,
-      ),
-      one(
-        "sigver_cluster_lease_renewals_total",
-        "counter",
-        "Lease renewals sent (one per group and renewal).",
-        this.#store.renewals,
-      ),
-      one(
-        "sigver_cluster_takeovers_total",
-        "counter",
-        "Leases taken over from owners that could not be reached.",
-        this.#takeovers,
-      ),
-      one(
-        "sigver_cluster_lost_leases_total",
-        "counter",
-        "Leases found held by another node (their local peers closed).",
-        this.#lost,
-      ),
-      one(
-        "sigver_cluster_local_while_down_total",
-        "counter",
-        "Keys owned here without Redis (a group may have split).",
-        this.#localWhileDown,
-      ),
-    ];
+    return clusterMetrics({
+      redisUp: this.#redisUp === true,
+      owned: this.#owned.size,
+      pipedIn: this.#pipes.in,
+      pipedOut: this.#pipes.out,
+      redis: this.#redis.stats(),
+      renewals: this.#store.renewals,
+      takeovers: this.#takeovers,
+      lost: this.#keeper.lost,
+      fenced: this.#keeper.fenced,
+      reasserted: this.#keeper.reasserted,
+      localWhileDown: this.#localWhileDown,
+    });
   }
 
   /** Stops the loops, removes this node's liveness key, closes Redis. */
@@ -542,7 +459,7 @@ export class ClusterNode {
     for (const loop of this.#loops) loop[Symbol.dispose]();
     this.#loops = [];
     if (this.#redisUp) {
-      const leases = [...this.#owned.keys()];
+      const leases = this.#owned.keys();
       await Promise.allSettled([
         this.#store.retire(),
         ...leases.map((key) => this.#store.release(key)),
@@ -551,19 +468,42 @@ export class ClusterNode {
     await this.#redis.close();
   }
 
-  /** Records the outcome of a resolve: a lease for a local route. */
-  #claimed(key: string, owner: Owner | undefined): Route {
-    if (owner === undefined) {
-      // Redis is unreachable: serve here; renewal asserts the lease later.
-      this.#localWhileDown++;
-      this.#owned.set(key, (this.#owned.get(key) ?? 0) + 1);
-      return { local: true };
-    }
+  /** Records the outcome of a lookup: a lease for a local route. */
+  #claimed(key: string, found: Found): Route {
+    const owner = found.owner;
+    if (owner === undefined) return this.#withoutRedis(key);
     if (owner.self) {
-      this.#owned.set(key, (this.#owned.get(key) ?? 0) + 1);
-      return { local: true };
+      this.#owned.take(key, found.asserted);
+      return _LOCAL;
     }
     return { local: false, node: owner.node, url: owner.url };
+  }
+
+  /** Where a peer goes when Redis cannot say. */
+  #withoutRedis(key: string): Route {
+    const now = this.#options.clock.now();
+    const remote = this.#pipes.owner(key);
+    if (remote !== undefined) {
+      return { local: false, node: remote.node, url: remote.url };
+    }
+    if (this.#owned.holds(key, now)) {
+      this.#owned.add(key);
+      return _LOCAL;
+    }
+    if (this.#owned.isFenced(key)) {
+      // Its group may live on a node that reaches Redis: starting one here
+      // would split it.
+      return {
+        local: false,
+        node: undefined,
+        reason: "its group was fenced and Redis cannot say where it is",
+      };
+    }
+    // Served here, under the fence of a lease taken now: Redis confirms it
+    // at the next renewal, or the group closes within the bound.
+    this.#localWhileDown++;
+    this.#owned.take(key, now);
+    return _LOCAL;
   }
 
   /** Runs a Redis operation; `undefined` when Redis cannot answer. */
@@ -580,27 +520,6 @@ export class ClusterNode {
     }
   }
 
-  async #announce(): Promise<void> {
-    if (this.#closed) return;
-    await this.#ask(() => this.#store.announce());
-  }
-
-  async #renew(): Promise<void> {
-    if (this.#closed || this.#owned.size === 0) return;
-    const lost = await this.#ask(() =>
-      this.#store.renew([...this.#owned.keys()])
-    );
-    const gone = new Set<string>();
-    for (const key of lost ?? []) {
-      if (this.#owned.delete(key)) gone.add(key);
-    }
-    if (gone.size === 0) return;
-    // One pass over the peers and one line, however many groups moved.
-    this.#lost += gone.size;
-    this.#log?.write("warn", "cluster", { what: "lost", groups: gone.size });
-    this.onLost(gone);
-  }
-
   #redisState(up: boolean, error?: string): void {
     this.#firstState.resolve();
     if (this.#redisUp === up) return;
@@ -608,17 +527,16 @@ export class ClusterNode {
     if (up) {
       this.#log?.write("info", "cluster", { what: "redis up", node: this.id });
       // Owners kept through the outage: Redis says where groups are again.
-      for (const [key, remote] of this.#remote) {
-        if (remote.pipes <= 0) this.#remote.delete(key);
-      }
+      this.#pipes.prune();
+      this.#owned.forgetFenced();
       // Back: say where this node is, and assert its leases at once.
-      void this.#announce().then(() => this.#renew());
+      void this.#keeper.announce().then(() => this.#keeper.renew());
     } else {
       this.#log?.write("warn", "cluster", {
         what: "redis down",
         error,
         effect:
-          "new groups are owned locally until Redis returns; a group may split meanwhile",
+          "groups are fenced unless renewed within the lease TTL; new groups are owned locally meanwhile and may split",
       });
     }
   }

@@ -4,8 +4,9 @@
  * verbatim and the owner's frames back, so that the owner alone keeps the
  * protocol's rules (membership, ids, heartbeats).
  *
- * A pipe queues what the peer sends while it connects, and tells its owner
- * how it ended: closed by the far side (with the code and reason to mirror),
+ * A pipe queues what the peer sends while it connects, is watched once
+ * open (`pipe_watch.ts`: pinged when silent, dead when silent too long, as
+ * in a partition that drops packets), and tells its owner how it ended: closed by the far side (with the code and reason to mirror),
  * refused (the owner answered the upgrade with an HTTP status: it is alive)
  * or unreachable (no connection: the owner is gone, and its lease may be
  * taken over).
@@ -39,6 +40,7 @@ import {
   websocketAccept,
 } from "../lib/ws_handshake.ts";
 import { FrameParser, MAX_FRAME } from "../lib/ws_parser.ts";
+import type { PipeWatch, Watched } from "./pipe_watch.ts";
 
 /** How a pipe ended. */
 export type PipeEnd =
@@ -77,6 +79,8 @@ export interface PipeOptions {
   maxBufferedAmount: number;
   /** Frames that may wait while the pipe connects. */
   maxQueued: number;
+  /** Watches the pipe once open; without it, a silent owner is waited for. */
+  watch?: PipeWatch;
 }
 
 /** Bytes read at a time: an SDP offer or answer (2-6 KB) in one read. */
@@ -107,7 +111,7 @@ type _Phase = "connecting" | "open" | "closing" | "done";
  * pipe.send(frame);
  * ```
  */
-export class Pipe {
+export class Pipe implements Watched {
   readonly #events: PipeEvents;
   readonly #options: PipeOptions;
   /** Settles once the connection and every op on it are released. */
@@ -125,6 +129,9 @@ export class Pipe {
   #writing: Promise<void> | undefined;
   #closeSent = false;
   #closeReceived = false;
+  /** When the owner was last heard from, and last pinged (watch clock). */
+  #heard = 0;
+  #pinged = 0;
 
   /**
    * Opens the pipe.
@@ -218,9 +225,14 @@ export class Pipe {
       if (conn === undefined) return;
       await _writeAll(conn, request);
       const buf = new Uint8Array(_READ_SIZE);
-      const rest = await this.#readHead(conn, buf, await accept);
+      const head = await _readHead(conn, buf, await accept);
+      if ("end" in head) {
+        this.#end(head.end);
+        return;
+      }
       // The deadline may have passed as the answer came.
-      if (rest === undefined || this.#released) return;
+      if (this.#released) return;
+      const rest = head.rest;
       this.#opened();
       await this.#read(conn, buf, rest);
     } catch (error) {
@@ -255,59 +267,6 @@ export class Pipe {
     return conn;
   }
 
-  /**
-   * Reads the answer to the upgrade.
-   *
-   * @returns The bytes read past the head (frames), or `undefined` when the
-   * pipe ended (refused, or a bad answer).
-   */
-  async #readHead(
-    conn: Deno.Conn,
-    buf: Uint8Array,
-    accept: string,
-  ): Promise<Uint8Array | undefined> {
-    let got = new Uint8Array(0);
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) {
-        this.#end({
-          kind: "unreachable",
-          error: "the connection closed before the upgrade was answered",
-        });
-        return undefined;
-      }
-      const joined = new Uint8Array(got.length + n);
-      joined.set(got);
-      joined.set(buf.subarray(0, n), got.length);
-      got = joined;
-      const end = headEnd(got);
-      if (end === -1) {
-        if (got.length > _MAX_HEAD) {
-          this.#end({ kind: "unreachable", error: "response head too large" });
-          return undefined;
-        }
-        continue;
-      }
-      const head = parseResponseHead(
-        new TextDecoder().decode(got.subarray(0, end)),
-      );
-      if (head.status === 0) {
-        this.#end({ kind: "unreachable", error: "malformed response" });
-        return undefined;
-      }
-      if (head.status !== 101) {
-        this.#end({ kind: "refused", status: head.status });
-        return undefined;
-      }
-      const error = upgradeError(head, accept);
-      if (error !== undefined) {
-        this.#end({ kind: "unreachable", error: `Cannot open: ${error}` });
-        return undefined;
-      }
-      return got.subarray(end);
-    }
-  }
-
   /** The upgrade was accepted: sends what queued and reports it. */
   #opened(): void {
     clearTimeout(this.#timer);
@@ -315,6 +274,11 @@ export class Pipe {
     const queue = this.#queue ?? [];
     this.#queue = undefined;
     this.#phase = "open";
+    const watch = this.#options.watch;
+    if (watch !== undefined) {
+      this.#heard = this.#pinged = watch.now();
+      watch.add(this);
+    }
     for (const frame of queue) this.#sendFrame(frame);
     this.#events.onPipeOpen();
   }
@@ -346,6 +310,9 @@ export class Pipe {
       }
       if (this.#phase === "done") return;
       const n = await conn.read(buf);
+      if (this.#options.watch !== undefined) {
+        this.#heard = this.#options.watch.now();
+      }
       if (n === null) {
         // After the close handshake this is the expected end, and the
         // pipe has already reported (or was closed by the edge).
@@ -400,6 +367,30 @@ export class Pipe {
           error: `Cannot read the owner's frames: opcode ${opcode}`,
         });
         this.#release();
+    }
+  }
+
+  /**
+   * Pings the owner when it has been silent for the watch's interval, and
+   * ends the pipe when it has been silent for the whole timeout.
+   *
+   * @param now The watch's clock.
+   * @param watch The watch.
+   */
+  probe(now: number, watch: PipeWatch): void {
+    if (this.#phase !== "open" || this.#ended) return;
+    if (now - this.#heard >= watch.timeout) {
+      this.#end({
+        kind: "unreachable",
+        error: `the owner sent nothing for ${watch.timeout} ms`,
+      });
+      this.#release();
+    } else if (
+      now - this.#heard >= watch.interval &&
+      now - this.#pinged >= watch.interval
+    ) {
+      this.#pinged = now;
+      this.#write(encodeFrame(OP_PING, new Uint8Array(0)));
     }
   }
 
@@ -468,6 +459,7 @@ export class Pipe {
   #release(): void {
     if (this.#phase === "done") return;
     this.#phase = "done";
+    this.#options.watch?.delete(this);
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#queue = undefined;
@@ -479,6 +471,50 @@ export class Pipe {
     } catch {
       // Already closed.
     }
+  }
+}
+
+/**
+ * Reads the answer to the upgrade.
+ *
+ * @returns The bytes read past the head (frames), or how the pipe ended
+ * (refused, or a bad answer).
+ */
+async function _readHead(
+  conn: Deno.Conn,
+  buf: Uint8Array,
+  accept: string,
+): Promise<{ rest: Uint8Array } | { end: PipeEnd }> {
+  const unreachable = (error: string) => ({
+    end: { kind: "unreachable", error } as const,
+  });
+  let got = new Uint8Array(0);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) {
+      return unreachable(
+        "the connection closed before the upgrade was answered",
+      );
+    }
+    const joined = new Uint8Array(got.length + n);
+    joined.set(got);
+    joined.set(buf.subarray(0, n), got.length);
+    got = joined;
+    const end = headEnd(got);
+    if (end === -1) {
+      if (got.length > _MAX_HEAD) return unreachable("response head too large");
+      continue;
+    }
+    const head = parseResponseHead(
+      new TextDecoder().decode(got.subarray(0, end)),
+    );
+    if (head.status === 0) return unreachable("malformed response");
+    if (head.status !== 101) {
+      return { end: { kind: "refused", status: head.status } };
+    }
+    const error = upgradeError(head, accept);
+    if (error !== undefined) return unreachable(`Cannot open: ${error}`);
+    return { rest: got.subarray(end) };
   }
 }
 

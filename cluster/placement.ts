@@ -4,7 +4,10 @@
  * nodes are told from clients by their signature; a client's peer is served
  * here under a lease, or linked by a signed pipe to the node that owns its
  * group, before the peer's answer: an owner that cannot be reached is taken
- * over, one that refuses has its status mirrored.
+ * over, one that refuses has its status mirrored. Pipes are watched both
+ * ways: the edge pings them (`pipe_watch.ts`), and the owner has its side
+ * of each pinged by the server (the lease's `silenceTimeout`), so that a
+ * silent pipe closes its peer with 1012 at the edge and frees the owner.
  *
  * @module
  */
@@ -22,6 +25,7 @@ import type {
 import { sessionForwarder } from "./forward.ts";
 import { openLink } from "./link.ts";
 import { ClusterNode, type ClusterOptions, type Route } from "./node.ts";
+import { PipeWatch } from "./pipe_watch.ts";
 
 /** How long a pipe to an owner may take to open before it is unreachable. */
 const PIPE_CONNECT_TIMEOUT_MS = 1500;
@@ -39,12 +43,16 @@ class _Lease implements Lease {
   readonly #key: string;
   #held = true;
   #piped: boolean;
+  readonly silenceTimeout: number | undefined;
 
   constructor(node: ClusterNode, key: string, piped: boolean) {
     this.#node = node;
     this.#key = key;
     this.#piped = piped;
-    if (piped) node.pipedIn(1);
+    if (piped) {
+      node.pipedIn(1);
+      this.silenceTimeout = node.pipeTimeout;
+    }
   }
 
   release(): void {
@@ -83,6 +91,7 @@ export class ClusterPlacement implements Placement {
   /** The cluster node. */
   readonly node: ClusterNode;
   #forward: ReturnType<typeof sessionForwarder>;
+  readonly #watch: PipeWatch;
 
   /**
    * Makes this server a node of a cluster on Redis.
@@ -92,6 +101,7 @@ export class ClusterPlacement implements Placement {
   constructor(options: ClusterOptions) {
     this.node = new ClusterNode(options);
     this.#forward = sessionForwarder(this.node);
+    this.#watch = new PipeWatch(this.node.clock, this.node.pipeTimeout);
   }
 
   /** This node's id. */
@@ -140,6 +150,7 @@ export class ClusterPlacement implements Placement {
     let route: Route = await node.route(key);
     for (let attempt = 0; !route.local && attempt < PIPE_ATTEMPTS; attempt++) {
       const owner = route;
+      if (owner.node === undefined) break;
       const headers = await node.auth.sign({
         node: node.id,
         key,
@@ -152,6 +163,7 @@ export class ClusterPlacement implements Placement {
         connectTimeout: PIPE_CONNECT_TIMEOUT_MS,
         maxBufferedAmount: request.maxBufferedAmount,
         maxQueued: PIPE_MAX_QUEUED,
+        watch: this.#watch,
       }, () => node.pipeClosed(key, owner.node));
       if ("link" in opened) {
         node.pipeOpened(key, owner);
@@ -172,6 +184,13 @@ export class ClusterPlacement implements Placement {
             : `Cannot join: the server node of this group answered ${status}`,
         });
       }
+    }
+    if (!route.local && route.node === undefined) {
+      return _refused({
+        status: 503,
+        reason: "owner_unknown",
+        message: `Service Unavailable: ${route.reason}; try again`,
+      });
     }
     if (!route.local) {
       return _refused({

@@ -79,7 +79,14 @@ export function accept(
   }
   let upgraded: { socket: WebSocket; response: Response };
   try {
-    upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+    // Deno's idleTimeout (seconds) pings after half of it and drops a socket
+    // that sent nothing back: a pipe's owner side is watched so.
+    const silence = arrival.kind === "local"
+      ? arrival.lease?.silenceTimeout
+      : 0;
+    upgraded = Deno.upgradeWebSocket(request, {
+      idleTimeout: (silence ?? 0) / 1000,
+    });
   } catch (error) {
     giveUp(arrival);
     const why = error instanceof Error ? error.message : String(error);

@@ -64,6 +64,12 @@ export interface Lease {
   release(): void;
   /** The group moved away: nothing is left to free. */
   moved(): void;
+  /**
+   * Milliseconds the peer's WebSocket may go without a frame or a pong
+   * before the server drops it (it pings it halfway): a pipe from another
+   * node has one, so that a partition frees it. Absent: not watched.
+   */
+  readonly silenceTimeout?: number;
 }
 
 /** What a {@linkcode Remote} reports to the connection it carries. */
