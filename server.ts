@@ -86,6 +86,8 @@ Cluster (peers of one key meet on the node that owns it, wherever they connect):
                                  (or the SIGVER_CLUSTER_SECRET environment variable)
       --cluster-prefix <prefix>  prefix of the cluster's Redis keys (default sigver:)
       --cluster-lease-ttl <s>    seconds a group's lease lives unrenewed (default 30)
+      --redis-timeout <s>        seconds a Redis command may take before Redis counts as
+                                 unreachable (default 1)
       --cluster-path <path>      this node's view as JSON on the admin listener, "off" to
                                  disable (default /cluster)
 
@@ -368,6 +370,7 @@ const _FLAGS = {
   "cluster-secret": { type: "string" },
   "cluster-prefix": { type: "string" },
   "cluster-lease-ttl": { type: "string" },
+  "redis-timeout": { type: "string" },
   "cluster-path": { type: "string" },
   // y-webrtc flags
   "y-webrtc-path": { type: "string" },
@@ -709,6 +712,7 @@ function _cluster(
         "cluster-secret",
         "cluster-prefix",
         "cluster-lease-ttl",
+        "redis-timeout",
       ]
     ) {
       if (values[flag as "cluster-url"] !== undefined) {
@@ -756,12 +760,19 @@ function _cluster(
       `invalid value for --cluster-lease-ttl: '${leaseTtl}' (3 s or more)`,
     );
   }
+  const redisTimeout = _number("redis-timeout", values["redis-timeout"], false);
+  if (redisTimeout !== undefined && !(redisTimeout > 0)) {
+    throw new _UsageError(
+      `invalid value for --redis-timeout: '${redisTimeout}' (more than 0 s)`,
+    );
+  }
   return {
     redis,
     url,
     secret,
     prefix: values["cluster-prefix"],
     leaseTtl: leaseTtl === undefined ? undefined : leaseTtl * 1000,
+    redisTimeout: redisTimeout === undefined ? undefined : redisTimeout * 1000,
   };
 }
 
