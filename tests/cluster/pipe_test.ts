@@ -4,7 +4,14 @@
 // as each test needs and reads and writes frames byte by byte.
 
 import assert from "node:assert/strict";
-import { Pipe, type PipeEnd, type PipeEvents } from "../../cluster/pipe.ts";
+import {
+  Pipe,
+  type PipeEnd,
+  type PipeEvents,
+  type PipeOptions,
+} from "../../cluster/pipe.ts";
+import { PipeWatch } from "../../cluster/pipe_watch.ts";
+import { ManualClock } from "../../lib/clock.ts";
 import { deadline } from "../../lib/deadline.ts";
 import {
   applyMask,
@@ -74,7 +81,7 @@ class PipeProbe implements PipeEvents, AsyncDisposable {
   constructor(
     url: string,
     headers: Record<string, string> = {},
-    options: Partial<typeof OPTIONS> = {},
+    options: Partial<PipeOptions> = {},
   ) {
     this.pipe = new Pipe(url, headers, this, { ...OPTIONS, ...options });
   }
@@ -398,7 +405,7 @@ class HandOwner implements AsyncDisposable {
 /** A pipe opened to a hand-made owner that answered 101. */
 async function opened(
   owner: HandOwner,
-  options: Partial<typeof OPTIONS> = {},
+  options: Partial<PipeOptions> = {},
 ): Promise<{ probe: PipeProbe; conn: OwnerConn }> {
   const probe = new PipeProbe(owner.url("/room"), {}, options);
   const conn = await owner.accept();
@@ -723,4 +730,35 @@ Deno.test("a pipe's send returns false once more than maxBufferedAmount bytes wa
   conn.close();
   await probe.finished();
   assert.deepEqual(probe.ends, []);
+});
+
+Deno.test("a watched pipe pings an owner silent for a quarter of the timeout, lives on while it answers, and ends as unreachable once silent for the whole timeout", async () => {
+  await using owner = new HandOwner();
+  const clock = new ManualClock();
+  const watch = new PipeWatch(clock, 4000);
+  const { probe, conn } = await opened(owner, { watch });
+  clock.advance(1000);
+  const ping = await conn.frame();
+  assert.equal(ping?.opcode, OP_PING);
+  // The owner answers, then sends a frame: once the frame is read, so is
+  // the pong.
+  await conn.send(OP_PONG, ping!.payload);
+  await conn.send(OP_BINARY, new Uint8Array([1]));
+  assert.deepEqual(bytesOf(await probe.next()), new Uint8Array([1]));
+  // Heard at 1000: silent but alive until 5000, pinged meanwhile.
+  clock.advance(3999);
+  assert.deepEqual(probe.ends, []);
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await conn.frame())?.opcode, OP_PING);
+  }
+  clock.advance(1);
+  assert.deepEqual(await probe.ended(), {
+    kind: "unreachable",
+    error: "the owner sent nothing for 4000 ms",
+  });
+  await probe.finished();
+  // The connection is let go and the watch stops ticking.
+  assert.equal(await conn.frame(), undefined);
+  assert.equal(clock.ticking, false);
+  conn.close();
 });
