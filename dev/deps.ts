@@ -15,3 +15,6 @@
 export type { Browser, Page } from "npm:playwright-core@1.65.1";
 export type { Message } from "npm:@bufbuild/protobuf@2.17.0";
 export type { WebGroup } from "npm:netflux@4.3.1";
+// y-webrtc 10.3.0 and yjs: bundled for Chromium by tests/e2e/_ywebrtc.ts.
+export type { WebrtcProvider } from "npm:y-webrtc@10.3.0";
+export type { Doc } from "npm:yjs@13.6.33";
