@@ -16,6 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { ywebrtcMain } from "./ywebrtc.ts";
 import {
   type BenchCluster,
   holdPeers,
@@ -67,6 +68,8 @@ const USAGE = `Usage: deno task bench [options]
   --only <list>         scenarios, comma-separated: relay,churn,capacity,soak,
                         cluster-relay,cluster-capacity,relay-sse
                         (default relay,churn,capacity: soak is a leak check)
+  --only ywebrtc        y-webrtc: sigver against y-webrtc's own bin/server.js
+                        (bench/ywebrtc.ts; --quick, --runs <n>)
   --cluster             the cluster scenarios: --only cluster-relay,cluster-capacity
                         (2 nodes on a real redis-server, one per core, against
                         1 node: peers held, CPU per relayed message with key
@@ -1208,6 +1211,11 @@ function fmtPair(a: number | null, b: number | null): string {
  * @returns The exit code: 0, 1 when a run counted a problem, 2 for bad flags.
  */
 export async function main(args: string[]): Promise<number> {
+  // y-webrtc against y-webrtc's own server: a comparison of its own.
+  const only = args.indexOf("--only");
+  if (only !== -1 && args[only + 1] === "ywebrtc") {
+    return await ywebrtcMain(args);
+  }
   let config: BenchConfig | undefined;
   try {
     config = parseConfig(args);
