@@ -207,9 +207,11 @@ export async function waitForMarkers(
   markers: string[],
 ): Promise<void> {
   await page.waitForFunction(
-    // deno-lint-ignore no-explicit-any
-    (markers) =>
-      markers.every((m) => (globalThis as any).text.toString().includes(m)),
+    (markers) => {
+      const text = (globalThis as unknown as { text: { toString(): string } })
+        .text.toString();
+      return markers.every((m) => text.includes(m));
+    },
     markers,
     { timeout: TIMEOUT },
   );
