@@ -8,6 +8,8 @@
  * @module
  */
 
+import type { MetricFamily } from "../metrics.ts";
+
 /** Where a bus hands the publishes of other nodes' clients. */
 export type Deliver = (topic: string, frame: string) => void;
 
@@ -36,6 +38,13 @@ export interface TopicBus {
   publish(topic: string, frame: string): void;
   /** Stops: no more calls, no more deliveries. */
   close(): void;
+  /**
+   * The bus's own metric families (its link's state, what it dropped),
+   * served with the protocol's.
+   *
+   * @returns The families.
+   */
+  metrics?(): MetricFamily[];
 }
 
 /**

@@ -330,6 +330,7 @@ export class YWebrtcProtocol implements Protocol<YWebrtcPeer> {
         type: "counter",
         samples: this.#closes.samples(),
       },
+      ...this.#bus?.metrics?.() ?? [],
     ];
   }
 
