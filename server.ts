@@ -21,10 +21,12 @@ import {
   LOG_LEVELS,
   type LogFields,
   type LogFormat,
+  Logger,
   type LogLevel,
 } from "./lib/log.ts";
 import { VERSION } from "./deno/version.ts";
 import { ClusterPlacement } from "./cluster/placement.ts";
+import { RedisTopicBus } from "./cluster/topic_bus.ts";
 import { parseNodeUrl } from "./lib/node_url.ts";
 import type { ClusterOptions } from "./cluster/node.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
@@ -818,6 +820,8 @@ export async function main(args: string[]): Promise<number> {
   // Listen for signals before the server exists: a signal that arrives
   // while it starts still drains it instead of killing the process.
   let server: SigverServer | undefined;
+  // y-webrtc publishes cross the cluster on Redis pub/sub.
+  let bus: RedisTopicBus | undefined;
   const stopped = Promise.withResolvers<void>();
   let stopping = false;
   const stop = (signal: Deno.Signal) => {
@@ -849,6 +853,11 @@ export async function main(args: string[]): Promise<number> {
       cert,
       ca,
       log: stderr.write,
+      yWebrtcBus: cluster && ((deliver) =>
+        bus = new RedisTopicBus(deliver, {
+          ...cluster,
+          log: new Logger(stderr.write, level, format),
+        })),
       onListen: (addr) => {
         const host = addr.hostname.includes(":")
           ? `[${addr.hostname}]`
@@ -883,12 +892,14 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (error) {
     unlisten();
+    await bus?.close();
     await stderr.close(1000);
     console.error(`error: ${error instanceof Error ? error.message : error}`);
     return 1;
   }
   await stopped.promise;
   unlisten();
+  await bus?.close();
   logEvent("info", "stopped");
   await stderr.close(1000);
   return 0;
