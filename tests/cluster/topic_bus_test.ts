@@ -302,3 +302,27 @@ Deno.test("a bus goes on without Redis and subscribes again when Redis is back",
     db.items.every((item) => !item.frame.includes("while down")),
   );
 });
+
+Deno.test("a bus counts a Redis that stops answering as down, and subscribes again once it answers", async () => {
+  await using redis = await startRedis();
+  const [da, db] = [new Delivered(), new Delivered()];
+  await using a = bus(redis.url, da);
+  await using b = bus(redis.url, db);
+  b.subscribe("room");
+  await waitFor(() => b.connected, "b up");
+  redis.pause();
+  try {
+    // A PING unanswered for its interval (1 s at the least) drops the link.
+    await waitFor(() => !b.connected, "b down on a stalled Redis");
+  } finally {
+    redis.resume();
+  }
+  await using client = new RedisClient(redis.url);
+  await subscribers(client, "room", 1);
+  await waitFor(() => {
+    if (db.items.length > 0) return true;
+    a.publish("room", publish("room", "after the stall"));
+    return false;
+  }, "a publish after the stall");
+  assert.equal(db.items[0].frame, publish("room", "after the stall"));
+});
