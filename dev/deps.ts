@@ -18,3 +18,5 @@ export type { WebGroup } from "npm:netflux@4.3.1";
 // y-webrtc 10.3.0 and yjs: bundled for Chromium by tests/e2e/_ywebrtc.ts.
 export type { WebrtcProvider } from "npm:y-webrtc@10.3.0";
 export type { Doc } from "npm:yjs@13.6.33";
+// peerjs 1.5.5: its browser build served to Chromium by tests/e2e/_peerjs.ts.
+export type { PeerOptions } from "npm:peerjs@1.5.5";
