@@ -99,9 +99,26 @@ Deno.test("the browser client imports only lib/ and itself", () => {
   );
 });
 
-Deno.test("no product file is over 700 lines", () => {
+Deno.test("the command line imports the layers below it, and nothing imports it", () => {
+  assertLayer(
+    "cli/",
+    (target) =>
+      ["lib/", "deno/", "cluster/", "cli/"].some((l) => target.startsWith(l)),
+  );
   for (const folder of ["lib/", "deno/", "cluster/", "client/"]) {
     for (const path of files(folder)) {
+      for (const target of imports(path)) {
+        assert.ok(!target.startsWith("cli/"), `${path} imports ${target}`);
+      }
+    }
+  }
+});
+
+Deno.test("no product file is over 700 lines", () => {
+  for (const folder of ["lib/", "deno/", "cluster/", "client/", "cli/", ""]) {
+    for (
+      const path of folder === "" ? ["mod.ts", "server.ts"] : files(folder)
+    ) {
       const lines = Deno.readTextFileSync(new URL(path, ROOT)).split("\n")
         .length;
       assert.ok(lines <= 700, `${path} has ${lines} lines`);
