@@ -17,6 +17,7 @@
 
 import { parseArgs } from "node:util";
 import { ywebrtcMain } from "./ywebrtc.ts";
+import { peerjsMain } from "./peerjs.ts";
 import {
   type BenchCluster,
   holdPeers,
@@ -70,6 +71,8 @@ const USAGE = `Usage: deno task bench [options]
                         (default relay,churn,capacity: soak is a leak check)
   --only ywebrtc        y-webrtc: sigver against y-webrtc's own bin/server.js
                         (bench/ywebrtc.ts; --quick, --runs <n>)
+  --only peerjs         PeerJS: sigver against peer 1.0.2, the original PeerServer
+                        (bench/peerjs.ts; --quick, --runs <n>)
   --cluster             the cluster scenarios: --only cluster-relay,cluster-capacity
                         (2 nodes on a real redis-server, one per core, against
                         1 node: peers held, CPU per relayed message with key
@@ -1215,6 +1218,9 @@ export async function main(args: string[]): Promise<number> {
   const only = args.indexOf("--only");
   if (only !== -1 && args[only + 1] === "ywebrtc") {
     return await ywebrtcMain(args);
+  }
+  if (only !== -1 && args[only + 1] === "peerjs") {
+    return await peerjsMain(args);
   }
   let config: BenchConfig | undefined;
   try {
