@@ -1,8 +1,8 @@
 /**
  * y-webrtc 10.3.0 and yjs (npm, pinned in `dev/deno.lock`) in Chromium, for
- * `ywebrtc.e2e.ts`: their browser build (`deno bundle` of
- * `dev/ywebrtc_browser.ts`), a page that loads it, and pages that each edit
- * one Y.Doc through a `WebrtcProvider`, **each in a browser context of its
+ * `ywebrtc.e2e.ts` and `ywebrtc_cluster.e2e.ts`: their browser build
+ * (`deno bundle` of `dev/ywebrtc_browser.ts`), a page that loads it, and
+ * pages that each edit one Y.Doc through a `WebrtcProvider`, **each in a browser context of its
  * own**: pages of one context would sync over BroadcastChannel with no
  * signaling server at all.
  *
@@ -12,11 +12,12 @@
  * and camera and microphone granted: without them Chromium gathers on the
  * default route's interface only, behind mDNS names), and each page signals
  * only its 127.0.0.1 candidates; {@linkcode selectedAddresses} reads the
- * pairs that were chosen.
+ * pairs that were chosen, and {@linkcode assertLoopback} checks them.
  *
  * @module
  */
 
+import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
 import { TIMEOUT, watch } from "./_browser.ts";
 import { run } from "../../dev/process.ts";
@@ -245,4 +246,56 @@ export function selectedAddresses(page: Page): Promise<string[]> {
     }
     return addresses;
   });
+}
+
+/**
+ * A room name of its own for a test, under the `yjs-` prefix that the
+ * token tests scope.
+ *
+ * @returns The room.
+ */
+export function uniqueRoom(): string {
+  return `yjs-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * Every page writes its marker; every page ends up with all of them, and
+ * with the same text.
+ *
+ * @param pages The pages, their providers in one room.
+ */
+export async function assertEditTogether(pages: Page[]): Promise<void> {
+  const markers = pages.map((_, i) => `<from page ${i}>`);
+  for (const [i, page] of pages.entries()) await write(page, markers[i]);
+  for (const page of pages) await waitForMarkers(page, markers);
+  const texts = await Promise.all(
+    pages.map((page) =>
+      // deno-lint-ignore no-explicit-any
+      page.evaluate(() => (globalThis as any).text.toString())
+    ),
+  );
+  for (const text of texts) assert.equal(text, texts[0]);
+}
+
+/**
+ * Each page has one WebRTC connection per other page, over this host: the
+ * only candidates signaled are 127.0.0.1 ones, so every selected pair has
+ * 127.0.0.1 on one side at least; the other side may be another address of
+ * this host (a local socket, which the kernel routes over loopback all the
+ * same) or a peer-reflexive candidate, whose address Chromium hides.
+ *
+ * @param pages The pages, connected to one another.
+ */
+export async function assertLoopback(pages: Page[]): Promise<void> {
+  const host = new Set(Deno.networkInterfaces().map((i) => i.address));
+  host.add("");
+  for (const page of pages) {
+    const pairs = await selectedAddresses(page);
+    assert.equal(pairs.length, pages.length - 1, pairs.join(" "));
+    for (const pair of pairs) {
+      const [local, remote] = pair.split(">");
+      assert.ok(local === "127.0.0.1" || remote === "127.0.0.1", pair);
+      assert.ok(host.has(local) && host.has(remote), pair);
+    }
+  }
 }

@@ -13,53 +13,15 @@ import assert from "node:assert/strict";
 import type { Page } from "npm:playwright-core@1.65.1";
 import { startCli } from "./_browser.ts";
 import {
-  selectedAddresses,
-  waitForMarkers,
-  write,
+  assertEditTogether,
+  assertLoopback,
+  uniqueRoom,
   YPages,
 } from "./_ywebrtc.ts";
 import { mintToken } from "../../lib/token.ts";
 
+// Playwright keeps its own pipes and timers to the browser process.
 const E2E = { sanitizeOps: false, sanitizeResources: false };
-
-/** Every page writes its marker; every page ends up with all of them. */
-async function assertEditTogether(pages: Page[]): Promise<void> {
-  const markers = pages.map((_, i) => `<from page ${i}>`);
-  for (const [i, page] of pages.entries()) await write(page, markers[i]);
-  for (const page of pages) await waitForMarkers(page, markers);
-  const texts = await Promise.all(
-    pages.map((page) =>
-      // deno-lint-ignore no-explicit-any
-      page.evaluate(() => (globalThis as any).text.toString())
-    ),
-  );
-  for (const text of texts) assert.equal(text, texts[0]);
-}
-
-/**
- * Each page has one WebRTC connection per other page, over this host: the
- * only candidates signaled are 127.0.0.1 ones, so every selected pair has
- * 127.0.0.1 on one side at least; the other side may be another address of
- * this host (a local socket, which the kernel routes over loopback all the
- * same) or a peer-reflexive candidate, whose address Chromium hides.
- */
-async function assertLoopback(pages: Page[]): Promise<void> {
-  const host = new Set(Deno.networkInterfaces().map((i) => i.address));
-  host.add("");
-  for (const page of pages) {
-    const pairs = await selectedAddresses(page);
-    assert.equal(pairs.length, pages.length - 1, pairs.join(" "));
-    for (const pair of pairs) {
-      const [local, remote] = pair.split(">");
-      assert.ok(local === "127.0.0.1" || remote === "127.0.0.1", pair);
-      assert.ok(host.has(local) && host.has(remote), pair);
-    }
-  }
-}
-
-function room(): string {
-  return `yjs-${crypto.randomUUID().slice(0, 8)}`;
-}
 
 for (const count of [2, 3]) {
   Deno.test({
@@ -70,7 +32,7 @@ for (const count of [2, 3]) {
     await using server = await startCli();
     const signaling = `${server.base.replace("http", "ws")}/y-webrtc`;
     await using browser = await YPages.launch();
-    const init = { signaling, room: room() };
+    const init = { signaling, room: uniqueRoom() };
     const pages: Page[] = [];
     for (let i = 0; i < count; i++) {
       pages.push(await browser.open(`page ${i}`, init));
@@ -99,7 +61,7 @@ Deno.test({
   const token = await mintToken(secret, { prefix: "yjs-", ttl: 600_000 });
   const signaling = `${server.base.replace("http", "ws")}/t/${token}/y-webrtc`;
   await using browser = await YPages.launch();
-  const init = { signaling, room: room() };
+  const init = { signaling, room: uniqueRoom() };
   const pages = [
     await browser.open("page 0", init),
     await browser.open("page 1", init),
@@ -116,7 +78,7 @@ Deno.test({
   await using server = await startCli();
   const signaling = `${server.base.replace("http", "ws")}/y-webrtc`;
   await using browser = await YPages.launch();
-  const init = { signaling, room: room(), password: "correct horse" };
+  const init = { signaling, room: uniqueRoom(), password: "correct horse" };
   const pages = [
     await browser.open("page 0", init),
     await browser.open("page 1", init),
