@@ -185,11 +185,17 @@ function owner(): {
       return upgraded.response;
     },
   );
+  // Getters: a deadline starts when a test waits, not for every owner (a
+  // refusing owner never opens a socket, and its timers would outlive it).
   return {
     server,
-    socket: deadline(socket.promise, WAIT_TIMEOUT, "the owner's socket"),
+    get socket() {
+      return deadline(socket.promise, WAIT_TIMEOUT, "the owner's socket");
+    },
     frames,
-    closed: deadline(closed.promise, WAIT_TIMEOUT, "the owner's close"),
+    get closed() {
+      return deadline(closed.promise, WAIT_TIMEOUT, "the owner's close");
+    },
   };
 }
 
