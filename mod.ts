@@ -56,6 +56,11 @@ export type { Clock } from "./lib/clock.ts";
 export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
 export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
 export type { HubStats } from "./lib/netflux/hub.ts";
+export type {
+  Deliver,
+  TopicBus,
+  TopicBusFactory,
+} from "./lib/ywebrtc/bus.ts";
 
 if (import.meta.main) {
   const { main } = await import("./server.ts");
