@@ -1,10 +1,14 @@
 /**
- * sigver for Deno: the WebRTC signaling server of Netflux, wire-compatible
- * with the Netflux 4.x clients and the original Node.js sigver.
+ * sigver for Deno: one WebRTC signaling server for the main browser P2P
+ * stacks, with limits, access tokens, TURN credentials and a cluster on
+ * Redis for all of them:
  *
- * Peers open a WebSocket to `ws[s]://host:port/<key>`, meet in the group
- * named by the key and exchange WebRTC offers, answers and ICE candidates
- * through the server until they are connected directly.
+ * - Netflux 4.x clients (wire-compatible with the original Node.js sigver):
+ *   peers open a WebSocket to `ws[s]://host:port/<key>`, meet in the group
+ *   named by the key and exchange WebRTC offers, answers and ICE candidates
+ *   through the server until they are connected directly;
+ * - unmodified y-webrtc clients at `/y-webrtc`;
+ * - unmodified PeerJS clients under `/peerjs`.
  *
  * Running this module starts the server (`deno run -A jsr:@coast/sigver`);
  * importing it starts nothing.
@@ -56,11 +60,7 @@ export type { Clock } from "./lib/clock.ts";
 export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
 export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
 export type { HubStats } from "./lib/netflux/hub.ts";
-export type {
-  Deliver,
-  TopicBus,
-  TopicBusFactory,
-} from "./lib/ywebrtc/bus.ts";
+export type { Deliver, TopicBus, TopicBusFactory } from "./lib/ywebrtc/bus.ts";
 
 if (import.meta.main) {
   const { main } = await import("./server.ts");
