@@ -12,6 +12,7 @@ import type { MetricFamily } from "../lib/metrics.ts";
 import type { PeerEvent } from "./observe.ts";
 import type { TurnOptions } from "./ice.ts";
 import type { TopicBusFactory } from "../lib/ywebrtc/bus.ts";
+import type { PeerjsBusFactory } from "../lib/peerjs/bus.ts";
 import { defaultMaxPeers } from "./system.ts";
 
 /** Options of `createHandler`. */
@@ -266,6 +267,8 @@ export interface HandlerOptions {
    * @default {8388608}
    */
   peerjsMaxQueuedBytes?: number;
+  /** The bus that holds PeerJS ids and carries messages between cluster nodes. */
+  peerjsBus?: PeerjsBusFactory;
 }
 
 /** The options with their defaults filled in and checked. */

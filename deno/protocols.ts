@@ -42,6 +42,7 @@ export function protocolMounts(
         maxIds: options.peerjsMaxIds,
         maxQueuedPerId: options.peerjsMaxQueued,
         maxQueuedBytes: options.peerjsMaxQueuedBytes,
+        bus: options.peerjsBus,
       }),
     ));
   }

@@ -23,6 +23,7 @@ import {
   type PeerTransport,
   type ProtocolPeer,
 } from "../protocol.ts";
+import type { EvictReason, PeerjsBus, PeerjsBusFactory } from "./bus.ts";
 import { checkId, isClientToken, isId } from "./id.ts";
 import { OfflineQueues, type QueueRefusal } from "./queue.ts";
 import {
@@ -51,6 +52,8 @@ export const MSG_LIMIT = "Server has reached its concurrent user limit";
 
 /** Ticks between two sweeps for silent clients. */
 const _SWEEP_TICKS = 10;
+/** Frames a client may send while its id is being claimed on the cluster. */
+const _HELD_MAX = 64;
 
 /** Options of {@linkcode PeerjsHub}; durations count ticks. */
 export interface PeerjsHubOptions {
@@ -84,6 +87,11 @@ export interface PeerjsHubOptions {
    * @default {8388608}
    */
   maxQueuedBytes?: number;
+  /**
+   * Makes the bus that holds ids and carries messages across a cluster;
+   * without one, ids are this hub's alone.
+   */
+  bus?: PeerjsBusFactory;
 }
 
 /** What a client's socket asked for in its query, and its token's scope. */
@@ -116,6 +124,10 @@ export class PeerjsClient implements ProtocolPeer {
   readonly src: string;
   /** Whether the hub holds it. */
   live = true;
+  /** Whether it was sent OPEN: its id is claimed. */
+  open = false;
+  /** Frames it sent while its id was being claimed. */
+  held: string[] = [];
   /** The tick it was last heard on. */
   seen: number;
 
@@ -158,6 +170,10 @@ export interface PeerjsCounters {
   readonly refused: Tally;
   /** Live sockets replaced by their id's reconnect with its token. */
   replaced: number;
+  /** Messages carried to another node by the bus. */
+  crossed: number;
+  /** Messages from other nodes' clients delivered here by the bus. */
+  received: number;
 }
 
 /**
@@ -183,12 +199,15 @@ export class PeerjsHub {
     dropped: 0,
     refused: new Tally(["reason"]),
     replaced: 0,
+    crossed: 0,
+    received: 0,
   };
   readonly #namespaces = new Map<string, Map<string, PeerjsClient>>();
   readonly #queues: OfflineQueues;
   readonly #maxIds: number;
   readonly #aliveTicks: number;
   readonly #expireTicks: number;
+  readonly #bus: PeerjsBus | undefined;
   #size = 0;
   #tick = 0;
 
@@ -208,6 +227,16 @@ export class PeerjsHub {
       maxPerId: options.maxQueuedPerId,
       maxBytes: options.maxQueuedBytes,
     });
+    this.#bus = options.bus?.({
+      deliver: (key, dst, frame) => this.#deliver(key, dst, frame),
+      arrived: (key, id) => this.#arrived(key, id),
+      evict: (key, id, reason) => this.#evict(key, id, reason),
+    });
+  }
+
+  /** The cluster's bus, if any. */
+  get bus(): PeerjsBus | undefined {
+    return this.#bus;
   }
 
   /** Clients connected. */
@@ -264,7 +293,9 @@ export class PeerjsHub {
   /**
    * A client's socket opened: the connect checks, in the original server's
    * order, then OPEN and the messages that waited for its id. A refused
-   * socket gets ERROR or ID-TAKEN and is closed.
+   * socket gets ERROR or ID-TAKEN and is closed. On a cluster, an id not
+   * held here is claimed first: the client is pending, its frames held,
+   * until the bus answers OPEN or ID-TAKEN.
    *
    * @param transport How to reach the client.
    * @param request What its query asked for.
@@ -319,14 +350,41 @@ export class PeerjsHub {
     );
     namespace.set(id, client);
     this.#size++;
+    const bus = this.#bus;
+    if (bus === undefined || held?.open) return this.#open(client);
+    bus.claim(key, id, token).then(
+      (claimed) => this.#claimed(client, claimed),
+      // A bus that fails claims locally, as one node would.
+      () => this.#claimed(client, true),
+    );
+    return client;
+  }
+
+  /** The bus answered a pending client's claim. */
+  #claimed(client: PeerjsClient, claimed: boolean): void {
+    if (!client.live) return;
+    if (claimed) {
+      this.#open(client);
+      return;
+    }
+    this.#forget(client);
+    this.#refuse(client.transport, "id_taken", ID_TAKEN, MSG_TAKEN);
+  }
+
+  /** OPEN, then what waited for the id, then what the client sent meanwhile. */
+  #open(client: PeerjsClient): PeerjsClient | undefined {
+    client.open = true;
     if (!this.#send(client, serverMessage(OPEN))) return undefined;
-    const waiting = this.#queues.take(key, id);
+    const waiting = this.#queues.take(client.key, client.name);
     if (waiting !== undefined) {
       for (const message of waiting) {
         if (!this.#send(client, message.frame)) break;
         this.counters.delivered++;
       }
     }
+    const held = client.held;
+    client.held = [];
+    for (const text of held) this.receive(client, text);
     return client.live ? client : undefined;
   }
 
@@ -339,6 +397,11 @@ export class PeerjsHub {
    */
   receive(client: PeerjsClient, text: string): void {
     if (!client.live) return;
+    if (!client.open) {
+      if (client.held.length < _HELD_MAX) client.held.push(text);
+      else this.counters.dropped++;
+      return;
+    }
     let message;
     try {
       message = parseClientMessage(text);
@@ -368,10 +431,44 @@ export class PeerjsHub {
       message.payload,
     );
     const target = this.#namespaces.get(client.key)!.get(dst);
-    if (target !== undefined) {
+    if (target?.open) {
       if (this.#send(target, frame)) this.counters.relayed.add(type);
       return;
     }
+    const bus = this.#bus;
+    if (target === undefined && bus !== undefined) {
+      bus.send(client.key, dst, frame).then(
+        (sent) => this.#sent(client, type, dst, frame, sent),
+        () => this.#sent(client, type, dst, frame, false),
+      );
+      return;
+    }
+    this.#queue(client, type, dst, frame);
+  }
+
+  /** The bus carried a message to another node, or found nobody holding dst. */
+  #sent(
+    client: PeerjsClient,
+    type: string,
+    dst: string,
+    frame: string,
+    sent: boolean,
+  ): void {
+    if (sent) {
+      this.counters.relayed.add(type);
+      this.counters.crossed++;
+      return;
+    }
+    // Its dst may have connected here meanwhile.
+    const target = this.#namespaces.get(client.key)!.get(dst);
+    if (target?.open) {
+      if (this.#send(target, frame)) this.counters.relayed.add(type);
+    } else if (client.live) this.#queue(client, type, dst, frame);
+    else this.counters.dropped++;
+  }
+
+  /** Queues a message for an absent id; ERROR to its sender when full. */
+  #queue(client: PeerjsClient, type: string, dst: string, frame: string): void {
     if (type === LEAVE) {
       this.counters.dropped++;
       return;
@@ -449,11 +546,74 @@ export class PeerjsHub {
 
   #forget(client: PeerjsClient): void {
     client.live = false;
+    client.held = [];
     const namespace = this.#namespaces.get(client.key)!;
-    if (namespace.get(client.name) === client) namespace.delete(client.name);
+    if (namespace.get(client.name) === client) {
+      namespace.delete(client.name);
+      // After a pending claim too: the bus keeps its calls in order.
+      this.#bus?.release(client.key, client.name);
+    }
     // With nobody connected, no queued message has a sender to tell or a
     // negotiation to finish; and the scheduler stops ticking then.
     if (--this.#size === 0) this.#queues.clear();
+  }
+
+  /** A message of another node's client for an id held here. */
+  #deliver(key: string, dst: string, frame: string): void {
+    const target = this.#namespaces.get(key)?.get(dst);
+    if (target === undefined) {
+      this.counters.dropped++;
+    } else if (!target.open) {
+      // Its claim is answered on another connection than this message:
+      // it waits for the OPEN with what local clients queued.
+      if (this.#queues.add(key, dst, { src: "", frame }, this.#tick)) {
+        this.counters.dropped++;
+      }
+    } else if (this.#send(target, frame)) this.counters.received++;
+  }
+
+  /** An id connected on another node: what waits here for it goes there. */
+  #arrived(key: string, id: string): void {
+    const waiting = this.#queues.take(key, id);
+    if (waiting === undefined || this.#bus === undefined) return;
+    for (const message of waiting) {
+      this.#bus.send(key, id, message.frame).then(
+        (sent) => this.#forwarded(key, id, message, sent),
+        () => this.#forwarded(key, id, message, false),
+      );
+    }
+  }
+
+  /** A queued message went to its id's node, or waits here again. */
+  #forwarded(
+    key: string,
+    id: string,
+    message: { src: string; frame: string },
+    sent: boolean,
+  ): void {
+    if (sent) {
+      this.counters.delivered++;
+      this.counters.crossed++;
+    } else if (this.#size > 0) {
+      this.#queues.add(key, id, message, this.#tick);
+    }
+  }
+
+  /** An id held here is held on another node now. */
+  #evict(key: string, id: string, reason: EvictReason): void {
+    const client = this.#namespaces.get(key)?.get(id);
+    if (client === undefined) return;
+    if (reason === "replaced") {
+      this.counters.replaced++;
+      this.close(
+        client,
+        CLOSE_NORMAL,
+        "Replaced: the same id connected on another node with its token",
+      );
+      return;
+    }
+    this.#forget(client);
+    this.#refuse(client.transport, "id_taken", ID_TAKEN, MSG_TAKEN);
   }
 
   /** Sends a frame; a client that cannot take it is closed. */

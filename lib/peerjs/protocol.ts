@@ -18,6 +18,7 @@ import type {
   Protocol,
   ProtocolMount,
 } from "../protocol.ts";
+import type { PeerjsBusFactory } from "./bus.ts";
 import { type PeerjsClient, PeerjsHub } from "./hub.ts";
 import { newId } from "./id.ts";
 import { ERROR, serverMessage } from "./wire.ts";
@@ -74,6 +75,8 @@ export interface PeerjsProtocolOptions {
    * @default {8388608}
    */
   maxQueuedBytes?: number;
+  /** Makes the bus that holds ids and carries messages across a cluster. */
+  bus?: PeerjsBusFactory;
 }
 
 /**
@@ -126,6 +129,7 @@ export class PeerjsProtocol implements Protocol<PeerjsClient> {
       ),
       maxQueuedPerId: _count("maxQueuedPerId", options.maxQueuedPerId, 64),
       maxQueuedBytes: _count("maxQueuedBytes", options.maxQueuedBytes, 8 << 20),
+      bus: options.bus,
     });
     this.#discovery = options.discovery ?? false;
     this.#origins = options.allowOrigins ?? new Set();
@@ -339,6 +343,17 @@ export class PeerjsProtocol implements Protocol<PeerjsClient> {
         type: "counter",
         samples: one(c.replaced),
       },
+      {
+        name: "sigver_peerjs_bus_messages_total",
+        help:
+          "PeerJS messages carried to another node (sent) or delivered from one (received).",
+        type: "counter",
+        samples: [
+          [{ ..._LABEL, direction: "sent" }, c.crossed],
+          [{ ..._LABEL, direction: "received" }, c.received],
+        ],
+      },
+      ...hub.bus?.metrics?.() ?? [],
     ];
   }
 }
