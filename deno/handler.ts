@@ -274,11 +274,13 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     if (target === undefined) {
       return textResponse(404, "Not Found: outside this server's base path");
     }
-    const mounted = this.#mounts.length === 0
+    // The path is read once, for the mounts and for the peer.
+    const url = parsePeerUrl(target);
+    const mounted = this.#mounts.length === 0 || url === undefined
       ? undefined
-      : this.#mountOf(target);
+      : this.#mountOf(url, target);
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      return this.#peer(request, target, info, "websocket", mounted);
+      return this.#peer(request, url, info, "websocket", mounted);
     }
     if (mounted !== undefined) {
       return this.#mountHttp(request, target, mounted, info) ??
@@ -287,16 +289,14 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     const fallback = this.#sessions.answer(
       request,
       target,
-      () => this.#peer(request, target, info, "sse"),
+      () => this.#peer(request, url, info, "sse"),
     );
     if (fallback !== undefined) return fallback;
     return answerPlain(request, target, this, _remote(info));
   };
 
   /** The mounted protocol a path belongs to, if any. */
-  #mountOf(target: string): _Mounted | undefined {
-    const url = parsePeerUrl(target);
-    if (url === undefined) return undefined;
+  #mountOf(url: PeerUrl, target: string): _Mounted | undefined {
     const inner = this.tokens === undefined
       ? url.key
       : splitTokenPath(url.key).key;
@@ -376,7 +376,7 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
   /** A new peer, on a WebSocket or the fallback. */
   #peer(
     request: Request,
-    target: string,
+    url: PeerUrl | undefined,
     info: Deno.ServeHandlerInfo | undefined,
     transport: "websocket" | "sse",
     mounted?: _Mounted,
@@ -384,7 +384,7 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     const remote = _remote(info);
     const protocol = mounted?.mount.protocol ?? this.#netflux;
     const arrival = mounted === undefined
-      ? arrive(request, parsePeerUrl(target), remote, this)
+      ? arrive(request, url, remote, this)
       : arrive(request, mounted.url, remote, this, mounted);
     return arrival instanceof Promise
       ? arrival.then((a) => this.#accept(request, protocol, a, transport, true))
