@@ -21,6 +21,7 @@ import {
 import { VERSION } from "./deno/version.ts";
 import { ClusterPlacement } from "./cluster/placement.ts";
 import { RedisTopicBus } from "./cluster/topic_bus.ts";
+import { RedisPeerjsBus } from "./cluster/peerjs_bus.ts";
 import { MAX_TOKEN_EXPIRY, mintToken } from "./lib/token.ts";
 import { newSecret } from "./lib/secret.ts";
 import { parseFlags } from "./lib/flags.ts";
@@ -171,6 +172,8 @@ export async function main(args: string[]): Promise<number> {
   let server: SigverServer | undefined;
   // y-webrtc publishes cross the cluster on Redis pub/sub.
   let bus: RedisTopicBus | undefined;
+  // PeerJS ids are held, and reached, across the cluster on Redis.
+  let peerjsBus: RedisPeerjsBus | undefined;
   const stopped = Promise.withResolvers<void>();
   let stopping = false;
   const stop = (signal: Deno.Signal) => {
@@ -207,6 +210,12 @@ export async function main(args: string[]): Promise<number> {
           ...cluster,
           log: new Logger(stderr.write, level, format),
         })),
+      peerjsBus: cluster &&
+        ((events) =>
+          peerjsBus = new RedisPeerjsBus(events, {
+            ...cluster,
+            log: new Logger(stderr.write, level, format),
+          })),
       onListen: (addr) => {
         const host = addr.hostname.includes(":")
           ? `[${addr.hostname}]`
@@ -242,6 +251,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     unlisten();
     await bus?.close();
+    await peerjsBus?.close();
     await stderr.close(1000);
     console.error(`error: ${error instanceof Error ? error.message : error}`);
     return 1;
@@ -249,6 +259,7 @@ export async function main(args: string[]): Promise<number> {
   await stopped.promise;
   unlisten();
   await bus?.close();
+  await peerjsBus?.close();
   logEvent("info", "stopped");
   await stderr.close(1000);
   return 0;
