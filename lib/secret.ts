@@ -71,13 +71,16 @@ export function checkSecret(
  * ```
  */
 export function newSecret(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(
-    /=+$/,
-    "",
-  );
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    const secret = btoa(binary).replaceAll("+", "-").replaceAll("/", "_")
+      .replace(/=+$/, "");
+    // One in 64 would start with "-", which reads as a flag after
+    // `--secret `: `sigver token --secret $(sigver secret)` must work.
+    if (!secret.startsWith("-")) return secret;
+  }
 }
 
 /**

@@ -45,13 +45,14 @@ Deno.test("checkSecret throws TypeError when the secret is not a string", () => 
   }
 });
 
-Deno.test("newSecret gives 32 random bytes as unpadded base64url", () => {
+Deno.test("newSecret gives 32 random bytes as unpadded base64url, never starting with -", () => {
   const seen = new Set<string>();
-  for (let i = 0; i < 100; i++) {
+  // 1,000 draws: about 16 would start with "-" (a flag, after --secret).
+  for (let i = 0; i < 1000; i++) {
     const secret = newSecret();
-    assert.match(secret, /^[A-Za-z0-9_-]{43}$/);
+    assert.match(secret, /^[A-Za-z0-9_][A-Za-z0-9_-]{42}$/);
     assert.equal(Buffer.from(secret, "base64url").length, 32);
     seen.add(secret);
   }
-  assert.equal(seen.size, 100);
+  assert.equal(seen.size, 1000);
 });
