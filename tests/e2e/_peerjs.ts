@@ -286,3 +286,41 @@ export function selectedAddresses(page: Page): Promise<string[]> {
     return addresses;
   });
 }
+
+/**
+ * The `Peer` options for a server at `base` (`http://host:port`).
+ *
+ * @param path `/peerjs`, or `/t/<token>/peerjs`.
+ */
+export function serverOf(base: string, path: string): ServerOptions {
+  const url = new URL(base);
+  return { host: url.hostname, port: Number(url.port), path };
+}
+
+/**
+ * Asserts the page has `count` selected candidate pairs, each of them
+ * between this host's addresses with 127.0.0.1 at one end: only 127.0.0.1
+ * candidates are signaled, and the side that did not signal one may pair
+ * its own socket on another interface with it, or see a peer-reflexive
+ * remote, whose address Chromium hides as "".
+ */
+export async function assertLoopbackPairs(
+  page: Page,
+  count: number,
+): Promise<void> {
+  const host = new Set(Deno.networkInterfaces().map((i) => i.address));
+  host.add("");
+  const pairs = await selectedAddresses(page);
+  if (pairs.length !== count) {
+    throw new Error(`Expected ${count} selected pairs, got ${pairs}`);
+  }
+  for (const pair of pairs) {
+    const [local, remote] = pair.split(">");
+    if (local !== "127.0.0.1" && remote !== "127.0.0.1") {
+      throw new Error(`Neither end on 127.0.0.1: ${pair}`);
+    }
+    if (!host.has(local) || !host.has(remote)) {
+      throw new Error(`An end not on this host: ${pair}`);
+    }
+  }
+}
