@@ -145,10 +145,7 @@ export class ClusterNode {
   readonly id: string = _randomId();
   /** Signs and checks pipes. */
   readonly auth: PipeAuthority;
-  /**
-   * Called with the keys whose groups must close here (1012): other nodes
-   * hold their leases now, or their leases were not renewed in time.
-   */
+  /** Called with the keys of groups that must close here (1012). */
   onLost: (keys: ReadonlySet<string>) => void = () => {};
   readonly #options: Required<Omit<ClusterOptions, "log">>;
   #log: Logger | undefined;
