@@ -125,3 +125,22 @@ Deno.test("no product file is over 700 lines", () => {
     }
   }
 });
+
+Deno.test("no product class is over 400 lines", () => {
+  for (const folder of ["lib/", "deno/", "cluster/", "client/", "cli/"]) {
+    for (const path of files(folder)) {
+      const lines = Deno.readTextFileSync(new URL(path, ROOT)).split("\n");
+      let start = -1;
+      let name = "";
+      lines.forEach((line, i) => {
+        const m = /^(?:export )?(?:abstract )?class (\w+)/.exec(line);
+        if (m !== null) [start, name] = [i, m[1]];
+        else if (line === "}" && start !== -1) {
+          const length = i - start + 1;
+          assert.ok(length <= 400, `${path}: ${name} has ${length} lines`);
+          start = -1;
+        }
+      });
+    }
+  }
+});
