@@ -255,16 +255,6 @@ export class PeerjsHub {
   }
 
   /**
-   * Whether a key is served.
-   *
-   * @param key The key.
-   * @returns Whether it is.
-   */
-  serves(key: string): boolean {
-    return this.#namespaces.has(key);
-  }
-
-  /**
    * Whether an id is held in a key's namespace.
    *
    * @param key The key.
@@ -306,29 +296,15 @@ export class PeerjsHub {
     request: ConnectRequest,
   ): PeerjsClient | undefined {
     const { key, id, token, scope } = request;
-    if (!id || !token || !key) {
-      return this.#refuse(transport, "params", ERROR, MSG_MISSING);
+    const namespace = key ? this.#namespaces.get(key) : undefined;
+    const refusal = _connectRefusal(request, namespace);
+    if (refusal !== undefined) {
+      return _refuse(this.counters, transport, refusal);
     }
-    const namespace = this.#namespaces.get(key);
-    if (namespace === undefined) {
-      return this.#refuse(transport, "key", ERROR, MSG_KEY);
-    }
-    const problem = checkId(id, scope);
-    if (problem !== undefined) {
-      return this.#refuse(
-        transport,
-        problem.includes("token") ? "scope" : "id",
-        ERROR,
-        problem,
-      );
-    }
-    if (!isClientToken(token)) {
-      return this.#refuse(transport, "token", ERROR, MSG_TOKEN);
-    }
-    const held = namespace.get(id);
+    const held = namespace!.get(id!);
     if (held !== undefined) {
       if (held.token !== token) {
-        return this.#refuse(transport, "id_taken", ID_TAKEN, MSG_TAKEN);
+        return _refuse(this.counters, transport, _TAKEN);
       }
       // The same client again (a reconnect before its old socket dropped):
       // the new socket takes over, and gets OPEN, without which the 1.5.5
@@ -341,18 +317,22 @@ export class PeerjsHub {
         "Replaced: the same id connected again with its token",
       );
     } else if (this.#maxIds > 0 && this.#size >= this.#maxIds) {
-      return this.#refuse(transport, "limit", ERROR, MSG_LIMIT);
+      return _refuse(this.counters, transport, {
+        reason: "limit",
+        type: ERROR,
+        msg: MSG_LIMIT,
+      });
     }
     const client = new PeerjsClient(
       transport,
-      { key, id, token, scope },
+      { key: key!, id: id!, token: token!, scope },
       this.#tick,
     );
-    namespace.set(id, client);
+    namespace!.set(id!, client);
     this.#size++;
     const bus = this.#bus;
     if (bus === undefined || held?.open) return this.#open(client);
-    bus.claim(key, id, token).then(
+    bus.claim(key!, id!, token!).then(
       (claimed) => this.#claimed(client, claimed),
       // A bus that fails claims locally, as one node would.
       () => this.#claimed(client, true),
@@ -368,7 +348,7 @@ export class PeerjsHub {
       return;
     }
     this.#forget(client);
-    this.#refuse(client.transport, "id_taken", ID_TAKEN, MSG_TAKEN);
+    _refuse(this.counters, client.transport, _TAKEN);
   }
 
   /** OPEN, then what waited for the id, then what the client sent meanwhile. */
@@ -469,10 +449,7 @@ export class PeerjsHub {
 
   /** Queues a message for an absent id; ERROR to its sender when full. */
   #queue(client: PeerjsClient, type: string, dst: string, frame: string): void {
-    if (type === LEAVE) {
-      this.counters.dropped++;
-      return;
-    }
+    if (type === LEAVE) return void this.counters.dropped++;
     const refusal = this.#queues.add(
       client.key,
       dst,
@@ -517,16 +494,9 @@ export class PeerjsHub {
     const tick = ++this.#tick;
     for (const queue of this.#queues.expire(tick, this.#expireTicks)) {
       const namespace = this.#namespaces.get(queue.key)!;
-      const told = new Set<string>();
-      const src = JSON.stringify(queue.dst);
-      for (const { src: sender } of queue.messages) {
-        if (told.has(sender)) continue;
-        told.add(sender);
+      for (const [sender, frame] of _expireNotices(queue)) {
         const client = namespace.get(sender);
-        if (client === undefined) continue;
-        if (
-          this.#send(client, relayMessage(EXPIRE, src, client.src, undefined))
-        ) {
+        if (client !== undefined && this.#send(client, frame)) {
           this.counters.expired++;
         }
       }
@@ -561,9 +531,8 @@ export class PeerjsHub {
   /** A message of another node's client for an id held here. */
   #deliver(key: string, dst: string, frame: string): void {
     const target = this.#namespaces.get(key)?.get(dst);
-    if (target === undefined) {
-      this.counters.dropped++;
-    } else if (!target.open) {
+    if (target === undefined) this.counters.dropped++;
+    else if (!target.open) {
       // Its claim is answered on another connection than this message:
       // it waits for the OPEN with what local clients queued.
       if (this.#queues.add(key, dst, { src: "", frame }, this.#tick)) {
@@ -575,27 +544,19 @@ export class PeerjsHub {
   /** An id connected on another node: what waits here for it goes there. */
   #arrived(key: string, id: string): void {
     const waiting = this.#queues.take(key, id);
-    if (waiting === undefined || this.#bus === undefined) return;
+    const bus = this.#bus;
+    if (waiting === undefined || bus === undefined) return;
     for (const message of waiting) {
-      this.#bus.send(key, id, message.frame).then(
-        (sent) => this.#forwarded(key, id, message, sent),
-        () => this.#forwarded(key, id, message, false),
-      );
-    }
-  }
-
-  /** A queued message went to its id's node, or waits here again. */
-  #forwarded(
-    key: string,
-    id: string,
-    message: { src: string; frame: string },
-    sent: boolean,
-  ): void {
-    if (sent) {
-      this.counters.delivered++;
-      this.counters.crossed++;
-    } else if (this.#size > 0) {
-      this.#queues.add(key, id, message, this.#tick);
+      // Sent to its id's node, or back in the queue here (if anyone is).
+      const went = (sent: boolean) => {
+        if (sent) {
+          this.counters.delivered++;
+          this.counters.crossed++;
+        } else if (this.#size > 0) {
+          this.#queues.add(key, id, message, this.#tick);
+        }
+      };
+      bus.send(key, id, message.frame).then(went, () => went(false));
     }
   }
 
@@ -613,7 +574,7 @@ export class PeerjsHub {
       return;
     }
     this.#forget(client);
-    this.#refuse(client.transport, "id_taken", ID_TAKEN, MSG_TAKEN);
+    _refuse(this.counters, client.transport, _TAKEN);
   }
 
   /** Sends a frame; a client that cannot take it is closed. */
@@ -627,22 +588,6 @@ export class PeerjsHub {
       return false;
     }
   }
-
-  #refuse(
-    transport: PeerTransport,
-    reason: string,
-    type: string,
-    msg: string,
-  ): undefined {
-    this.counters.refused.add(reason);
-    try {
-      transport.send(serverMessage(type, msg));
-    } catch (error) {
-      if (!(error instanceof CloseError)) throw error;
-    }
-    transport.close(CLOSE_POLICY_VIOLATION, _reason(msg));
-    return undefined;
-  }
 }
 
 function _queueFull(refusal: QueueRefusal): string {
@@ -654,4 +599,77 @@ function _queueFull(refusal: QueueRefusal): string {
 /** A close reason fits in 123 bytes. */
 function _reason(msg: string): string {
   return msg.length <= 120 ? msg : msg.slice(0, 117) + "...";
+}
+
+/** A refusal at connect: what is counted, and the message sent. */
+interface _Refusal {
+  readonly reason: string;
+  readonly type: string;
+  readonly msg: string;
+}
+
+const _TAKEN: _Refusal = { reason: "id_taken", type: ID_TAKEN, msg: MSG_TAKEN };
+
+/**
+ * The connect checks that need no state but the key's namespace, in the
+ * original server's order: missing parameters, an unknown key, a bad id, a
+ * bad token.
+ */
+function _connectRefusal(
+  request: ConnectRequest,
+  namespace: Map<string, PeerjsClient> | undefined,
+): _Refusal | undefined {
+  const { key, id, token, scope } = request;
+  if (!id || !token || !key) {
+    return { reason: "params", type: ERROR, msg: MSG_MISSING };
+  }
+  if (namespace === undefined) {
+    return { reason: "key", type: ERROR, msg: MSG_KEY };
+  }
+  const problem = checkId(id, scope);
+  if (problem !== undefined) {
+    const reason = problem.includes("token") ? "scope" : "id";
+    return { reason, type: ERROR, msg: problem };
+  }
+  if (!isClientToken(token)) {
+    return { reason: "token", type: ERROR, msg: MSG_TOKEN };
+  }
+  return undefined;
+}
+
+/** Counts a refusal, sends its message, and closes the socket. */
+function _refuse(
+  counters: PeerjsCounters,
+  transport: PeerTransport,
+  refusal: _Refusal,
+): undefined {
+  counters.refused.add(refusal.reason);
+  try {
+    transport.send(serverMessage(refusal.type, refusal.msg));
+  } catch (error) {
+    if (!(error instanceof CloseError)) throw error;
+  }
+  transport.close(CLOSE_POLICY_VIOLATION, _reason(refusal.msg));
+  return undefined;
+}
+
+/**
+ * The EXPIRE notices of an expired queue: one per sender, whatever it sent.
+ *
+ * @returns Pairs of the sender's id and its notice.
+ */
+function _expireNotices(
+  queue: { dst: string; messages: readonly { src: string }[] },
+): Map<string, string> {
+  const src = JSON.stringify(queue.dst);
+  const notices = new Map<string, string>();
+  for (const { src: sender } of queue.messages) {
+    if (!notices.has(sender)) {
+      notices.set(
+        sender,
+        relayMessage(EXPIRE, src, JSON.stringify(sender), undefined),
+      );
+    }
+  }
+  return notices;
 }
