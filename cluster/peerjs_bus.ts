@@ -51,9 +51,15 @@ import type { MetricFamily } from "../lib/metrics.ts";
 import type { PeerjsBus, PeerjsBusEvents } from "../lib/peerjs/bus.ts";
 import { isId } from "../lib/peerjs/id.ts";
 import { RELAYED } from "../lib/peerjs/wire.ts";
-import { hmacKey } from "../lib/secret.ts";
 import { RedisClient } from "./redis.ts";
 import { RedisSubscriber } from "./redis_subscriber.ts";
+import {
+  base64url,
+  busMetrics,
+  MessageSigner,
+  RejectCounter,
+  ReplayGuard,
+} from "./signed_messages.ts";
 
 /** Why a message from Redis was dropped. */
 export type PeerjsRejectReason = "malformed" | "forged" | "replayed";
@@ -108,9 +114,6 @@ export interface RedisPeerjsBusOptions {
   log?: Logger;
 }
 
-const _ENCODER = new TextEncoder();
-const _REJECT_LOG_MS = 10_000;
-const _NODES_MAX = 1024;
 const _MESSAGE = /^([A-Za-z0-9_-]{43})\.(\{.*\})$/s;
 const _NODE = /^[0-9a-f]{16}$/;
 const _TYPES = new Set(["msg", "arrived", "replace"]);
@@ -134,21 +137,6 @@ function _hex(bytes: ArrayBuffer, length: number): string {
     new Uint8Array(bytes, 0, length),
     (b) => b.toString(16).padStart(2, "0"),
   ).join("");
-}
-
-function _base64url(bytes: ArrayBuffer): string {
-  let s = "";
-  for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
-  return btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-function _unbase64url(text: string): Uint8Array<ArrayBuffer> {
-  const s = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
-}
-
-function _signed(channel: string, rest: string): Uint8Array<ArrayBuffer> {
-  return _ENCODER.encode(`sigver-pj-v1\n${channel}\n${rest}`);
 }
 
 /** A claim of this node. */
@@ -182,28 +170,27 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
   readonly #prefix: string;
   readonly #ttl: number;
   readonly #log: Logger | undefined;
-  readonly #key: Promise<CryptoKey>;
+  readonly #signer: MessageSigner;
   readonly #redis: RedisClient;
   readonly #subscriber: RedisSubscriber;
   readonly #arrivedChannel: string;
   readonly #nodeChannel: string;
   /** This node's claims, by Redis key. */
   readonly #held = new Map<string, _Held>();
-  readonly #last = new Map<string, number>();
-  readonly #stats: PeerjsBusStats = {
+  readonly #replays = new ReplayGuard();
+  readonly #rejects: RejectCounter<PeerjsRejectReason>;
+  readonly #stats: Omit<PeerjsBusStats, "rejected"> = {
     claimed: 0,
     taken: 0,
     local: 0,
     evicted: 0,
     sent: 0,
     delivered: 0,
-    rejected: { malformed: 0, forged: 0, replayed: 0 },
   };
   #seq = 0;
   /** Every call and every message in, in order. */
   #chain: Promise<unknown> = Promise.resolve();
   #renewal: ReturnType<typeof setInterval> | undefined;
-  #loggedRejectAt = -Infinity;
   #closing: Promise<void> | undefined;
 
   /**
@@ -215,9 +202,7 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
    * empty.
    */
   constructor(events: PeerjsBusEvents, options: RedisPeerjsBusOptions) {
-    if (typeof options.secret !== "string" || options.secret === "") {
-      throw new TypeError("Cannot sign bus messages: the secret is empty");
-    }
+    this.#signer = new MessageSigner(options.secret, "sigver-pj-v1");
     this.#events = events;
     this.#prefix = options.prefix ?? "sigver:";
     this.#ttl = options.claimTtl ?? 30_000;
@@ -227,7 +212,10 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
       );
     }
     this.#log = options.log;
-    this.#key = hmacKey(options.secret);
+    this.#rejects = new RejectCounter(["malformed", "forged", "replayed"], {
+      event: "peerjs_bus_rejected",
+      log: options.log,
+    });
     this.#arrivedChannel = `${this.#prefix}pj:arrived`;
     this.#nodeChannel = `${this.#prefix}pj:node:${this.id}`;
     const timeout = options.redisTimeout ?? 1000;
@@ -375,24 +363,19 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
    * @returns A copy of the counters.
    */
   stats(): PeerjsBusStats {
-    return { ...this.#stats, rejected: { ...this.#stats.rejected } };
+    return { ...this.#stats, rejected: this.#rejects.counts() };
   }
 
   /**
-   * The bus's metric families, labelled `protocol="peerjs"`.
+   * The bus's metric families, labelled `protocol="peerjs"`:
+   * `sigver_peerjs_bus_up`, `_claims_total` and `_rejected_total`.
    *
    * @returns The families.
    */
   metrics(): MetricFamily[] {
     const label = { protocol: "peerjs" } as const;
     const s = this.#stats;
-    return [
-      {
-        name: "sigver_peerjs_bus_up",
-        help: "Whether the PeerJS bus's Redis subscription is up (1) or not.",
-        type: "gauge",
-        samples: [[label, this.connected ? 1 : 0]],
-      },
+    return busMetrics([
       {
         name: "sigver_peerjs_bus_claims_total",
         help:
@@ -405,15 +388,13 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
           [{ ...label, outcome: "evicted" }, s.evicted],
         ],
       },
-      {
-        name: "sigver_peerjs_bus_rejected_total",
-        help: "Messages from Redis dropped by the PeerJS bus, by why.",
-        type: "counter",
-        samples: Object.entries(s.rejected).map((
-          [reason, n],
-        ) => [{ ...label, reason }, n] as const),
-      },
-    ];
+    ], {
+      metric: "peerjs",
+      title: "PeerJS",
+      labels: label,
+      up: this.connected,
+      rejects: this.#rejects,
+    });
   }
 
   /**
@@ -455,18 +436,11 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
   }
 
   async #mac(text: string): Promise<string> {
-    const key = await this.#key;
-    return _base64url(
-      await crypto.subtle.sign("HMAC", key, _ENCODER.encode(text)),
-    );
+    return base64url(await this.#signer.mac(text));
   }
 
   async #claimKey(key: string, id: string): Promise<string> {
-    const mac = await crypto.subtle.sign(
-      "HMAC",
-      await this.#key,
-      _ENCODER.encode(`sigver-pj-id\n${key}\n${id}`),
-    );
+    const mac = await this.#signer.mac(`sigver-pj-id\n${key}\n${id}`);
     return `${this.#prefix}pj:id:${key}:${_hex(mac, 16)}`;
   }
 
@@ -478,15 +452,10 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
     f?: string,
   ): Promise<number> {
     const rest = JSON.stringify({ n: this.id, s: ++this.#seq, t, k, i, f });
-    const signature = await crypto.subtle.sign(
-      "HMAC",
-      await this.#key,
-      _signed(channel, rest),
-    );
     const n = await this.#redis.command(
       "PUBLISH",
       channel,
-      `${_base64url(signature)}.${rest}`,
+      await this.#signer.sign(channel, rest),
     );
     return typeof n === "number" ? n : 0;
   }
@@ -538,26 +507,17 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
   /** Checks a message off Redis, then hands it to the hub. */
   async #receive(channel: string, payload: string): Promise<void> {
     const message = _parse(payload);
-    if (message === undefined) return this.#reject("malformed");
+    if (message === undefined) return this.#rejects.record("malformed");
     const [signature, rest, body] = message;
     if (body.n === this.id) return;
-    const valid = await crypto.subtle.verify(
-      "HMAC",
-      await this.#key,
-      _unbase64url(signature),
-      _signed(channel, rest),
-    );
-    if (!valid) return this.#reject("forged");
+    const valid = await this.#signer.verify(channel, signature, rest);
+    if (!valid) return this.#rejects.record("forged");
     const expected = body.t === "arrived"
       ? this.#arrivedChannel
       : this.#nodeChannel;
-    if (channel !== expected) return this.#reject("malformed");
-    const last = this.#last.get(body.n) ?? 0;
-    if (body.s <= last) return this.#reject("replayed");
-    this.#last.delete(body.n);
-    this.#last.set(body.n, body.s);
-    if (this.#last.size > _NODES_MAX) {
-      this.#last.delete(this.#last.keys().next().value!);
+    if (channel !== expected) return this.#rejects.record("malformed");
+    if (!this.#replays.admit(body.n, body.s)) {
+      return this.#rejects.record("replayed");
     }
     if (body.t === "arrived") {
       this.#hand(() => this.#events.arrived(body.k, body.i));
@@ -578,14 +538,6 @@ export class RedisPeerjsBus implements PeerjsBus, AsyncDisposable {
     } catch (thrown) {
       reportError(thrown);
     }
-  }
-
-  #reject(reason: PeerjsRejectReason): void {
-    const total = ++this.#stats.rejected[reason];
-    const now = performance.now();
-    if (now - this.#loggedRejectAt < _REJECT_LOG_MS) return;
-    this.#loggedRejectAt = now;
-    this.#log?.write("warn", "peerjs_bus_rejected", { reason, total });
   }
 }
 

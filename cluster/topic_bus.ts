@@ -45,11 +45,16 @@
 
 import type { Logger } from "../lib/log.ts";
 import type { MetricFamily } from "../lib/metrics.ts";
-import { hmacKey } from "../lib/secret.ts";
 import type { Deliver, TopicBus } from "../lib/ywebrtc/bus.ts";
 import { parseMessage } from "../lib/ywebrtc/message.ts";
 import { RedisClient } from "./redis.ts";
 import { RedisSubscriber } from "./redis_subscriber.ts";
+import {
+  busMetrics,
+  MessageSigner,
+  RejectCounter,
+  ReplayGuard,
+} from "./signed_messages.ts";
 
 /** Why a message from Redis was dropped. */
 export type RejectReason = "malformed" | "forged" | "replayed" | "overflow";
@@ -107,12 +112,8 @@ const _ENCODER = new TextEncoder();
 const _FNV_OFFSET = 0xcbf29ce484222325n;
 const _FNV_PRIME = 0x100000001b3n;
 const _MASK64 = (1n << 64n) - 1n;
-/** Milliseconds between two log lines about dropped messages. */
-const _REJECT_LOG_MS = 10_000;
 const _HEAD =
   /^([A-Za-z0-9_-]{43})\.([0-9a-f]{16})\.([1-9][0-9]{0,14})\.(0|[1-9][0-9]{0,8})\./;
-/** Nodes whose last sequence number is remembered. */
-const _NODES_MAX = 1024;
 
 /**
  * The Redis channel of a topic: the prefix, `yw:`, and the 64-bit FNV-1a
@@ -139,21 +140,6 @@ export function topicChannel(prefix: string, topic: string): string {
   return `${prefix}yw:${hash.toString(16).padStart(16, "0")}`;
 }
 
-function _base64url(bytes: ArrayBuffer): string {
-  let s = "";
-  for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
-  return btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-function _unbase64url(text: string): Uint8Array<ArrayBuffer> {
-  const s = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
-}
-
-function _signed(channel: string, rest: string): Uint8Array<ArrayBuffer> {
-  return _ENCODER.encode(`sigver-yw-v1\n${channel}\n${rest}`);
-}
-
 function _randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -161,12 +147,13 @@ function _randomId(): string {
 
 /** A message read off Redis, its signature not checked yet. */
 interface _Incoming {
+  channel: string;
   node: string;
   seq: number;
   topic: string;
   frame: string;
-  signature: Uint8Array<ArrayBuffer>;
-  signed: Uint8Array<ArrayBuffer>;
+  signature: string;
+  rest: string;
 }
 
 /**
@@ -181,30 +168,28 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
   readonly #prefix: string;
   readonly #maxQueued: number;
   readonly #log: Logger | undefined;
-  readonly #key: Promise<CryptoKey>;
+  readonly #signer: MessageSigner;
   readonly #publisher: RedisClient;
   readonly #subscriber: RedisSubscriber;
   /** Topics with a subscriber here, and their channels. */
   readonly #topics = new Map<string, string>();
   /** Topics per channel: two topics may share a hash. */
   readonly #channels = new Map<string, number>();
-  /** The last sequence number of each node heard from, oldest first. */
-  readonly #last = new Map<string, number>();
+  readonly #replays = new ReplayGuard();
+  readonly #rejects: RejectCounter<RejectReason>;
   #seq = 0;
   #outbox: { channel: string; rest: string }[] = [];
   #inbox: { channel: string; payload: string }[] = [];
   #writing: Promise<void> | undefined;
   #reading: Promise<void> | undefined;
   readonly #sending = new Set<Promise<void>>();
-  readonly #stats: TopicBusStats = {
+  readonly #stats: Omit<TopicBusStats, "rejected"> = {
     published: 0,
     lost: 0,
     overflowed: 0,
     delivered: 0,
     echoes: 0,
-    rejected: { malformed: 0, forged: 0, replayed: 0, overflow: 0 },
   };
-  #loggedRejectAt = -Infinity;
   #closing: Promise<void> | undefined;
 
   /**
@@ -217,14 +202,15 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
    * empty.
    */
   constructor(deliver: Deliver, options: RedisTopicBusOptions) {
-    if (typeof options.secret !== "string" || options.secret === "") {
-      throw new TypeError("Cannot sign bus messages: the secret is empty");
-    }
+    this.#signer = new MessageSigner(options.secret, "sigver-yw-v1");
     this.#deliver = deliver;
     this.#prefix = options.prefix ?? "sigver:";
     this.#maxQueued = options.maxQueued ?? 10_000;
     this.#log = options.log;
-    this.#key = hmacKey(options.secret);
+    this.#rejects = new RejectCounter(
+      ["malformed", "forged", "replayed", "overflow"],
+      { event: "ywebrtc_bus_rejected", log: options.log },
+    );
     const timeout = options.redisTimeout ?? 1000;
     const backoffMax = options.backoffMax ?? 2000;
     const backoffMin = Math.min(100, backoffMax);
@@ -311,24 +297,20 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
    * @returns A copy of the counters.
    */
   stats(): TopicBusStats {
-    return { ...this.#stats, rejected: { ...this.#stats.rejected } };
+    return { ...this.#stats, rejected: this.#rejects.counts() };
   }
 
   /**
-   * The bus's metric families, labelled `protocol="y-webrtc"`.
+   * The bus's metric families, labelled `protocol="y-webrtc"`:
+   * `sigver_ywebrtc_bus_up`, `_channels`, `_published_total`, `_lost_total`
+   * and `_rejected_total`.
    *
    * @returns The families.
    */
   metrics(): MetricFamily[] {
     const label = { protocol: "y-webrtc" } as const;
     const s = this.#stats;
-    return [
-      {
-        name: "sigver_ywebrtc_bus_up",
-        help: "Whether the y-webrtc bus's Redis subscription is up (1) or not.",
-        type: "gauge",
-        samples: [[label, this.connected ? 1 : 0]],
-      },
+    return busMetrics([
       {
         name: "sigver_ywebrtc_bus_channels",
         help: "Redis channels this node listens to for y-webrtc topics.",
@@ -351,15 +333,13 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
           [{ ...label, reason: "queue_full" }, s.overflowed],
         ],
       },
-      {
-        name: "sigver_ywebrtc_bus_rejected_total",
-        help: "Messages from Redis dropped by the y-webrtc bus, by why.",
-        type: "counter",
-        samples: Object.entries(s.rejected).map((
-          [reason, n],
-        ) => [{ ...label, reason }, n] as const),
-      },
-    ];
+    ], {
+      metric: "ywebrtc",
+      title: "y-webrtc",
+      labels: label,
+      up: this.connected,
+      rejects: this.#rejects,
+    });
   }
 
   /**
@@ -393,19 +373,16 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
   /** Signs what is queued, in order, and hands it to Redis in one write. */
   async #write(): Promise<void> {
     try {
-      const key = await this.#key;
       while (this.#outbox.length > 0 && this.#closing === undefined) {
         const batch = this.#outbox;
         this.#outbox = [];
-        const signatures = await Promise.all(
-          batch.map(({ channel, rest }) =>
-            crypto.subtle.sign("HMAC", key, _signed(channel, rest))
-          ),
+        const payloads = await Promise.all(
+          batch.map(({ channel, rest }) => this.#signer.sign(channel, rest)),
         );
-        const commands = batch.map(({ channel, rest }, i) => [
+        const commands = batch.map(({ channel }, i) => [
           "PUBLISH",
           channel,
-          `${_base64url(signatures[i])}.${rest}`,
+          payloads[i],
         ]);
         // The client writes pipelines in the order they are called: the
         // next batch may go out before this one is answered.
@@ -428,7 +405,7 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
   #receive(channel: string, payload: string): void {
     if (this.#closing !== undefined) return;
     if (this.#inbox.length >= this.#maxQueued) {
-      this.#reject("overflow");
+      this.#rejects.record("overflow");
       return;
     }
     this.#inbox.push({ channel, payload });
@@ -438,7 +415,6 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
   /** Checks what came in, all at once, then delivers it in order. */
   async #read(): Promise<void> {
     try {
-      const key = await this.#key;
       while (this.#inbox.length > 0 && this.#closing === undefined) {
         const batch = this.#inbox;
         this.#inbox = [];
@@ -449,19 +425,18 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
           parsed.map((message) =>
             message === undefined || message.node === this.id
               ? false
-              : crypto.subtle.verify(
-                "HMAC",
-                key,
+              : this.#signer.verify(
+                message.channel,
                 message.signature,
-                message.signed,
+                message.rest,
               )
           ),
         );
         for (const [i, message] of parsed.entries()) {
           if (this.#closing !== undefined) return;
-          if (message === undefined) this.#reject("malformed");
+          if (message === undefined) this.#rejects.record("malformed");
           else if (message.node === this.id) this.#stats.echoes++;
-          else if (!valid[i]) this.#reject("forged");
+          else if (!valid[i]) this.#rejects.record("forged");
           else this.#accept(message);
         }
       }
@@ -482,33 +457,28 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
     if (topicChannel(this.#prefix, topic) !== channel) return undefined;
     const rest = payload.slice(signature.length + 1);
     return {
+      channel,
       node,
       seq: Number(seq),
       topic,
       frame: payload.slice(end),
-      signature: _unbase64url(signature),
-      signed: _signed(channel, rest),
+      signature,
+      rest,
     };
   }
 
   /** A message signed by a node: delivered unless replayed or not a publish. */
   #accept(message: _Incoming): void {
-    const last = this.#last.get(message.node) ?? 0;
-    if (message.seq <= last) {
-      this.#reject("replayed");
+    if (!this.#replays.admit(message.node, message.seq)) {
+      this.#rejects.record("replayed");
       return;
-    }
-    this.#last.delete(message.node);
-    this.#last.set(message.node, message.seq);
-    if (this.#last.size > _NODES_MAX) {
-      this.#last.delete(this.#last.keys().next().value!);
     }
     const read = parseMessage(message.frame);
     if (
       !("type" in read) || read.type !== "publish" ||
       read.topic !== message.topic
     ) {
-      this.#reject("malformed");
+      this.#rejects.record("malformed");
       return;
     }
     // A publish that arrives after the last subscriber here left.
@@ -519,13 +489,5 @@ export class RedisTopicBus implements TopicBus, AsyncDisposable {
     } catch (thrown) {
       reportError(thrown);
     }
-  }
-
-  #reject(reason: RejectReason): void {
-    const total = ++this.#stats.rejected[reason];
-    const now = performance.now();
-    if (now - this.#loggedRejectAt < _REJECT_LOG_MS) return;
-    this.#loggedRejectAt = now;
-    this.#log?.write("warn", "ywebrtc_bus_rejected", { reason, total });
   }
 }
