@@ -40,12 +40,20 @@ function _tick(ms: number): Promise<void> {
 async function pair(port: number, key: string) {
   const url = `ws://127.0.0.1:${port}/${key}`;
   const member = await TestPeer.open(url);
-  assert.equal(await member.join(1), true);
-  const joiner = await TestPeer.open(url);
-  assert.equal(await joiner.join(2), false);
-  joiner.sendContent({ data: "hello" });
-  const first = await member.nextContent();
-  return { member, joiner, sid: first.senderId };
+  let joiner: TestPeer | undefined;
+  try {
+    assert.equal(await member.join(1), true);
+    joiner = await TestPeer.open(url);
+    assert.equal(await joiner.join(2), false);
+    joiner.sendContent({ data: "hello" });
+    const first = await member.nextContent();
+    return { member, joiner, sid: first.senderId };
+  } catch (error) {
+    // While the server recovers a join may fail: leave no socket behind.
+    await joiner?.close();
+    await member.close();
+    throw error;
+  }
 }
 
 /** One message each way through the server. */
@@ -73,11 +81,14 @@ async function flood(
   let refused = 0;
   const end = performance.now() + ms;
   while (conns.length < count && performance.now() < end) {
+    let conn: Deno.TcpConn | undefined;
     try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn = await Deno.connect({ hostname: "127.0.0.1", port });
       if (send !== undefined) await conn.write(send);
       conns.push(conn);
     } catch {
+      // A connection the server dropped before the write: closed here too.
+      if (conn !== undefined) closeAll([conn]);
       refused++;
       await _tick(5);
     }
@@ -101,9 +112,12 @@ async function joinsAgain(port: number, key: string): Promise<void> {
   for (;;) {
     try {
       const p = await pair(port, key);
-      await relayOnce(p, 0);
-      await p.joiner.close();
-      await p.member.close();
+      try {
+        await relayOnce(p, 0);
+      } finally {
+        await p.joiner.close();
+        await p.member.close();
+      }
       return;
     } catch (error) {
       if (performance.now() > end) throw error;
