@@ -61,6 +61,12 @@ export type { LogFields, LogFormat, LogLevel } from "./lib/log.ts";
 export type { Labels, MetricFamily, Sample } from "./lib/metrics.ts";
 export type { HubStats } from "./lib/netflux/hub.ts";
 export type { Deliver, TopicBus, TopicBusFactory } from "./lib/ywebrtc/bus.ts";
+export type {
+  EvictReason,
+  PeerjsBus,
+  PeerjsBusEvents,
+  PeerjsBusFactory,
+} from "./lib/peerjs/bus.ts";
 
 if (import.meta.main) {
   const { main } = await import("./server.ts");
