@@ -53,7 +53,7 @@ import {
   DEFAULT_TURN_TTL,
   iceServersBody,
 } from "../lib/turn.ts";
-import { cors, preflightHeaders } from "../lib/cors.ts";
+import { answerHeaders, preflightHeaders } from "../lib/cors.ts";
 
 /**
  * Milliseconds the expiry of a username is rounded up to: every fetch of
@@ -265,13 +265,8 @@ export class IceServersEndpoint {
     remote?: string,
   ): Promise<Response> {
     const origin = request.headers.get("origin");
-    const verdict = cors(origin, this.#origins);
-    const headers = new Headers({
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-      ...verdict.headers,
-    });
-    if (!verdict.allowed) {
+    const { allowed, headers } = answerHeaders(request, this.#origins);
+    if (!allowed) {
       return _refuse(headers, onRefusal, {
         status: 403,
         reason: "origin",

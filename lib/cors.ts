@@ -72,3 +72,37 @@ export function preflightHeaders(
     "access-control-max-age": "600",
   };
 }
+
+/**
+ * The headers of an endpoint's answer to a cross-origin request: never
+ * cached, never sniffed, and the CORS verdict's own headers.
+ *
+ * @param request The request.
+ * @param allowOrigins The allowed origins; empty: every origin.
+ * @returns Whether its origin is allowed, and the headers to answer with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { answerHeaders } from "./cors.ts";
+ * const request = new Request("http://localhost/x", {
+ *   headers: { origin: "https://app.example" },
+ * });
+ * const { allowed, headers } = answerHeaders(request, new Set());
+ * assert.equal(allowed, true);
+ * assert.equal(headers.get("cache-control"), "no-store");
+ * assert.equal(headers.get("access-control-allow-origin"), "*");
+ * ```
+ */
+export function answerHeaders(
+  request: Request,
+  allowOrigins: ReadonlySet<string>,
+): { allowed: boolean; headers: Headers } {
+  const verdict = cors(request.headers.get("origin"), allowOrigins);
+  const headers = new Headers({
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    ...verdict.headers,
+  });
+  return { allowed: verdict.allowed, headers };
+}

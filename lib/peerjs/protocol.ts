@@ -10,7 +10,7 @@
  */
 
 import { CLOSE_POLICY_VIOLATION } from "../codes.ts";
-import { cors, preflightHeaders } from "../cors.ts";
+import { answerHeaders, preflightHeaders } from "../cors.ts";
 import type { MetricFamily } from "../metrics.ts";
 import type {
   PeerRequest,
@@ -226,13 +226,8 @@ export class PeerjsProtocol implements Protocol<PeerjsClient> {
       return undefined;
     }
     const origin = request.headers.get("origin");
-    const verdict = cors(origin, this.#origins);
-    const headers = new Headers({
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-      ...verdict.headers,
-    });
-    if (!verdict.allowed) {
+    const { allowed, headers } = answerHeaders(request, this.#origins);
+    if (!allowed) {
       return _text(403, `Forbidden: origin ${origin} is not allowed`, headers);
     }
     if (request.method === "OPTIONS") {

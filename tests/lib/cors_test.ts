@@ -6,7 +6,7 @@
 
 import { hubOf } from "../../deno/handler.ts";
 import assert from "node:assert/strict";
-import { cors, preflightHeaders } from "../../lib/cors.ts";
+import { answerHeaders, cors, preflightHeaders } from "../../lib/cors.ts";
 import { type SseEvent, SseParser } from "../../lib/sse.ts";
 import { encodeMessage } from "../../lib/netflux/wire.ts";
 import { httpUrl, startServer } from "../_helpers.ts";
@@ -162,4 +162,27 @@ Deno.test("a POST or a resuming GET from a refused origin never reaches the sess
   assert.equal(hubOf(server.handler).counters.inConnect, 1);
   abort.abort();
   await reader.cancel().catch(() => {});
+});
+
+Deno.test("answerHeaders: never cached, never sniffed, and the verdict's headers", () => {
+  const from = (origin?: string) =>
+    new Request("http://localhost/x", {
+      headers: origin === undefined ? {} : { origin },
+    });
+  const open = answerHeaders(from("https://a.example"), new Set());
+  assert.equal(open.allowed, true);
+  assert.equal(open.headers.get("cache-control"), "no-store");
+  assert.equal(open.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(open.headers.get("access-control-allow-origin"), "*");
+  const listed = new Set(["https://a.example"]);
+  const refused = answerHeaders(from("https://b.example"), listed);
+  assert.equal(refused.allowed, false);
+  assert.equal(refused.headers.get("access-control-allow-origin"), null);
+  assert.equal(refused.headers.get("cache-control"), "no-store");
+  const mine = answerHeaders(from("https://a.example"), listed);
+  assert.equal(
+    mine.headers.get("access-control-allow-origin"),
+    "https://a.example",
+  );
+  assert.equal(answerHeaders(from(), listed).allowed, true);
 });
