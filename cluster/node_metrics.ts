@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { MetricFamily } from "../lib/metrics.ts";
+import { type MetricFamily, single } from "../lib/metrics.ts";
 import type { RedisStats } from "./redis.ts";
 
 /** What `/cluster` shows of this node. */
@@ -59,20 +59,14 @@ export interface NodeCounters {
  * @returns The families.
  */
 export function clusterMetrics(c: NodeCounters): MetricFamily[] {
-  const one = (
-    name: string,
-    type: "counter" | "gauge",
-    help: string,
-    value: number,
-  ): MetricFamily => ({ name, type, help, samples: [[{}, value]] });
   return [
-    one(
+    single(
       "sigver_cluster_redis_up",
       "gauge",
       "1 while Redis answers.",
       c.redisUp ? 1 : 0,
     ),
-    one(
+    single(
       "sigver_cluster_owned_groups",
       "gauge",
       "Groups this node owns.",
@@ -87,49 +81,49 @@ export function clusterMetrics(c: NodeCounters): MetricFamily[] {
         [{ direction: "out" }, c.pipedOut],
       ],
     },
-    one(
+    single(
       "sigver_cluster_redis_round_trips_total",
       "counter",
       "Redis round trips (a pipeline is one).",
       c.redis.roundTrips,
     ),
-    one(
+    single(
       "sigver_cluster_redis_errors_total",
       "counter",
       "Redis failures: lost connections, timeouts and error replies.",
       c.redis.errors + c.redis.timeouts + c.redis.errorReplies,
     ),
-    one(
+    single(
       "sigver_cluster_lease_renewals_total",
       "counter",
       "Lease renewals sent (one per group and renewal).",
       c.renewals,
     ),
-    one(
+    single(
       "sigver_cluster_takeovers_total",
       "counter",
       "Leases taken over from owners that could not be reached.",
       c.takeovers,
     ),
-    one(
+    single(
       "sigver_cluster_lost_leases_total",
       "counter",
       "Leases found held by another node (their local peers closed).",
       c.lost,
     ),
-    one(
+    single(
       "sigver_cluster_fenced_groups_total",
       "counter",
       "Groups this node stopped serving: their leases were not renewed in time.",
       c.fenced,
     ),
-    one(
+    single(
       "sigver_cluster_state_lost_total",
       "counter",
       "Times Redis had lost this node's keys (leases re-asserted at once).",
       c.reasserted,
     ),
-    one(
+    single(
       "sigver_cluster_local_while_down_total",
       "counter",
       "Keys owned here without Redis (a group may have split).",

@@ -44,7 +44,14 @@ import {
   textResponse,
 } from "./endpoints.ts";
 import { Observer } from "./observe.ts";
-import { type Arrival, arrive, type Gates, readmit } from "./route.ts";
+import {
+  type Arrival,
+  arrive,
+  checkScope,
+  type Gates,
+  readmit,
+  tokenRefusal,
+} from "./route.ts";
 import type { Placement } from "./placement.ts";
 
 export type { HandlerOptions } from "./options.ts";
@@ -332,8 +339,7 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
     if (tokens === undefined) {
       return http.call(mounted.mount, request, mounted.rest, undefined);
     }
-    const { token } = splitTokenPath(mounted.url.key);
-    return tokens.check({ token, now: Date.now() }).then((check) => {
+    return checkScope(mounted.url, tokens).then((check) => {
       if (check.ok) {
         return http.call(mounted.mount, request, mounted.rest, check.prefix) ??
           answerPlain(request, target, this, _remote(info));
@@ -343,15 +349,7 @@ class _Handler implements SigverHandler, Gates, EndpointSource {
         request.headers,
         this.#config.trustProxy,
       ).address;
-      return this.#observer.refuse(
-        {
-          status: check.status,
-          reason: check.reason,
-          message: check.text,
-        },
-        address,
-        undefined,
-      );
+      return this.#observer.refuse(tokenRefusal(check), address, undefined);
     });
   }
 

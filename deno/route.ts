@@ -24,6 +24,7 @@ import { clientAddress } from "../lib/address.ts";
 import {
   splitTokenPath,
   type TokenAuthority,
+  type TokenCheck,
   type TokenRefusal,
 } from "../lib/token.ts";
 import { checkKey, type PeerUrl } from "../lib/url.ts";
@@ -130,49 +131,61 @@ export function arrive(
   gates: Gates,
   mounted?: Mounted,
 ): Arrival | Promise<Arrival> {
-  if (mounted !== undefined) {
-    return _mounted(request, url, remote, gates, mounted);
-  }
-  if (gates.placement !== undefined || gates.tokens !== undefined) {
+  if (
+    mounted === undefined &&
+    (gates.placement !== undefined || gates.tokens !== undefined)
+  ) {
     return _gated(request, remote, gates, url);
   }
   const from = _origin(remote, request.headers, gates.trustProxy, gates);
   const refusal = _admit(request.headers.get("origin"), from, gates);
   if (refusal !== undefined) {
-    return { kind: "refused", refusal, from, key: url?.key };
+    // A mounted protocol's path is no key to log.
+    const key = mounted === undefined ? url?.key : undefined;
+    return { kind: "refused", refusal, from, key };
   }
-  return { kind: "local", from, peer: url, lease: undefined, piped: false };
+  if (mounted === undefined) {
+    return { kind: "local", from, peer: url, lease: undefined, piped: false };
+  }
+  return _mounted(url, gates, mounted, from);
 }
 
 /**
- * A peer of a mounted protocol: admission, then with tokens on the token's
- * signature and expiry, its prefix handed to the protocol as the scope of
- * what the peer may reach. Served here: the protocol has its own way across
- * a cluster.
+ * Reads a mounted protocol's token (the one in its `/t/<token>/` path): its
+ * signature and expiry, and the prefix it grants.
+ *
+ * @param url The request's path.
+ * @param tokens The access tokens' checker.
+ * @returns The check: the prefix, or the refusal.
+ */
+export function checkScope(
+  url: PeerUrl | undefined,
+  tokens: TokenAuthority,
+): Promise<TokenCheck> {
+  const token = url === undefined ? undefined : splitTokenPath(url.key).token;
+  return tokens.check({ token, now: Date.now() });
+}
+
+/**
+ * An admitted peer of a mounted protocol: with tokens on, its token's
+ * prefix is handed to the protocol as the scope of what the peer may reach.
+ * Served here: the protocol has its own way across a cluster.
  */
 function _mounted(
-  request: Request,
   url: PeerUrl | undefined,
-  remote: string | undefined,
   gates: Gates,
   mounted: Mounted,
+  from: Origin,
 ): Arrival | Promise<Arrival> {
-  const from = _origin(remote, request.headers, gates.trustProxy, gates);
-  const refusal = _admit(request.headers.get("origin"), from, gates);
-  if (refusal !== undefined) {
-    return { kind: "refused", refusal, from, key: undefined };
-  }
   const peer: PeerAsk = {
     key: mounted.rest,
     favored: false,
     query: mounted.query,
   };
-  const tokens = gates.tokens;
-  if (tokens === undefined) {
+  if (gates.tokens === undefined) {
     return { kind: "local", from, peer, lease: undefined, piped: false };
   }
-  const token = url === undefined ? undefined : splitTokenPath(url.key).token;
-  return tokens.check({ token, now: Date.now() }).then((check): Arrival =>
+  return checkScope(url, gates.tokens).then((check): Arrival =>
     check.ok
       ? {
         kind: "local",
@@ -185,15 +198,16 @@ function _mounted(
   );
 }
 
+/** The refusal of a token that failed its check. */
+export function tokenRefusal(check: TokenRefusal): Refusal {
+  return { status: check.status, reason: check.reason, message: check.text };
+}
+
 /** A refused token's arrival: no key to log, a path with a token in it. */
 function _tokenRefused(refusal: TokenRefusal, from: Origin): Arrival {
   return {
     kind: "refused",
-    refusal: {
-      status: refusal.status,
-      reason: refusal.reason,
-      message: refusal.text,
-    },
+    refusal: tokenRefusal(refusal),
     from,
     key: undefined,
   };

@@ -19,6 +19,7 @@ import type { HandlerOptions } from "./options.ts";
 import { checkNumber } from "./options.ts";
 import { CLOSE_GOING_AWAY } from "../lib/codes.ts";
 import { settleWithin } from "../lib/deadline.ts";
+import { single } from "../lib/metrics.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends HandlerOptions {
@@ -213,18 +214,18 @@ function _handlerOptions(
         ? options.readiness?.()
         : "not accepting connections: out of file descriptors",
     moreMetrics: () => [
-      {
-        name: "sigver_accept_errors_total",
-        type: "counter",
-        help: "Failures to accept a connection (EMFILE and the like).",
-        samples: [[{}, listener.errors]],
-      },
-      {
-        name: "sigver_accepting",
-        type: "gauge",
-        help: "1 while the server accepts connections.",
-        samples: [[{}, listener.accepting ? 1 : 0]],
-      },
+      single(
+        "sigver_accept_errors_total",
+        "counter",
+        "Failures to accept a connection (EMFILE and the like).",
+        listener.errors,
+      ),
+      single(
+        "sigver_accepting",
+        "gauge",
+        "1 while the server accepts connections.",
+        listener.accepting ? 1 : 0,
+      ),
       ...options.moreMetrics?.() ?? [],
     ],
   };

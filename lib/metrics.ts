@@ -25,6 +25,38 @@ export interface MetricFamily {
 }
 
 /**
+ * A family of one sample.
+ *
+ * @param name The metric's name.
+ * @param type `counter` or `gauge`.
+ * @param help One line of help text.
+ * @param value The value.
+ * @param labels The sample's labels.
+ * @returns The family.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { single } from "./metrics.ts";
+ * assert.deepEqual(single("sigver_up", "gauge", "Up.", 1), {
+ *   name: "sigver_up",
+ *   type: "gauge",
+ *   help: "Up.",
+ *   samples: [[{}, 1]],
+ * });
+ * ```
+ */
+export function single(
+  name: string,
+  type: "counter" | "gauge",
+  help: string,
+  value: number,
+  labels: Labels = {},
+): MetricFamily {
+  return { name, type, help, samples: [[labels, value]] };
+}
+
+/**
  * How to build one family from a snapshot `S` of what the server counts: a
  * single value, or labelled samples.
  */

@@ -19,7 +19,7 @@ import type {
   Protocol,
   ProtocolPeer,
 } from "../protocol.ts";
-import { type MetricFamily, Tally } from "../metrics.ts";
+import { type MetricFamily, single, Tally } from "../metrics.ts";
 import type { TopicBus, TopicBusFactory } from "./bus.ts";
 import {
   YWEBRTC_IDLE,
@@ -282,16 +282,10 @@ export class YWebrtcProtocol implements Protocol<YWebrtcPeer> {
    * @returns The families.
    */
   metrics(): MetricFamily[] {
-    const gauge = (name: string, help: string, value: number) => ({
-      name,
-      help,
-      type: "gauge" as const,
-      samples: [[_LABEL, value] as const],
-    });
-    const counter = (name: string, help: string, value: number) => ({
-      ...gauge(name, help, value),
-      type: "counter" as const,
-    });
+    const gauge = (name: string, help: string, value: number) =>
+      single(name, "gauge", help, value, _LABEL);
+    const counter = (name: string, help: string, value: number) =>
+      single(name, "counter", help, value, _LABEL);
     return [
       gauge("sigver_ywebrtc_peers", "Connected y-webrtc clients.", this.size),
       gauge(

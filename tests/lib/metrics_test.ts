@@ -9,6 +9,7 @@ import {
   type MetricDef,
   type MetricFamily,
   renderMetrics,
+  single,
   Tally,
 } from "../../lib/metrics.ts";
 import {
@@ -381,5 +382,19 @@ sigver_dropped_messages_total 29
 # HELP sigver_rejections_total Upgrades refused and peers closed by a limit, by reason.
 # TYPE sigver_rejections_total counter
 `,
+  );
+});
+
+Deno.test("single makes a family of one sample, with labels or none", () => {
+  assert.deepEqual(single("sigver_up", "gauge", "Up.", 1), {
+    name: "sigver_up",
+    type: "gauge",
+    help: "Up.",
+    samples: [[{}, 1]],
+  });
+  assert.deepEqual(
+    single("sigver_x_total", "counter", "X.", 7, { protocol: "y-webrtc" })
+      .samples,
+    [[{ protocol: "y-webrtc" }, 7]],
   );
 });
